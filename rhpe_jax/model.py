@@ -1,0 +1,212 @@
+"""The recurrent pose network of Belagiannis & Zisserman (FG 2017) in Flax linen.
+
+A feed-forward module turns a (B, H, W, 3) image into a 128-channel skip
+feature and a 256-channel state `h0` at H/4 x W/4. A fusion module, applied
+`num_iterations + 1` times to concat(skip, h), refines the state. Every pass
+runs the same convolution weights (`flax.linen.scan` with the parameters
+broadcast, so they are stored once) while batch-norm statistics are kept per
+pass (the `batch_stats` collection is stacked along the scan axis). The
+batch-norm scale and offset are parameters and hence shared too: 17,246,910
+parameters for the reference network (the authors' release keeps a scale and
+offset per pass, 17,247,934).
+
+Outputs are supervised after the feed-forward module (its own heads) and
+after every fusion pass (one set of heads shared by all passes), so the model
+returns `num_iterations + 2` stages; the last one is the prediction.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# (kernel, features, batch_norm) of the feed-forward module; 'pool' is a 2x2
+# max-pool with stride 2. Layer 6 (the last 3x3 conv) gives the skip feature.
+FEED_FORWARD_LAYERS = (
+    (3, 64, True), (3, 64, True), 'pool',
+    (3, 64, True), (3, 128, True), 'pool',
+    (3, 128, True), (3, 128, True),
+)
+TRUNK_LAYERS = ((9, 256, True), (9, 512, True), (1, 256, False), (1, 256, False))
+FUSION_LAYERS = ((7, 64, True), (13, 64, True), (13, 128, True), (1, 256, False))
+STATE_FEATURES = 256
+SKIP_FEATURES = 128
+
+# He-normal initialisation suits the ReLU after every convolution.
+conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+
+
+def normalize_images(images: jax.Array) -> jax.Array:
+  """uint8 (or float 0-255) RGB to the network's input range: (x - 128) / 256."""
+  return (images.astype(jnp.float32) - 128.0) / 256.0
+
+
+def scaled_features(features: int, width: float) -> int:
+  """Channel count of a layer in a network `width` times as wide (at least 1)."""
+  return max(1, int(round(features * width)))
+
+
+class ConvBlock(nn.Module):
+  """Convolution, optional batch norm, ReLU ('same' padding, stride 1)."""
+
+  features: int
+  kernel: int
+  use_batch_norm: bool
+  dtype: Dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    # The release keeps a bias before batch norm too; it is redundant but is
+    # part of the reference parameter count.
+    x = nn.Conv(self.features, (self.kernel, self.kernel), padding='SAME',
+                dtype=self.dtype, kernel_init=conv_init)(x)
+    if self.use_batch_norm:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                       epsilon=1e-5, dtype=self.dtype,
+                       axis_name=self.axis_name if train else None)(x)
+    return nn.relu(x)
+
+
+class Heads(nn.Module):
+  """1x1 convolutions to keypoint and body-part maps, each followed by ReLU."""
+
+  num_keypoints: int
+  num_parts: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
+    keypoints = nn.relu(nn.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
+                                kernel_init=conv_init, name='keypoints')(h))
+    if self.num_parts:
+      parts = nn.relu(nn.Conv(self.num_parts, (1, 1), dtype=self.dtype,
+                              kernel_init=conv_init, name='parts')(h))
+    else:
+      parts = jnp.zeros(h.shape[:-1] + (0,), keypoints.dtype)
+    return keypoints, parts
+
+
+class FeedForward(nn.Module):
+  """Layers 1-10: returns the skip feature (layer 6) and the first state h0."""
+
+  width: float = 1.0
+  dtype: Dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
+    block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name)
+    for layer in FEED_FORWARD_LAYERS:
+      if layer == 'pool':
+        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      else:
+        kernel, features, bn = layer
+        x = block(scaled_features(features, self.width), kernel, bn)(x, train)
+    skip = x
+    for kernel, features, bn in TRUNK_LAYERS:
+      x = block(scaled_features(features, self.width), kernel, bn)(x, train)
+    return skip, x
+
+
+class FusionPass(nn.Module):
+  """One pass of the recurrent module: (h, skip) -> next h and its heat maps.
+
+  Written as a scan body: `carry` is the state h, `skip` is broadcast.
+  """
+
+  num_keypoints: int
+  num_parts: int
+  width: float = 1.0
+  dtype: Dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, h: jax.Array, skip: jax.Array, train: bool):
+    block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name)
+    x = jnp.concatenate([skip, h], axis=-1)
+    for kernel, features, bn in FUSION_LAYERS:
+      x = block(scaled_features(features, self.width), kernel, bn)(x, train)
+    maps = Heads(self.num_keypoints, self.num_parts, self.dtype, name='heads')(x)
+    return x, maps
+
+
+class RecurrentPoseNet(nn.Module):
+  """The full network; see the module docstring.
+
+  Attributes:
+    num_keypoints: keypoint maps (16 for MPII, 14 for LSP).
+    num_parts: body-part maps (15 for MPII); 0 turns the part heads off.
+    num_iterations: recurrent iterations as counted in the paper; the
+      network makes num_iterations + 1 fusion passes.
+    width: channel multiplier for every hidden layer (1.0 = the paper's).
+    dtype: compute dtype (bfloat16/float16 for mixed precision); parameters
+      stay float32.
+    axis_name: a pmap/shard_map axis over which batch statistics are
+      averaged during training, so they cover the global batch.
+    remat: recompute each fusion pass in the backward pass (saves memory).
+    unroll: fusion passes unrolled per scan step; None unrolls the whole
+      loop (XLA on CPU is ~80x slower at the gradient of a rolled loop of
+      convolutions, JAX issue 12868), 1 keeps it rolled.
+  """
+
+  num_keypoints: int = 16
+  num_parts: int = 15
+  num_iterations: int = 2
+  width: float = 1.0
+  dtype: Dtype = jnp.float32
+  axis_name: str | None = None
+  remat: bool = False
+  unroll: int | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False
+               ) -> tuple[jax.Array, jax.Array]:
+    """(B, H, W, 3) normalised images -> (keypoint_maps, part_maps).
+
+    Each output is (num_iterations + 2, B, H/4, W/4, C): the feed-forward
+    head first, then one entry per fusion pass.
+    """
+    if self.num_iterations < 0:
+      raise ValueError(f'num_iterations must be >= 0, got {self.num_iterations}')
+    if images.ndim != 4 or images.shape[-1] != 3:
+      raise ValueError(f'images must be (B, H, W, 3), got shape {images.shape}')
+    if images.shape[1] % 4 or images.shape[2] % 4:
+      raise ValueError(f'image height and width must be multiples of 4, got {images.shape[1:3]}')
+    x = images.astype(self.dtype)
+    skip, h = FeedForward(self.width, self.dtype, self.axis_name, name='feed_forward')(x, train)
+    first = Heads(self.num_keypoints, self.num_parts, self.dtype, name='heads_0')(h)
+
+    num_passes = self.num_iterations + 1
+    body = nn.remat(FusionPass, static_argnums=(3,)) if self.remat else FusionPass
+    fusion = nn.scan(
+        body,
+        variable_broadcast='params',  # one set of weights for every pass
+        variable_axes={'batch_stats': 0},  # statistics per pass
+        split_rngs={'params': False},
+        in_axes=(nn.broadcast, nn.broadcast),
+        length=num_passes,
+        unroll=num_passes if self.unroll is None else self.unroll,
+    )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
+      name='fusion')
+    _, (keypoints, parts) = fusion(h, skip, train)
+    keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
+    part_maps = jnp.concatenate([first[1][None], parts], axis=0)
+    return keypoint_maps, part_maps
+
+
+def count_parameters(params: Any) -> int:
+  """Number of scalars in a parameter tree."""
+  return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+
+
+def init_variables(model: RecurrentPoseNet, rng: jax.Array,
+                   image_shape: Sequence[int] = (1, 248, 248, 3)) -> dict:
+  """Initial variables ({'params', 'batch_stats'}) for images of `image_shape`."""
+  return jax.jit(functools.partial(model.init, train=False))(
+      rng, jnp.zeros(image_shape, jnp.float32))

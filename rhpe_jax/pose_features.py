@@ -1,0 +1,50 @@
+"""The TFDS feature schema shared by every pose dataset of this project.
+
+MPII, LSP/LSPET and synthetic_pose emit the same features (only the number of
+joints and the image shape differ), so one input pipeline serves them all.
+Conventions (0-based pixel centres, joint status codes) are those of
+docs/conventions.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+# Values of the features, for readers of the code:
+#   image                  the stored picture: a person-centred crop (MPII,
+#                          synthetic_pose) or the whole image (LSP).
+#   keypoints              (J, 2) [x, y] of the active person in `image` pixels.
+#   keypoint_status        (J,) 0 missing, 1 occluded, 2 visible.
+#   other_keypoints        (P, J, 2) every other annotated person in the image,
+#                          same frame; other_keypoint_status (P, J).
+#   crop_to_image          (2, 3) affine: `image` pixels -> original image pixels
+#                          (identity when `image` is the original).
+#   objpos, scale          the person's rough centre (original pixels) and
+#                          height / 200 px, MPII's definition.
+#   head_box               (4,) x1 y1 x2 y2 in original pixels (zeros if unknown).
+#   head_size              PCKh normaliser, 0.6 x head-box diagonal (0 if unknown).
+#   original_size          (2,) height, width of the original image.
+#   image_name, image_index, person_index, single_person: provenance.
+
+
+def pose_features(num_joints: int, image_shape: tuple) -> tfds.features.FeaturesDict:
+  """Feature dict for examples with `num_joints` joints and images of `image_shape`."""
+  return tfds.features.FeaturesDict({
+      'image': tfds.features.Image(shape=image_shape, encoding_format='jpeg'),
+      'keypoints': tfds.features.Tensor(shape=(num_joints, 2), dtype=np.float32),
+      'keypoint_status': tfds.features.Tensor(shape=(num_joints,), dtype=np.int32),
+      'other_keypoints': tfds.features.Tensor(
+          shape=(None, num_joints, 2), dtype=np.float32),
+      'other_keypoint_status': tfds.features.Tensor(
+          shape=(None, num_joints), dtype=np.int32),
+      'crop_to_image': tfds.features.Tensor(shape=(2, 3), dtype=np.float32),
+      'objpos': tfds.features.Tensor(shape=(2,), dtype=np.float32),
+      'scale': tfds.features.Scalar(dtype=np.float32),
+      'head_box': tfds.features.Tensor(shape=(4,), dtype=np.float32),
+      'head_size': tfds.features.Scalar(dtype=np.float32),
+      'original_size': tfds.features.Tensor(shape=(2,), dtype=np.int32),
+      'image_name': tfds.features.Text(),
+      'image_index': tfds.features.Scalar(dtype=np.int32),
+      'person_index': tfds.features.Scalar(dtype=np.int32),
+      'single_person': tfds.features.Scalar(dtype=np.bool_),
+  })

@@ -1,0 +1,187 @@
+"""Train state, optimiser and the pure train/eval steps.
+
+The steps are written for `jax.pmap` over local devices with a named axis:
+gradients, metrics and batch-norm statistics are averaged over that axis, so
+a step on a global batch gives the same result however the batch is split
+across devices and hosts. Heat-map targets are rendered on the device from
+keypoints inside the step, so the host ships keypoints rather than maps.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax.training import train_state
+
+from rhpe_jax import decode, losses, model as model_lib, skeleton, targets
+
+AXIS = 'batch'  # the pmap axis name
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any = None
+
+
+def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
+                 ) -> model_lib.RecurrentPoseNet:
+  """The network a config describes."""
+  joints = skeleton.get_skeleton(config.skeleton)
+  dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+  if config.compute_dtype not in dtypes:
+    raise ValueError(f'compute_dtype must be one of {sorted(dtypes)}, got {config.compute_dtype!r}')
+  return model_lib.RecurrentPoseNet(
+      num_keypoints=joints.num_joints,
+      num_parts=joints.num_parts if config.use_parts else 0,
+      num_iterations=config.num_iterations,
+      width=config.width,
+      dtype=dtypes[config.compute_dtype],
+      axis_name=axis_name,
+      remat=config.remat)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int
+                           ) -> optax.Schedule:
+  """Piecewise-constant rate: `learning_rate`, times each factor at its epoch."""
+  boundaries = {int(round(epoch * steps_per_epoch)): factor
+                for epoch, factor in zip(config.lr_boundaries_epochs, config.lr_factors)}
+  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+
+
+def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
+                     ) -> optax.GradientTransformation:
+  """SGD with momentum (the paper) or Adam, with optional clipping and decay."""
+  schedule = learning_rate_schedule(config, steps_per_epoch)
+  if config.optimizer == 'sgd':
+    opt = optax.sgd(schedule, momentum=config.momentum)
+  elif config.optimizer == 'adam':
+    opt = optax.adam(schedule)
+  else:
+    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
+  chain = []
+  if config.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  if config.weight_decay > 0:
+    chain.append(optax.add_decayed_weights(config.weight_decay))
+  return optax.chain(*chain, opt)
+
+
+def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
+                       steps_per_epoch: int) -> TrainState:
+  """Initial state for a single device (replicate it for pmap)."""
+  net = create_model(config)
+  variables = model_lib.init_variables(
+      net, rng, (1, config.input_size, config.input_size, 3))
+  return TrainState.create(
+      apply_fn=net.apply, params=variables['params'],
+      batch_stats=variables['batch_stats'],
+      tx=create_optimizer(config, steps_per_epoch))
+
+
+def render_targets_for_batch(batch: dict, config: ml_collections.ConfigDict,
+                             grid_shape: tuple[int, int]) -> targets.Targets:
+  """Targets on the output grid from a batch's keypoints in input pixels."""
+  joints = skeleton.get_skeleton(config.skeleton)
+  return targets.render_batch(
+      decode.input_to_grid(batch['keypoints']), batch['keypoint_status'],
+      grid_shape=grid_shape,
+      part_pairs=joints.part_pairs if config.use_parts else (),
+      occlusion_mode=config.occlusion_mode,
+      other_keypoints=decode.input_to_grid(batch['other_keypoints']),
+      other_status=batch['other_keypoint_status'],
+      sigma=config.sigma, peak=config.peak,
+      part_sigma_along=config.part_sigma_along,
+      part_sigma_across=config.part_sigma_across)
+
+
+def train_step(state: TrainState, batch: dict, *,
+               config: ml_collections.ConfigDict, axis_name: str | None = AXIS
+               ) -> tuple[TrainState, dict]:
+  """One optimisation step on this device's share of the global batch.
+
+  Returns the new state and metrics averaged over `axis_name` (when given).
+  """
+  net = create_model(config, axis_name)
+  images = model_lib.normalize_images(batch['image'])
+  grid = (images.shape[1] // 4, images.shape[2] // 4)
+  target = render_targets_for_batch(batch, config, grid)
+
+  def loss_fn(params):
+    (keypoint_maps, part_maps), updates = net.apply(
+        {'params': params, 'batch_stats': state.batch_stats}, images,
+        train=True, mutable=['batch_stats'])
+    total, per_stage = losses.pose_loss(keypoint_maps, part_maps, target)
+    return total, (per_stage, updates['batch_stats'])
+
+  (loss, (per_stage, batch_stats)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(state.params)
+  if axis_name is not None:
+    grads = jax.lax.pmean(grads, axis_name)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+  for stage in range(per_stage.shape[0]):
+    metrics[f'loss_stage_{stage}'] = per_stage[stage]
+  if axis_name is not None:
+    metrics = jax.lax.pmean(metrics, axis_name)
+  return new_state, metrics
+
+
+def predict_step(state: TrainState, batch: dict, *,
+                 config: ml_collections.ConfigDict) -> dict:
+  """Inference: heat maps of the last stage, keypoints in input pixels.
+
+  Returns `keypoints` (B, J, 2) in input pixels, `confidence` (B, J) (the
+  maps' maxima, the paper's visibility score) and the last stage's maps.
+  """
+  net = create_model(config)
+  images = model_lib.normalize_images(batch['image'])
+  keypoint_maps, part_maps = net.apply(
+      {'params': state.params, 'batch_stats': state.batch_stats}, images,
+      train=False)
+  heatmaps = keypoint_maps[-1].astype(jnp.float32)
+  coords, confidence = decode.heatmaps_to_keypoints(heatmaps)
+  return {'keypoints': decode.grid_to_input(coords), 'confidence': confidence,
+          'heatmaps': heatmaps, 'part_maps': part_maps[-1].astype(jnp.float32)}
+
+
+def eval_step(state: TrainState, batch: dict, *,
+              config: ml_collections.ConfigDict, axis_name: str | None = AXIS
+              ) -> dict:
+  """Validation loss (every stage) and predictions for one batch."""
+  net = create_model(config)
+  images = model_lib.normalize_images(batch['image'])
+  grid = (images.shape[1] // 4, images.shape[2] // 4)
+  target = render_targets_for_batch(batch, config, grid)
+  keypoint_maps, part_maps = net.apply(
+      {'params': state.params, 'batch_stats': state.batch_stats}, images,
+      train=False)
+  total, _ = losses.pose_loss(keypoint_maps, part_maps, target)
+  if axis_name is not None:
+    total = jax.lax.pmean(total, axis_name)
+  coords, confidence = decode.heatmaps_to_keypoints(
+      keypoint_maps[-1].astype(jnp.float32))
+  return {'loss': total, 'keypoints': decode.grid_to_input(coords),
+          'confidence': confidence}
+
+
+def pmapped_train_step(config: ml_collections.ConfigDict):
+  """`train_step` pmapped over local devices, the state buffers donated."""
+  return jax.pmap(functools.partial(train_step, config=config, axis_name=AXIS),
+                  axis_name=AXIS, donate_argnums=(0,))
+
+
+def pmapped_eval_step(config: ml_collections.ConfigDict):
+  return jax.pmap(functools.partial(eval_step, config=config, axis_name=AXIS),
+                  axis_name=AXIS)
+
+
+def replicate(tree: Any) -> Any:
+  return flax.jax_utils.replicate(tree)
+
+
+def unreplicate(tree: Any) -> Any:
+  return flax.jax_utils.unreplicate(tree)
