@@ -163,8 +163,10 @@ def _exponent(grid_shape, centre, axis, sigma_along, sigma_across):
 def _render(keypoints, status, other_keypoints, other_status, sigma, peak,
             part_sigma_along, part_sigma_across, min_part_sigma, cut, *,
             grid_shape, part_pairs, occlusion_mode):
+  """The jitted body of `render_targets` (arguments already checked)."""
   num_joints = keypoints.shape[0]
-  # Coordinates of missing joints are meaningless; zero them so no NaN leaks.
+  # Coordinates of missing joints are meaningless (maybe NaN); zero them so that
+  # no NaN arises even in intermediates (jax_debug_nans stays quiet).
   keypoints = jnp.where((status > 0)[:, None], keypoints, 0.0)
   other_keypoints = jnp.where((other_status > 0)[..., None], other_keypoints, 0.0)
   geometry = functools.partial(
@@ -179,6 +181,7 @@ def _render(keypoints, status, other_keypoints, other_status, sigma, peak,
 
   annotated = elem_status > 0
   occluded = elem_status == 1
+  # 'exclude': occluded regions are drawn as background (weighted, target 0).
   drawn = annotated & ~occluded
   ignored = jnp.zeros_like(occluded)
   if occlusion_mode == 'include':
@@ -199,9 +202,10 @@ def _render(keypoints, status, other_keypoints, other_status, sigma, peak,
     o_centre, o_axis, o_along, o_across, o_status = geometry(other_keypoints, other_status)
     o_region = _exponent(grid_shape, o_centre, o_axis, o_along, o_across) <= cut
     o_region = o_region & (o_status > 0)[:, None, None, :]  # (P, H, W, C)
-    blocked = jnp.any(o_region, axis=0)
-    keep = region & annotated & ~ignored
-    weight = jnp.where(blocked & ~keep, 0.0, weight)
+    # Outside the active region; inside it the active weight wins (and where
+    # that weight is 0, missing or ignored, it stays 0 either way).
+    blocked = jnp.any(o_region, axis=0) & ~region
+    weight = jnp.where(blocked, 0.0, weight)
 
   target = target.astype(jnp.float32)
   weight = weight.astype(jnp.float32)

@@ -41,7 +41,8 @@ def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
       width=config.width,
       dtype=dtypes[config.compute_dtype],
       axis_name=axis_name,
-      remat=config.remat)
+      remat=config.remat,
+      unroll=config.scan_unroll or None)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int

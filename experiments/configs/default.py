@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.width = 1.0
   config.compute_dtype = 'float32'  # 'bfloat16' on accelerators
   config.remat = False
+  config.scan_unroll = 0  # fusion passes per scan step; 0 unrolls them all (fast on CPU)
 
   # Targets and loss (rhpe_jax.targets, rhpe_jax.losses).
   config.occlusion_mode = 'include'  # 'include' | 'ignore' | 'exclude'

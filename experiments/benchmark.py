@@ -1,0 +1,222 @@
+r"""Benchmarks: training step, inference and the input pipeline.
+
+  python -m experiments.benchmark --what=train_step --config=experiments/configs/mpii.py \
+      --batch=2 --image_size=248 --steps=5 [--compare_torch] [--unroll=1]
+
+Prints one JSON line per measurement: what, batch, image_size, step_time_s
+(median over `--steps` timed runs after a warm-up), images_per_s,
+compile_time_s, gflop_per_image (XLA's cost analysis of the compiled step),
+mfu where the device's peak is known, peak_memory_bytes where the backend
+reports it. With --compare_torch (and torch installed) it also times
+../shared/bench/torch_reference.py on the same shapes and prints the ratio.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rhpe_jax import skeleton, train_step as step_lib
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
+flags.DEFINE_enum('what', 'train_step', ['train_step', 'inference', 'input_pipeline'],
+                  'What to measure.')
+flags.DEFINE_integer('batch', 2, 'Batch size (per device for steps; per host for the pipeline).')
+flags.DEFINE_integer('image_size', None, 'Input size; default: the config\'s input_size.')
+flags.DEFINE_integer('steps', 5, 'Timed repetitions after one warm-up.')
+flags.DEFINE_integer('unroll', None, 'Fusion passes per scan step (default: fully unrolled).')
+flags.DEFINE_bool('compare_torch', False, 'Also time ../shared/bench/torch_reference.py.')
+flags.DEFINE_string('torch_reference', None, 'Path of torch_reference.py.')
+
+# Dense bf16 peak (TFLOP/s) per chip, from the vendors' data sheets:
+# H100 SXM 989.4 and H200 989.4 (NVIDIA H100/H200 Tensor Core GPU datasheets,
+# dense, without sparsity), A100 312 (NVIDIA A100 datasheet), TPU v4 275,
+# v5e 197, v5p 459, v6e 918 (Google Cloud TPU system architecture pages).
+PEAK_TFLOPS = {
+    'h100': 989.4, 'h200': 989.4, 'a100': 312.0,
+    'tpu v4': 275.0, 'tpu v5 lite': 197.0, 'tpu v5e': 197.0, 'tpu v5p': 459.0,
+    'tpu v6': 918.0,
+}
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def device_peak_tflops(device: jax.Device) -> float | None:
+  kind = device.device_kind.lower()
+  for name, peak in PEAK_TFLOPS.items():
+    if name in kind:
+      return peak
+  return None
+
+
+def peak_memory_bytes(device: jax.Device) -> int | None:
+  try:
+    stats = device.memory_stats()
+  except Exception:  # CPU backends may not implement it
+    return None
+  return (stats or {}).get('peak_bytes_in_use')
+
+
+def fake_batch(config, batch: int, image_size: int, rng: np.random.Generator) -> dict:
+  """A batch of random images and keypoints shaped like the pipeline's."""
+  joints = skeleton.get_skeleton(config.skeleton).num_joints
+  people = config.max_other_people
+  return {
+      'image': rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),
+      'keypoints': rng.uniform(0, image_size, (batch, joints, 2)).astype(np.float32),
+      'keypoint_status': rng.integers(0, 3, (batch, joints)).astype(np.int32),
+      'other_keypoints': rng.uniform(0, image_size, (batch, people, joints, 2)).astype(np.float32),
+      'other_keypoint_status': rng.integers(0, 3, (batch, people, joints)).astype(np.int32),
+  }
+
+
+def time_compiled(fn, args_fn, steps: int) -> list[float]:
+  """Wall time of `steps` calls of fn(*args_fn()) after one warm-up call."""
+  jax.block_until_ready(fn(*args_fn()))
+  times = []
+  for _ in range(steps):
+    args = args_fn()
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return times
+
+
+def report(what: str, batch: int, image_size: int, times: list[float], compiled=None,
+           compile_time: float | None = None, **extra) -> dict:
+  step_time = statistics.median(times)
+  out = {'what': what, 'batch': batch, 'image_size': image_size,
+         'step_time_s': round(step_time, 4), 'images_per_s': round(batch / step_time, 3),
+         'device': jax.devices()[0].device_kind, 'backend': jax.default_backend()}
+  if compile_time is not None:
+    out['compile_time_s'] = round(compile_time, 2)
+  if compiled is not None:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get('flops', 0.0)) if cost else 0.0
+    if flops:
+      out['gflop_per_image'] = round(flops / batch / 1e9, 2)
+      peak = device_peak_tflops(jax.devices()[0])
+      if peak:
+        out['mfu'] = round(flops / step_time / (peak * 1e12), 4)
+  memory = peak_memory_bytes(jax.devices()[0])
+  if memory is not None:
+    out['peak_memory_bytes'] = memory
+  out.update(extra)
+  print(json.dumps(out), flush=True)
+  return out
+
+
+def benchmark_step(config, what: str, batch: int, image_size: int, steps: int,
+                   unroll: int | None) -> dict:
+  config.input_size = image_size
+  if unroll is not None:
+    config.scan_unroll = unroll
+  state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1000)
+  rng = np.random.default_rng(0)
+  if what == 'train_step':
+    fn = jax.jit(functools.partial(step_lib.train_step, config=config, axis_name=None),
+                 donate_argnums=(0,))
+  else:
+    fn = jax.jit(functools.partial(step_lib.predict_step, config=config))
+  batches = [jax.device_put(fake_batch(config, batch, image_size, rng)) for _ in range(2)]
+  start = time.perf_counter()
+  compiled = fn.lower(state, batches[0]).compile()
+  compile_time = time.perf_counter() - start
+
+  holder = {'state': state, 'i': 0}
+
+  def run(b):
+    if what == 'train_step':
+      holder['state'], metrics = compiled(holder['state'], b)
+      return metrics
+    return compiled(holder['state'], b)
+
+  def args():
+    holder['i'] += 1
+    return (batches[holder['i'] % 2],)
+
+  times = time_compiled(run, args, steps)
+  return report(what, batch, image_size, times, compiled, compile_time,
+                unroll='full' if unroll is None else unroll, dtype=config.compute_dtype,
+                width=config.width, num_iterations=config.num_iterations)
+
+
+def benchmark_input_pipeline(config, batch: int, steps: int) -> dict:
+  """Images/s of the training pipeline on MPII-style 384 px JPEG crops."""
+  from rhpe_jax import input_pipeline
+  raw = input_pipeline.fake_raw_dataset(num_examples=256, resolution=384,
+                                        num_joints=skeleton.get_skeleton(config.skeleton).num_joints)
+  ds = input_pipeline.make_train_dataset(
+      raw, config=input_pipeline.augment_config_from(config), seed=0,
+      global_batch_size=batch, process_index=0, process_count=1,
+      local_device_count=1, shuffle_buffer=256)
+  iterator = iter(ds)
+  next(iterator)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    next(iterator)
+    times.append(time.perf_counter() - start)
+  cores = len(os.sched_getaffinity(0))
+  out = report('input_pipeline', batch, config.input_size, times, cores=cores)
+  out['images_per_s_per_core'] = round(out['images_per_s'] / cores, 2)
+  print(json.dumps({'what': 'input_pipeline_per_core', 'cores': cores,
+                    'images_per_s_per_core': out['images_per_s_per_core']}), flush=True)
+  return out
+
+
+def run_torch_reference(path: pathlib.Path, batch: int, image_size: int, steps: int
+                        ) -> dict | None:
+  try:
+    import torch  # noqa: F401  (only to know whether it is installed)
+  except ImportError:
+    print(json.dumps({'what': 'torch_reference', 'skipped': 'torch is not installed'}))
+    return None
+  out = subprocess.run([sys.executable, str(path), str(batch), str(image_size), str(steps)],
+                       capture_output=True, text=True, check=True).stdout
+  train = re.search(r'train step B=\d+ size=\d+: ([\d.]+)s', out)
+  forward = re.search(r'forward B=1 size=\d+: ([\d.]+)s', out)
+  result = {'what': 'torch_reference', 'batch': batch, 'image_size': image_size,
+            'train_step_time_s': float(train.group(1)),
+            'inference_b1_time_s': float(forward.group(1))}
+  print(json.dumps(result), flush=True)
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  image_size = FLAGS.image_size or config.input_size
+  if FLAGS.what == 'input_pipeline':
+    benchmark_input_pipeline(config, FLAGS.batch, FLAGS.steps)
+    return
+  ours = benchmark_step(config, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps, FLAGS.unroll)
+  if FLAGS.compare_torch:
+    path = pathlib.Path(FLAGS.torch_reference or REPO.parent / 'shared' / 'bench' / 'torch_reference.py')
+    if not path.exists():
+      sys.exit(f'error: torch reference not found at {path}')
+    torch_result = run_torch_reference(path, FLAGS.batch, image_size, FLAGS.steps)
+    if torch_result:
+      key = 'train_step_time_s' if FLAGS.what == 'train_step' else 'inference_b1_time_s'
+      print(json.dumps({'what': f'{FLAGS.what}_ratio_jax_over_torch',
+                        'ratio': round(ours['step_time_s'] / torch_result[key], 3)}), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,89 @@
+"""Scores a community MPII prediction file against valid.h5-layout ground truth.
+
+  python -m experiments.evaluate_predictions --predictions=preds.h5 \
+      --annotations=../shared/data/mpii_valid/valid.h5 [--threshold=0.5] \
+      [--output_json=results.json]
+
+Prints the paper's MPII table (Head .. Ankle, Total, AUC), computed as the
+official evalMPII does (see rhpe_jax.metrics). Row i of the predictions must
+be the person of row i of the annotations.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from rhpe_jax import metrics
+from rhpe_jax import prediction_io
+from rhpe_jax import skeleton as skeleton_lib
+
+_PREDICTIONS = flags.DEFINE_string(
+    'predictions', None, 'Prediction file (.h5 dataset or .mat variable "preds", 1-based).')
+_ANNOTATIONS = flags.DEFINE_string(
+    'annotations', None, 'Ground truth in the valid.h5 layout.')
+_THRESHOLD = flags.DEFINE_float('threshold', 0.5, 'PCKh threshold (fraction of head size).')
+_OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Optional path for the results as JSON.')
+
+
+def _jsonable(value):
+  """NumPy arrays/scalars to lists/numbers; NaN to None (JSON has no NaN)."""
+  if isinstance(value, dict):
+    return {k: _jsonable(v) for k, v in value.items()}
+  if isinstance(value, np.ndarray):
+    value = value.tolist()
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def evaluate(predictions_path: str, annotations_path: str, threshold: float) -> dict:
+  """PCKh results of a prediction file (see metrics.pckh for the fields)."""
+  if not (threshold >= 0 and math.isfinite(threshold)):
+    raise ValueError(f'threshold must be a non-negative number, got {threshold}')
+  annotations = prediction_io.load_mpii_annotations(annotations_path)
+  preds = prediction_io.load_predictions(predictions_path)
+  gt = annotations['keypoints']
+  if preds.shape != gt.shape:
+    raise ValueError(
+        f'{predictions_path}: predictions have shape {preds.shape} (N, J, 2), the '
+        f'annotations {gt.shape}; they must describe the same persons and joints')
+  results = metrics.pckh(preds, gt, annotations['status'], annotations['head_size'],
+                         threshold=threshold)
+  results['num_persons'] = int(gt.shape[0])
+  results['predictions'] = str(predictions_path)
+  results['annotations'] = str(annotations_path)
+  return results
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
+    return 2
+  try:
+    results = evaluate(_PREDICTIONS.value, _ANNOTATIONS.value, _THRESHOLD.value)
+    print(f'{results["num_persons"]} persons, {_PREDICTIONS.value}')
+    print(metrics.format_table(results, skeleton_lib.MPII))
+    if _OUTPUT_JSON.value:
+      path = pathlib.Path(_OUTPUT_JSON.value)
+      path.write_text(json.dumps(_jsonable(results), indent=2) + '\n')
+  except (ValueError, FileNotFoundError, OSError) as e:
+    message = ' '.join(str(e).split())
+    print(f'error: {message}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['predictions', 'annotations'])
+  app.run(main)

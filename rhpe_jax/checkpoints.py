@@ -1,0 +1,73 @@
+"""Orbax checkpoints: the last N steps (asynchronous) plus the best by accuracy.
+
+`workdir/checkpoints/latest/<step>` holds the most recent `keep_checkpoints`
+saves; `workdir/checkpoints/best/<step>` the one with the highest validation
+score. Every process calls `save`; orbax coordinates the hosts.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ml_collections
+import orbax.checkpoint as ocp
+
+
+def _payload(state) -> dict[str, Any]:
+  """What a checkpoint holds: everything of the train state that changes."""
+  return {'step': state.step, 'params': state.params,
+          'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
+
+
+class CheckpointManager:
+  """The two orbax managers of a workdir behind one small interface."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+    root = os.path.join(os.path.abspath(workdir), 'checkpoints')
+    self._latest = ocp.CheckpointManager(
+        os.path.join(root, 'latest'),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True,
+            create=True))
+    self._best = ocp.CheckpointManager(
+        os.path.join(root, 'best'),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, best_fn=lambda metrics: metrics['score'], best_mode='max',
+            enable_async_checkpointing=True, create=True))
+
+  def latest_step(self) -> int | None:
+    return self._latest.latest_step()
+
+  def restore_latest(self, state):
+    """`state` with the newest saved values, or unchanged if there is none."""
+    return self._restore(self._latest, self._latest.latest_step(), state)
+
+  def restore_best(self, state):
+    """`state` with the best saved values; falls back to the newest."""
+    step = self._best.best_step()
+    if step is None:
+      return self.restore_latest(state)
+    return self._restore(self._best, step, state)
+
+  @staticmethod
+  def _restore(manager: ocp.CheckpointManager, step: int | None, state):
+    if step is None:
+      return state
+    restored = manager.restore(step, args=ocp.args.StandardRestore(_payload(state)))
+    return state.replace(**restored)
+
+  def save(self, step: int, state, metric: float | None = None, force: bool = False) -> None:
+    """Saves `state` (unreplicated) at `step`; also as best when `metric` beats it."""
+    if self._latest.latest_step() != step:
+      self._latest.save(step, args=ocp.args.StandardSave(_payload(state)), force=force)
+    if metric is not None:
+      self._best.save(step, args=ocp.args.StandardSave(_payload(state)),
+                      metrics={'score': float(metric)}, force=True)
+
+  def wait(self) -> None:
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self._latest.close()
+    self._best.close()

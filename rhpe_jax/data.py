@@ -1,0 +1,77 @@
+"""Datasets of a training config: TFDS splits turned into device batches.
+
+Glue between a config (dataset names, splits, augmentation) and
+`input_pipeline`; batches come out as NumPy trees shaped
+(local_devices, per_device_batch, ...) and are prefetched to the devices.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import ml_collections
+import tensorflow_datasets as tfds
+from flax import jax_utils
+
+from rhpe_jax import augment, input_pipeline
+
+
+def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
+  """The crop and augmentation settings of a config."""
+  return augment.AugmentConfig.from_mapping(config)
+
+
+def data_dir(config: ml_collections.ConfigDict) -> str | None:
+  return config.data_dir or None
+
+
+def _load(config, name: str, split: str) -> tuple:
+  """(this process's shard of `name`/`split`, size of the whole split)."""
+  ds = input_pipeline.load_split(name, split, data_dir(config))
+  builder = tfds.builder(name, data_dir=data_dir(config))
+  return ds, builder.info.splits[split].num_examples
+
+
+class TrainData:
+  """The training stream of a config (with mixed-in datasets, if any)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, per_device_batch: int):
+    self.config = config
+    self.per_device_batch = per_device_batch
+    main, self.num_examples = _load(config, config.dataset, config.train_split)
+    if config.num_train_examples > 0:
+      self.num_examples = config.num_train_examples
+    self._datasets, self._weights = [main], [1.0]
+    for name, split, mapping, weight in config.extra_train_datasets:
+      extra, _ = _load(config, name, split)
+      self._datasets.append(input_pipeline.map_joints(extra, mapping))
+      self._weights.append(float(weight))
+
+  def dataset(self, start_step: int = 0):
+    return input_pipeline.make_train_dataset(
+        self._datasets if len(self._datasets) > 1 else self._datasets[0],
+        config=augment_config(self.config), seed=self.config.seed,
+        global_batch_size=self.config.batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        local_device_count=jax.local_device_count(), start_step=start_step,
+        mix_weights=self._weights if len(self._datasets) > 1 else None,
+        shuffle_buffer=self.config.shuffle_buffer)
+
+  def iterator(self, start_step: int = 0) -> Iterator[dict]:
+    """Batches from `start_step` on, already on the devices."""
+    batches = tfds.as_numpy(self.dataset(start_step))
+    return jax_utils.prefetch_to_device(batches, self.config.prefetch_batches)
+
+
+def eval_dataset(config: ml_collections.ConfigDict, split: str | None = None,
+                 batch_size: int | None = None):
+  """One pass over the evaluation split, padded to whole batches (`valid` = 0)."""
+  split = split or config.eval_split
+  if config.num_eval_examples > 0:
+    split = f'{split}[:{config.num_eval_examples}]'
+  ds, total = _load(config, config.dataset, split)
+  return input_pipeline.make_eval_dataset(
+      ds, config=augment_config(config),
+      global_batch_size=batch_size or config.batch_size,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      local_device_count=jax.local_device_count(), num_examples_total=total)

@@ -1,0 +1,1 @@
+"""MPII Human Pose dataset (TFDS builder in mpii_dataset_builder.py)."""

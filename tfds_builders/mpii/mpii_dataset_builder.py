@@ -1,0 +1,412 @@
+"""MPII Human Pose as person-centred crops, one example per person.
+
+Reads the official `mpii_human_pose_v1_u12_1.mat` (via
+`rhpe_jax.mpii_annotations`), the images, and Tompson et al.'s `valid.h5`.
+Splits: `train` (annotated persons of training images minus validation),
+`validation` (the `valid.h5` pairs, in that file's order) and `test` (persons
+of test images: position and scale only). Conventions: README.md.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+from typing import Any, Iterator
+
+from absl import logging
+from etils import epath
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from rhpe_jax import lsp_annotations
+from rhpe_jax import mpii_annotations
+from rhpe_jax import pose_features
+from rhpe_jax import skeleton
+
+ANNOTATIONS_URL = (
+    'https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1_u12_2.zip')
+IMAGES_URL = 'https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1.tar.gz'
+VALID_URL = (
+    'https://github.com/princeton-vl/pose-hg-train/raw/master/data/mpii/annot/valid.h5')
+
+MAT_NAME = 'mpii_human_pose_v1_u12_1.mat'
+ANNOTATIONS_ZIP = 'mpii_human_pose_v1_u12_2.zip'
+IMAGES_TAR = 'mpii_human_pose_v1.tar.gz'
+VALID_NAME = 'valid.h5'
+
+# What a manual dir must hold: (what, accepted names, where to get it).
+EXPECTED_FILES = (
+    ('annotations', f'{ANNOTATIONS_ZIP} or the extracted {MAT_NAME}', ANNOTATIONS_URL),
+    ('images', f'{IMAGES_TAR} or the extracted images/ folder', IMAGES_URL),
+    ('validation split', VALID_NAME, VALID_URL),
+)
+
+_MANUAL_INSTRUCTIONS = '\n'.join(
+    ['Place these files in the manual dir (or pass no manual dir to download them):']
+    + [f'  * {what}: {names}, from {url}' for what, names, url in EXPECTED_FILES])
+
+_CITATION = """\
+@inproceedings{andriluka14cvpr,
+  author = {Mykhaylo Andriluka and Leonid Pishchulin and Peter Gehler and Bernt Schiele},
+  title = {2D Human Pose Estimation: New Benchmark and State of the Art Analysis},
+  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year = {2014}
+}
+@inproceedings{tompson15cvpr,
+  author = {Jonathan Tompson and Ross Goroshin and Arjun Jain and Yann LeCun and Christoph Bregler},
+  title = {Efficient Object Localization Using Convolutional Networks},
+  booktitle = {IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year = {2015}
+}
+"""
+
+_MAX_PEOPLE_PER_IMAGE = 1000  # key = image_index * this + person_index
+
+
+@dataclasses.dataclass(eq=False)
+class MpiiConfig(tfds.core.BuilderConfig):
+  """Crop geometry: a square of side crop_side_factor x 200 x scale, resampled.
+
+  The default 2.0 (400 x scale) leaves room for rotation and scale
+  augmentation around the release's 300 x scale window.
+  """
+
+  resolution: int = 384
+  crop_side_factor: float = 2.0
+
+
+# ----------------------------------------------------------------------------
+# Crop geometry (pure functions; the tests check them against NumPy sums).
+
+
+def crop_to_image_transform(objpos: np.ndarray, scale: float, resolution: int,
+                            crop_side_factor: float) -> np.ndarray:
+  """(2, 3) affine from crop pixels to original pixels (both 0-based centres).
+
+  The crop spans [-0.5, R - 0.5] and covers the square of side
+  S = crop_side_factor x 200 x scale centred on objpos, so
+  x_orig = objpos_x - S/2 + (u + 0.5) S/R.
+  """
+  side = crop_side_factor * 200.0 * float(scale)
+  step = side / resolution
+  cx, cy = float(objpos[0]), float(objpos[1])
+  return np.array([[step, 0.0, cx - side / 2 + 0.5 * step],
+                   [0.0, step, cy - side / 2 + 0.5 * step]], np.float64)
+
+
+def image_to_crop_points(points: np.ndarray, crop_to_image: np.ndarray) -> np.ndarray:
+  """Maps (..., 2) original-pixel points into the crop (inverse of the affine)."""
+  a = np.asarray(crop_to_image, np.float64)
+  inv = np.linalg.inv(a[:, :2])
+  return (np.asarray(points, np.float64) - a[:, 2]) @ inv.T
+
+
+def _box_reduce(image: np.ndarray, k: int) -> np.ndarray:
+  """Averages k x k blocks: output pixel i covers inputs k*i .. k*i + k - 1.
+
+  Blocks cut by the right or bottom border average the pixels they have.
+  """
+  h, w, c = image.shape
+  hk, wk = -(-h // k), -(-w // k)
+  padded = np.zeros((hk * k, wk * k, c), np.float64)
+  padded[:h, :w] = image
+  counts = np.zeros((hk * k, wk * k), np.float64)
+  counts[:h, :w] = 1.0
+  sums = padded.reshape(hk, k, wk, k, c).sum(axis=(1, 3))
+  n = counts.reshape(hk, k, wk, k).sum(axis=(1, 3))
+  return sums / n[..., None]
+
+
+def _block_start(coords: np.ndarray, k: int, size: int) -> int:
+  """First k-block (of an axis of `size` pixels) a bilinear sample may read."""
+  lo = int(np.floor((coords.min() - (k - 1) / 2.0) / k)) - 1
+  return int(np.clip(lo, 0, -(-size // k) - 1))
+
+
+def _block_end(coords: np.ndarray, k: int, size: int) -> int:
+  """One past the last k-block a bilinear sample may read."""
+  hi = int(np.floor((coords.max() - (k - 1) / 2.0) / k)) + 2
+  return int(np.clip(hi, 1, -(-size // k)))
+
+
+def crop_image(image: np.ndarray, crop_to_image: np.ndarray, resolution: int) -> np.ndarray:
+  """Resamples an (H, W, 3) image into an R x R crop: bilinear, zeros outside.
+
+  Crop pixel (u, v) takes the bilinear value at crop_to_image @ [u, v, 1];
+  points outside the image's area [-0.5, W - 0.5] x [-0.5, H - 0.5] are 0.
+  A large downscale first averages k x k blocks (k = floor of the step) so
+  the bilinear pass does not alias; the affine is adjusted so that
+  crop_to_image stays exact.
+  """
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3:
+    raise ValueError(f'crop_image: expected an (H, W, 3) image, got shape {image.shape}')
+  a = np.asarray(crop_to_image, np.float64)
+  h, w = image.shape[:2]
+  u, v = np.meshgrid(np.arange(resolution, dtype=np.float64),
+                     np.arange(resolution, dtype=np.float64))
+  x = a[0, 0] * u + a[0, 1] * v + a[0, 2]
+  y = a[1, 0] * u + a[1, 1] * v + a[1, 2]
+  inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+  step = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+  k = max(1, int(step))
+  # Only the k-aligned blocks that the samples can touch are reduced.
+  bx0, by0 = _block_start(x, k, w), _block_start(y, k, h)
+  bx1, by1 = _block_end(x, k, w), _block_end(y, k, h)
+  source = image[by0 * k:by1 * k, bx0 * k:bx1 * k].astype(np.float64)
+  if k > 1:
+    source = _box_reduce(source, k)
+  # Reduced pixel i is centred on original k*(i + b0) + (k - 1)/2.
+  x = (x - (k - 1) / 2.0) / k - bx0
+  y = (y - (k - 1) / 2.0) / k - by0
+  out = np.zeros((resolution, resolution, 3), np.float64)
+  for ch in range(3):
+    out[..., ch] = ndimage.map_coordinates(source[..., ch], [y, x], order=1, mode='nearest')
+  out[~inside] = 0.0
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------
+# Small helpers.
+
+
+def _read_rgb(path: epath.Path) -> np.ndarray:
+  """Decodes an image fully (so a truncated file fails here, not later)."""
+  with path.open('rb') as f:
+    image = Image.open(f)
+    image.load()
+    return np.asarray(image.convert('RGB'))
+
+
+def _train_key(image_index: int, person_index: int) -> int:
+  """A fixed pseudo-random integer, so the stored train split is shuffled."""
+  digest = hashlib.sha256(f'{image_index}/{person_index}'.encode()).digest()
+  return int.from_bytes(digest[:7], 'big')
+
+
+class _Skips:
+  """Counts what a split leaves out, with the first few names per reason."""
+
+  def __init__(self, split: str):
+    self.split = split
+    self.names = collections.defaultdict(list)
+
+  def add(self, reason: str, name: str) -> None:
+    self.names[reason].append(name)
+
+  def report(self) -> None:
+    if not self.names:
+      return
+    parts = [f'{reason}: {len(names)} ({", ".join(names[:5])}'
+             f'{", ..." if len(names) > 5 else ""})'
+             for reason, names in sorted(self.names.items())]
+    total = sum(len(v) for v in self.names.values())
+    logging.warning('mpii %s: skipped %d persons; %s', self.split, total, '; '.join(parts))
+
+
+def _find(root: epath.Path, name: str, is_dir: bool) -> epath.Path | None:
+  """`root/name`, else one level down (archives often add a top folder)."""
+  candidates = [root / name] + [d / name for d in sorted(root.iterdir()) if d.is_dir()]
+  for c in candidates:
+    if c.exists() and c.is_dir() == is_dir:
+      return c
+  return None
+
+
+def _manual_dir(dl_manager: tfds.download.DownloadManager) -> epath.Path | None:
+  """The manual dir if it has content; None when none was given (download)."""
+  try:
+    return epath.Path(dl_manager.manual_dir)
+  except AssertionError:
+    given = getattr(dl_manager, '_manual_dir', None)
+    default = epath.Path(dl_manager.download_dir) / 'manual'
+    if given is not None and epath.Path(given) != default:
+      raise FileNotFoundError(
+          f'MPII: manual dir {given} does not exist or is empty.\n'
+          f'{_MANUAL_INSTRUCTIONS}') from None
+    return None
+
+
+# ----------------------------------------------------------------------------
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """MPII Human Pose: person-centred crops with keypoints, splits of Tompson et al."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [
+      MpiiConfig(name='crop384', resolution=384, crop_side_factor=2.0,
+                 description='384 x 384 crops of side 400 x scale around objpos.'),
+      MpiiConfig(name='crop256', resolution=256, crop_side_factor=2.0,
+                 description='256 x 256 crops of side 400 x scale around objpos.'),
+  ]
+  DEFAULT_CONFIG_NAME = 'crop384'
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_INSTRUCTIONS
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    r = self.builder_config.resolution
+    return self.dataset_info_from_configs(
+        features=pose_features.pose_features(skeleton.MPII.num_joints, (r, r, 3)),
+        homepage='http://human-pose.mpi-inf.mpg.de/',
+        citation=_CITATION,
+        # Validation keeps valid.h5's order; train keys are pseudo-random.
+        disable_shuffling=True,
+    )
+
+  # -- sources ---------------------------------------------------------------
+
+  def _sources(self, dl_manager: tfds.download.DownloadManager) -> dict[str, epath.Path]:
+    """Paths of the .mat, the images folder and valid.h5 (manual dir or download)."""
+    manual = _manual_dir(dl_manager)
+    if manual is None:
+      extracted = dl_manager.download_and_extract(
+          {'annotations': ANNOTATIONS_URL, 'images': IMAGES_URL})
+      valid = epath.Path(dl_manager.download(VALID_URL))
+      mat = _find(epath.Path(extracted['annotations']), MAT_NAME, is_dir=False)
+      images = _find(epath.Path(extracted['images']), 'images', is_dir=True)
+      if mat is None or images is None:
+        raise FileNotFoundError(
+            f'MPII: downloaded archives lack {MAT_NAME} or images/: '
+            f'{extracted}')
+      return {'mat': mat, 'images': images, 'valid': valid}
+
+    mat = _find(manual, MAT_NAME, is_dir=False)
+    mat_zip = manual / ANNOTATIONS_ZIP
+    images = manual / 'images'
+    images_tar = manual / IMAGES_TAR
+    valid = manual / VALID_NAME
+    found = {
+        'annotations': mat is not None or mat_zip.exists(),
+        'images': images.is_dir() or images_tar.exists(),
+        'validation split': valid.exists(),
+    }
+    missing = [f'  * {what}: {names}, from {url}'
+               for what, names, url in EXPECTED_FILES if not found[what]]
+    if missing:
+      raise FileNotFoundError(
+          f'MPII: manual dir {manual} is incomplete; missing:\n' + '\n'.join(missing))
+    if mat is None:
+      mat = _find(epath.Path(dl_manager.extract(mat_zip)), MAT_NAME, is_dir=False)
+      if mat is None:
+        raise FileNotFoundError(f'MPII: {mat_zip} does not contain {MAT_NAME}')
+    if not images.is_dir():
+      images = _find(epath.Path(dl_manager.extract(images_tar)), 'images', is_dir=True)
+      if images is None:
+        raise FileNotFoundError(f'MPII: {images_tar} does not contain images/')
+    return {'mat': mat, 'images': images, 'valid': valid}
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    paths = self._sources(dl_manager)
+    release = mpii_annotations.load_release(paths['mat'])
+    pairs = mpii_annotations.load_validation_pairs(paths['valid'])
+    mpii_annotations.check_pairs_match(release, pairs)
+    if release.problems:
+      logging.warning('mpii: malformed annotation records skipped: %s',
+                      mpii_annotations.summarize_problems(release.problems))
+    valid_rows = mpii_annotations.validation_keys(pairs)
+    return {
+        'train': self._generate_examples(release, paths['images'], 'train', valid_rows),
+        'validation': self._generate_examples(
+            release, paths['images'], 'validation', valid_rows),
+        'test': self._generate_examples(release, paths['images'], 'test', valid_rows),
+    }
+
+  # -- examples --------------------------------------------------------------
+
+  def _generate_examples(self, release: mpii_annotations.Release, images_dir: epath.Path,
+                         split: str, valid_rows: list[tuple[int, int]]
+                         ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yields (key, example); bad images or records are skipped and reported."""
+    skips = _Skips(split)
+    by_index = release.by_index()
+    cache: dict[str, Any] = {'name': None, 'image': None, 'error': None}
+    for key, record, person in self._persons(release, split, valid_rows, skips, by_index):
+      label = f'{record.name}#{person.index}'
+      if cache['name'] != record.name:
+        cache['name'] = record.name
+        cache['image'], cache['error'] = None, None
+        try:
+          cache['image'] = _read_rgb(images_dir / record.name)
+        except FileNotFoundError:
+          cache['error'] = 'missing image'
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+          cache['error'] = 'corrupt image'
+      if cache['error']:
+        skips.add(cache['error'], label)
+        continue
+      example = self._example(cache['image'], record, person, skips, label)
+      if example is not None:
+        yield key, example
+    skips.report()
+
+  def _persons(self, release, split, valid_rows, skips, by_index):
+    """(key, image record, person) of one split, in storage order."""
+    if split == 'validation':
+      for row, (i, p) in enumerate(valid_rows):
+        record = by_index.get(i)
+        person = record.person(p) if record is not None else None
+        if person is None:
+          skips.add('malformed record', f'annolist[{i}] person {p}')
+        elif not person.has_keypoints:
+          skips.add('no keypoints', f'{record.name}#{p}')
+        else:
+          yield row, record, person
+      return
+    valid_set = set(valid_rows)
+    for record in release.images:
+      for person in record.people:
+        if split == 'train':
+          if (record.is_train and person.has_keypoints
+              and (record.index, person.index) not in valid_set):
+            yield _train_key(record.index, person.index), record, person
+        elif not record.is_train:  # test
+          yield record.index * _MAX_PEOPLE_PER_IMAGE + person.index, record, person
+
+  def _example(self, image: np.ndarray, record: mpii_annotations.ImageRecord,
+               person: mpii_annotations.Person, skips: _Skips,
+               label: str) -> dict[str, Any] | None:
+    cfg = self.builder_config
+    objpos, scale = person.objpos, person.scale
+    if objpos is None or scale is None:
+      if not person.has_keypoints:
+        skips.add('no objpos/scale', label)
+        return None
+      try:  # documented fallback: box of the annotated joints.
+        objpos, scale = lsp_annotations.centre_and_scale_from_keypoints(
+            person.keypoints, person.status)
+      except ValueError:
+        skips.add('no objpos/scale', label)
+        return None
+    a = crop_to_image_transform(objpos, scale, cfg.resolution, cfg.crop_side_factor)
+
+    def to_crop(kp, status):
+      out = image_to_crop_points(kp, a)
+      return np.where((status != skeleton.MISSING)[..., None], out, 0.0)
+
+    others = [p for p in record.people if p.index != person.index and p.has_keypoints]
+    other_kp = np.zeros((len(others), skeleton.MPII.num_joints, 2), np.float32)
+    other_st = np.zeros((len(others), skeleton.MPII.num_joints), np.int32)
+    for n, p in enumerate(others):
+      other_kp[n] = to_crop(p.keypoints, p.status)
+      other_st[n] = p.status
+    return {
+        'image': crop_image(image, a, cfg.resolution),
+        'keypoints': to_crop(person.keypoints, person.status).astype(np.float32),
+        'keypoint_status': person.status.astype(np.int32),
+        'other_keypoints': other_kp,
+        'other_keypoint_status': other_st,
+        'crop_to_image': a.astype(np.float32),
+        'objpos': np.asarray(objpos, np.float32),
+        'scale': np.float32(scale),
+        'head_box': (np.zeros(4) if person.head_box is None
+                     else person.head_box).astype(np.float32),
+        'head_size': np.float32(person.head_size),
+        'original_size': np.array(image.shape[:2], np.int32),
+        'image_name': record.name,
+        'image_index': np.int32(record.index),
+        'person_index': np.int32(person.index),
+        'single_person': person.index in record.single_person,
+    }

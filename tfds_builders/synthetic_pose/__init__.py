@@ -1,0 +1,1 @@
+"""synthetic_pose: the project's embedded, procedurally generated pose dataset."""
