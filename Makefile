@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/tfds build tfds_builders/synthetic_pose --data_dir=$(DATA)
+	$(BIN)/tfds build tfds_builders/synthetic_pose --config=default --data_dir=$(DATA)
 	$(BIN)/python -m experiments.train --config=experiments/configs/demo.py \
 	  --workdir=$(DEMO) --config.data_dir=$(DATA)
 	$(BIN)/python -m experiments.evaluate --config=experiments/configs/demo.py \

@@ -432,7 +432,11 @@ def load_split(name: str, split: str, data_dir: str, *, shard_for_process: bool 
     split = tfds.split_for_jax_process(split, process_index=process_index,
                                        process_count=process_count)
   decoders = {'image': tfds.decode.SkipDecoding()} if skip_decoding else None
-  return builder.as_dataset(split=split, decoders=decoders, shuffle_files=False)
+  # No auto-cache: TFDS would cache small splits in memory, and the per-epoch
+  # streams that read them partially would discard and warn at every epoch.
+  read_config = tfds.ReadConfig(try_autocache=False)
+  return builder.as_dataset(split=split, decoders=decoders, shuffle_files=False,
+                            read_config=read_config)
 
 
 def benchmark_input_pipeline(raw_ds: tf.data.Dataset, steps: int, batch: int, *,

@@ -5,8 +5,8 @@ The two releases store the same 14 joints in two layouts with opposite flags:
 * LSP original (`lsp_dataset.zip`, 2000 images): `joints` is (3, 14, N); rows
   are x, y and a flag that is 0 for a visible joint and 1 for an occluded one.
   The release's README calls the flag "visibility", but the common reading
-  (CMU's pose-machines / pytorch-pose `genLSP.m` use `1 - flag` as the
-  visibility) and the images agree that 1 marks occlusion.
+  is that 1 marks occlusion (convolutional pose machines' `genJSON.m` and
+  derived converters use `1 - flag` as the visibility).
 * LSPET (`lspet_dataset.zip`, 10000 images): `joints` is (14, 3, N); columns
   are x, y and a flag that is 1 for a visible joint, 0 otherwise.
 

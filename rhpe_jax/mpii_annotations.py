@@ -156,7 +156,7 @@ def _visibility(value: Any, what: str) -> int:
   """is_visible (absent, empty, 0/1, '0'/'1') -> status code.
 
   Empty or absent means "annotated, visibility not recorded": such a point is
-  counted as visible, as pose-hg-train's reader does.
+  counted as visible, as pose-hg-train's and pose machines' readers do.
   """
   number = _number(value, what)
   if number is None:
@@ -240,6 +240,19 @@ def _single_person(value: Any, what: str) -> frozenset[int]:
   return frozenset(int(v) - 1 for v in values)
 
 
+def _cell_per_image(value: Any, num: int, name: str) -> list[Any]:
+  """A cell array with one entry per image (squeezed to its content if num == 1)."""
+  is_cell = isinstance(value, np.ndarray) and value.dtype == object
+  if num == 1 and not (is_cell and value.size == 1):
+    return [value]
+  if not is_cell or value.size != num:
+    size = value.size if isinstance(value, np.ndarray) else 1
+    raise ValueError(
+        f'MPII annotations: RELEASE.{name} has {size} entries, annolist has '
+        f'{num}; expected a cell array with one entry per image')
+  return list(value.ravel())
+
+
 # ----------------------------------------------------------------------------
 # Public API.
 
@@ -255,27 +268,17 @@ def parse_release(release: Any) -> Release:
           f'{list(release._fieldnames)}); expected the official '
           'mpii_human_pose_v1_u12_1.mat')
   annolist = _as_list(release.annolist)
-  img_train = np.atleast_1d(np.asarray(release.img_train)).ravel()
-  single = _as_list(release.single_person) if isinstance(
-      release.single_person, np.ndarray) and release.single_person.dtype == object else None
   num = len(annolist)
-  if num == 0:
-    raise ValueError('MPII annotations: RELEASE.annolist is empty')
+  if num == 0 or not any(_is_struct(e) for e in annolist):
+    raise ValueError(
+        'MPII annotations: RELEASE.annolist holds no structs; expected one '
+        'struct (image, annorect) per image')
+  img_train = np.atleast_1d(np.asarray(release.img_train)).ravel()
   if img_train.size != num:
     raise ValueError(
         f'MPII annotations: RELEASE.img_train has {img_train.size} entries, '
         f'annolist has {num}; expected one flag per image')
-  if single is None:
-    if num != 1:
-      raise ValueError(
-          'MPII annotations: RELEASE.single_person must be a cell array with '
-          'one entry per image')
-    single = [release.single_person]
-  if len(single) != num:
-    raise ValueError(
-        f'MPII annotations: RELEASE.single_person has {len(single)} entries, '
-        f'annolist has {num}; expected one per image')
-
+  single = _cell_per_image(release.single_person, num, 'single_person')
   images, problems = [], []
   for i, entry in enumerate(annolist):
     what = f'annolist[{i}]'

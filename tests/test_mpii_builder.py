@@ -227,6 +227,17 @@ def test_reader_rejects_wrong_structure(tmp_path):
   scipy.io.savemat(path, {'RELEASE': {'annolist': np.zeros((1, 3))}})
   with pytest.raises(ValueError, match="no field 'img_train'"):
     mpii_annotations.load_release(path)
+  scipy.io.savemat(path, {'RELEASE': {'annolist': np.zeros((1, 3)), 'img_train': np.ones((1, 3)),
+                                      'single_person': np.zeros((3, 1), object)}})
+  with pytest.raises(ValueError, match='annolist holds no structs'):
+    mpii_annotations.load_release(path)
+  annolist = _struct_array([{'image': {'name': 'a.jpg'}}] * 3, ['image', 'annorect'])
+  single = np.empty((2, 1), object)
+  single[:, 0] = [EMPTY, EMPTY]
+  scipy.io.savemat(path, {'RELEASE': {'annolist': annolist, 'img_train': np.ones((1, 3)),
+                                      'single_person': single}})
+  with pytest.raises(ValueError, match='single_person has 2 entries, annolist has 3'):
+    mpii_annotations.load_release(path)
   scipy.io.savemat(path, {'something': np.zeros(3)})
   with pytest.raises(ValueError, match='no variable RELEASE'):
     mpii_annotations.load_release(path)

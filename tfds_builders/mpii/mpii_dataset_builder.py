@@ -75,6 +75,13 @@ class MpiiConfig(tfds.core.BuilderConfig):
   resolution: int = 384
   crop_side_factor: float = 2.0
 
+  def __post_init__(self):
+    if int(self.resolution) != self.resolution or self.resolution < 1:
+      raise ValueError(f'MpiiConfig: resolution must be a positive integer, got {self.resolution}')
+    if not self.crop_side_factor > 0:
+      raise ValueError(
+          f'MpiiConfig: crop_side_factor must be positive, got {self.crop_side_factor}')
+
 
 # ----------------------------------------------------------------------------
 # Crop geometry (pure functions; the tests check them against NumPy sums).
