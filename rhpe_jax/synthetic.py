@@ -718,7 +718,7 @@ def generate_example(seed: int, resolution: int = 128, *,
   }
 
 
-def image_name(split: str, index: int) -> str:
+def example_name(split: str, index: int) -> str:
   """The provenance name of an example, e.g. 'synthetic_train_000123'."""
   return f'synthetic_{split}_{index:06d}'
 
@@ -730,13 +730,13 @@ def generate_split(split: str, num_examples: int, resolution: int = 128,
   """Yields (key, example) for examples start .. num_examples - 1 of `split`.
 
   Example i uses `example_seed(base_seed, split, i)`, so a split is the same
-  whichever part of it is generated; the key is its `image_name`.
+  whichever part of it is generated; the key is its `example_name`.
   """
   _check_resolution(resolution)
   if int(num_examples) < 0 or int(start) < 0:
     raise ValueError(f'num_examples and start must be >= 0, got {num_examples}, {start}')
   for i in range(int(start), int(num_examples)):
-    name = image_name(split, i)
+    name = example_name(split, i)
     example = generate_example(example_seed(base_seed, split, i), resolution,
                                image_name=name, image_index=i, options=options)
     if not with_masks:
