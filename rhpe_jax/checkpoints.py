@@ -2,21 +2,37 @@
 
 `workdir/checkpoints/latest/<step>` holds the most recent `keep_checkpoints`
 saves; `workdir/checkpoints/best/<step>` the one with the highest validation
-score. Every process calls `save`; orbax coordinates the hosts.
+score. Every process calls `save` and `restore_*` (orbax synchronises the
+hosts); the state is handed to orbax as host NumPy arrays, identical on every
+process after a pmean-ed step, which the primary process writes and every
+process reads back.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
 
 def _payload(state) -> dict[str, Any]:
-  """What a checkpoint holds: everything of the train state that changes."""
+  """What a checkpoint holds: everything of the train state that changes.
+
+  The RNG needs no entry: the network has no dropout and the augmentation
+  draws are a pure function of (seed, position in the data stream), and the
+  position is `step` times the global batch.
+  """
   return {'step': state.step, 'params': state.params,
           'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
+
+
+def _host_payload(state) -> dict[str, Any]:
+  """The payload copied to host memory, so that the next (donating) train step
+  cannot touch what an asynchronous save is still writing, and so that every
+  process hands orbax the same process-local values."""
+  return jax.device_get(_payload(state))
 
 
 class CheckpointManager:
@@ -57,11 +73,18 @@ class CheckpointManager:
     return state.replace(**restored)
 
   def save(self, step: int, state, metric: float | None = None, force: bool = False) -> None:
-    """Saves `state` (unreplicated) at `step`; also as best when `metric` beats it."""
+    """Saves `state` (unreplicated) at `step`; also as best when `metric` beats it.
+
+    Asynchronous: returns once the values are on the host; `wait()` blocks
+    until they are on disk.
+    """
+    payload = None
     if self._latest.latest_step() != step:
-      self._latest.save(step, args=ocp.args.StandardSave(_payload(state)), force=force)
+      payload = _host_payload(state)
+      self._latest.save(step, args=ocp.args.StandardSave(payload), force=force)
     if metric is not None:
-      self._best.save(step, args=ocp.args.StandardSave(_payload(state)),
+      payload = payload if payload is not None else _host_payload(state)
+      self._best.save(step, args=ocp.args.StandardSave(payload),
                       metrics={'score': float(metric)}, force=True)
 
   def wait(self) -> None:
@@ -69,5 +92,6 @@ class CheckpointManager:
     self._best.wait_until_finished()
 
   def close(self) -> None:
+    self.wait()
     self._latest.close()
     self._best.close()

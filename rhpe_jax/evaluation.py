@@ -3,14 +3,19 @@ and the paper's accuracy measures (PCKh for MPII, PCK for LSP and synthetic).
 """
 from __future__ import annotations
 
+import os
+import pathlib
 from typing import Any, Iterable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from rhpe_jax import data, metrics, skeleton, visualize
+from rhpe_jax import data, decode, metrics, skeleton, visualize
+from rhpe_jax import model as model_lib
 from rhpe_jax import train_step as step_lib
 
 # Batch fields kept next to the predictions (ground truth and provenance).
@@ -133,3 +138,249 @@ def write_image_summaries(writer, config: ml_collections.ConfigDict, evaluation:
                                       color=(230, 30, 30))
     pictures.append(picture)
   writer.image('eval/predictions', np.stack(pictures), step, max_outputs=len(pictures))
+
+
+# --------------------------------------------------------------------------
+# Standalone evaluation (experiments/evaluate.py): checkpoints, test-time
+# augmentation, paper-style numbers.
+
+def _saved_steps(directory) -> list[int]:
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir()
+                if p.is_dir() and p.name.isdigit() and (p / 'default').is_dir())
+
+
+def find_checkpoint(workdir: str, checkpoint: str = 'best') -> tuple[str, int]:
+  """(`checkpoints/<kind>/<step>` directory, step) of a workdir's checkpoint.
+
+  `checkpoint` is 'best' (falls back to the newest when no best was saved, as
+  training's resume does), 'latest', or a step number (looked up in both).
+  Raises FileNotFoundError / ValueError with a one-line reason.
+  """
+  root = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'workdir {workdir} does not exist')
+  best = _saved_steps(os.path.join(root, 'best'))
+  latest = _saved_steps(os.path.join(root, 'latest'))
+  if not best and not latest:
+    raise FileNotFoundError(f'no checkpoint in {root} (train first with experiments.train)')
+  if checkpoint == 'best':
+    if best:
+      return os.path.join(root, 'best', str(best[-1])), best[-1]
+    return os.path.join(root, 'latest', str(latest[-1])), latest[-1]
+  if checkpoint == 'latest':
+    if latest:
+      return os.path.join(root, 'latest', str(latest[-1])), latest[-1]
+    return os.path.join(root, 'best', str(best[-1])), best[-1]
+  if not str(checkpoint).isdigit():
+    raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got {checkpoint!r}")
+  step = int(checkpoint)
+  for kind, steps in (('latest', latest), ('best', best)):
+    if step in steps:
+      return os.path.join(root, kind, str(step)), step
+  raise FileNotFoundError(
+      f'no checkpoint of step {step} in {root}; saved steps: {sorted(set(best + latest))}')
+
+
+def restore_state(config: ml_collections.ConfigDict, workdir: str,
+                  checkpoint: str = 'best') -> tuple[Any, int]:
+  """A train state (single device) with a workdir's saved values, and its step."""
+  path, step = find_checkpoint(workdir, checkpoint)
+  state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1)
+  target = {'step': state.step, 'params': state.params,
+            'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
+  manager = ocp.CheckpointManager(
+      os.path.dirname(path), options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+  try:
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+  except (ValueError, KeyError, TypeError) as e:
+    message = ' '.join(str(e).split())[:300]
+    raise ValueError(
+        f'checkpoint {path} does not fit this config (width, iterations, parts, '
+        f'skeleton?): {message}') from None
+  finally:
+    manager.close()
+  return state.replace(**restored), step
+
+
+def _last_stage_heatmaps(state, images, *, config):
+  """Last-stage keypoint maps (B, h, w, J) of uint8 images (B, S, S, 3)."""
+  net = step_lib.create_model(config)
+  keypoint_maps, _ = net.apply(
+      {'params': state.params, 'batch_stats': state.batch_stats},
+      model_lib.normalize_images(images), train=False)
+  return keypoint_maps[-1].astype(jnp.float32)
+
+
+def make_heatmap_fn(config: ml_collections.ConfigDict, flip: bool = False):
+  """pmapped (replicated state, images (D, B, S, S, 3)) -> heat maps (D, B, h, w, J).
+
+  With `flip`, the maps are the mean of the image's and the un-mirrored maps of
+  the mirrored image (`decode.merge_flipped`), left/right channels swapped back.
+  """
+  perm = skeleton.get_skeleton(config.skeleton).flip_permutation
+
+  def fn(state, images):
+    maps = _last_stage_heatmaps(state, images, config=config)
+    if flip:
+      mirrored = _last_stage_heatmaps(state, images[:, :, ::-1], config=config)
+      maps = decode.merge_flipped(maps, mirrored, perm)
+    return maps
+
+  return jax.pmap(fn)
+
+
+def grid_to_grid_affine(target_input_to_image: np.ndarray,
+                        source_input_to_image: np.ndarray, stride: int = 4) -> np.ndarray:
+  """(..., 2, 3) map from the target crop's heat-map grid to the source crop's.
+
+  Both crops see one original image through their `input_to_image`; a target
+  grid pixel goes grid -> input -> image (target), then image -> input -> grid
+  (source). Used to bring the heat maps of another box scale into the scale-1
+  frame before averaging.
+  """
+  def hom(a):
+    a = np.asarray(a, np.float64)
+    last = np.broadcast_to(np.array([0.0, 0.0, 1.0]), a.shape[:-2] + (1, 3))
+    return np.concatenate([a, last], axis=-2)
+
+  # grid -> input: x_in = s x + (s - 1) / 2; its inverse x = (x_in - (s - 1) / 2) / s.
+  g2i = np.array([[stride, 0, (stride - 1) / 2], [0, stride, (stride - 1) / 2], [0, 0, 1.0]])
+  i2g = np.linalg.inv(g2i)
+  full = i2g @ np.linalg.inv(hom(source_input_to_image)) @ hom(target_input_to_image) @ g2i
+  return full[..., :2, :]
+
+
+def resample_heatmaps(heatmaps: jnp.ndarray, affine: jnp.ndarray) -> jnp.ndarray:
+  """Heat maps (B, h, w, J) sampled (bilinear, 0 outside) at `affine` (B, 2, 3)
+  applied to every pixel centre of a (h, w) output grid."""
+  heatmaps = jnp.asarray(heatmaps)
+  height, width = heatmaps.shape[1:3]
+  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                        jnp.arange(width, dtype=jnp.float32), indexing='ij')
+
+  def one(maps, a):
+    sx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
+    sy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
+    sample = lambda m: jax.scipy.ndimage.map_coordinates(m, [sy, sx], order=1,
+                                                         mode='constant', cval=0.0)
+    return jax.vmap(sample, in_axes=-1, out_axes=-1)(maps)
+
+  return jax.vmap(one)(heatmaps, jnp.asarray(affine, jnp.float32))
+
+
+_resample_jit = jax.jit(resample_heatmaps)
+
+
+def _scaled_config(config: ml_collections.ConfigDict, scale: float) -> ml_collections.ConfigDict:
+  scaled = ml_collections.ConfigDict(config.to_dict())
+  scaled.box_scale = float(config.box_scale) * float(scale)
+  return scaled
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+  """'1.0,0.9,1.1' -> (1.0, 0.9, 1.1); the first must be 1 (the reference frame)."""
+  try:
+    scales = tuple(float(s) for s in str(text).split(',') if s.strip())
+  except ValueError:
+    raise ValueError(f'--scales must be comma-separated numbers, got {text!r}') from None
+  if not scales or any(not (s > 0 and np.isfinite(s)) for s in scales):
+    raise ValueError(f'--scales must be positive numbers, got {text!r}')
+  if 1.0 not in scales:
+    raise ValueError(f'--scales must include 1.0 (the frame heat maps are averaged in), got {text!r}')
+  return (1.0,) + tuple(s for s in scales if s != 1.0)
+
+
+def predict_split(config: ml_collections.ConfigDict, state, split: str, *,
+                  flip: bool = False, scales: tuple[float, ...] = (1.0,),
+                  batch_size: int | None = None) -> dict[str, np.ndarray]:
+  """Predictions for every example of a split, sorted by (image, person).
+
+  Heat maps of each box scale (and their mirror, with `flip`) are brought to
+  the scale-1 crop's grid (`grid_to_grid_affine`, bilinear), averaged, then
+  decoded. Returns 'pred' (input pixels of the scale-1 crop), 'pred_image'
+  and 'gt_image' (original pixels), 'confidence' (max of each averaged map),
+  and the ground-truth fields of the split.
+  """
+  if not scales or scales[0] != 1.0:
+    raise ValueError(f'scales must start with 1.0, got {scales}')
+  batch_size = batch_size or config.batch_size
+  heatmap_fn = make_heatmap_fn(config, flip)
+  replicated = step_lib.replicate(state)
+  iterators = [data.eval_dataset(_scaled_config(config, s), split, batch_size).as_numpy_iterator()
+               for s in scales]
+  parts: dict[str, list] = {k: [] for k in ('pred', 'confidence', 'valid') + _KEPT_FIELDS}
+  for batches in zip(*iterators):
+    reference = batches[0]
+    flat = lambda x: np.asarray(x).reshape((-1,) + np.shape(x)[2:])
+    maps = flat(heatmap_fn(replicated, reference['image']))
+    if len(scales) > 1:
+      total = maps
+      for batch in batches[1:]:
+        other = flat(heatmap_fn(replicated, batch['image']))
+        affine = grid_to_grid_affine(flat(reference['input_to_image']),
+                                     flat(batch['input_to_image']))
+        total = total + np.asarray(_resample_jit(other, affine))
+      maps = total / len(scales)
+    coords, confidence = decode.heatmaps_to_keypoints(maps)
+    parts['pred'].append(np.asarray(decode.grid_to_input(coords)))
+    parts['confidence'].append(np.asarray(confidence))
+    parts['valid'].append(flat(reference['valid']))
+    for key in _KEPT_FIELDS:
+      parts[key].append(flat(reference[key]))
+  out = {k: np.concatenate(v) for k, v in parts.items()}
+  keep = out.pop('valid').astype(bool)
+  out = {k: v[keep] for k, v in out.items()}
+  order = np.lexsort((out['person_index'], out['image_index']))
+  out = {k: v[order] for k, v in out.items()}
+  out['pred_image'] = _apply_affine(out['pred'], out['input_to_image'])
+  out['gt_image'] = _apply_affine(out['keypoints'], out['input_to_image'])
+  return out
+
+
+def has_ground_truth(predictions: dict[str, np.ndarray]) -> bool:
+  """False for a split without keypoints (MPII test): no table, a submission."""
+  return bool(np.any(predictions['keypoint_status'] > 0))
+
+
+def curve_thresholds(config: ml_collections.ConfigDict) -> np.ndarray:
+  """PCKh: 0..0.5 in steps of 0.01 (the AUC's); PCK: 0..threshold in 0.01 steps."""
+  if config.eval_metric == 'pckh':
+    return metrics.PCKH_AUC_THRESHOLDS
+  return np.arange(int(round(config.eval_pck_threshold * 100)) + 1) / 100.0
+
+
+def accuracy_curves(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray]
+                    ) -> dict[str, Any]:
+  """PCK(h)-vs-threshold curves of every table group and of "Total" (pooled)."""
+  joints = skeleton.get_skeleton(config.skeleton)
+  groups, total = metrics._table_spec(joints)  # pylint: disable=protected-access
+  gt = predictions['gt_image']
+  if config.eval_metric == 'pckh':
+    normaliser = predictions['head_size']
+  else:
+    normaliser = metrics.torso_size(gt, config.torso_definition, joints)
+  thresholds = curve_thresholds(config)
+  annotated = predictions['keypoint_status'] > 0
+  curves = {name: metrics.pck_curve(predictions['pred_image'], gt, annotated, normaliser,
+                                    thresholds, ids)
+            for name, ids in groups}
+  curves['Total'] = metrics.pck_curve(predictions['pred_image'], gt, annotated, normaliser,
+                                      thresholds, total)
+  return {'thresholds': thresholds, 'curves': curves,
+          'auc': metrics.auc(thresholds, curves['Total'])}
+
+
+def visibility(predictions: dict[str, np.ndarray]) -> dict[str, Any] | None:
+  """The paper's visibility AP (Sec. IV-B), or None without both visible and
+  occluded labels."""
+  status = predictions['keypoint_status']
+  if not (np.any(status == skeleton.VISIBLE) and np.any(status == skeleton.OCCLUDED)):
+    return None
+  ap, precision, recall = metrics.visibility_average_precision(
+      predictions['confidence'], status == skeleton.VISIBLE, status > 0)
+  return {'ap': ap, 'precision': precision, 'recall': recall,
+          'num_visible': int(np.sum(status == skeleton.VISIBLE)),
+          'num_occluded': int(np.sum(status == skeleton.OCCLUDED))}

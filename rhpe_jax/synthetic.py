@@ -316,7 +316,7 @@ class _Figure:
   head_axis: np.ndarray
   head_a: float
   head_b: float
-  parts: list  # (part name, _Shape builder args) in paint order
+  parts: list  # (part name, shape kind, shape args), in paint order
 
 
 def _sample_lengths(rng: np.random.Generator, height: float) -> dict[str, float]:
@@ -357,8 +357,6 @@ def _sample_pose(rng: np.random.Generator, height: float) -> tuple[np.ndarray, d
     else:
       hip = rng.uniform(*lim['hip'])
     knee = lim['knee'][1] * rng.uniform() ** 2
-    angles.update({f'{side}_shoulder': shoulder, f'{side}_elbow': elbow,
-                   f'{side}_hip': hip, f'{side}_knee': knee})
     s_id, e_id, w_id = ((R_SHOULDER, R_ELBOW, R_WRIST) if side == 'r'
                         else (L_SHOULDER, L_ELBOW, L_WRIST))
     h_id, k_id, a_id = (R_HIP, R_KNEE, R_ANKLE) if side == 'r' else (L_HIP, L_KNEE, L_ANKLE)
@@ -382,8 +380,10 @@ def _sample_pose(rng: np.random.Generator, height: float) -> tuple[np.ndarray, d
 def _make_figure(rng: np.random.Generator, height: float) -> _Figure:
   kp, ang = _sample_pose(rng, height)
   h = height
-  radius = lambda f: max(f * h, 1.0)  # at least one pixel: joints stay inside
   parts = []
+
+  def radius(fraction):  # at least one pixel, so that joints stay inside
+    return max(fraction * h, 1.0)
 
   def cap(name, p, q, r):
     parts.append((name, 'capsule', (p, q, r)))

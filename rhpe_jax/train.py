@@ -5,7 +5,8 @@ with orbax (periodic, asynchronous, keep-N plus the best by validation
 accuracy), resumes from `workdir` automatically and exactly (model,
 optimiser, step and the position in the data stream: batch k is a pure
 function of the seed and k), saves and exits cleanly on SIGTERM, and stops
-with a clear message on a non-finite loss, keeping the last good checkpoint.
+with a clear message on a non-finite loss, keeping the last good checkpoint
+(no state is saved before the metrics of every step up to it were checked).
 """
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ import jax
 import ml_collections
 import numpy as np
 from absl import logging
-from flax import jax_utils
 from flax.metrics import tensorboard
+from jax.experimental import multihost_utils
 
 from rhpe_jax import checkpoints, data, evaluation
 from rhpe_jax import train_step as step_lib
 
 
 class NonFiniteLossError(RuntimeError):
-  pass
+  """Training diverged; the message names the step and the last good checkpoint."""
 
 
 class _StopRequest:
@@ -45,6 +46,7 @@ class _StopRequest:
     return self
 
   def _handle(self, signum, frame):
+    del frame
     self.signal = signum
 
   def __exit__(self, *exc):
@@ -65,26 +67,68 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
 def check_batch_size(config: ml_collections.ConfigDict) -> int:
   """Per-device batch; the global batch must split evenly over all devices."""
   devices = jax.device_count()
-  if config.batch_size % devices:
+  if config.batch_size < 1 or config.batch_size % devices:
     raise ValueError(
         f'batch_size {config.batch_size} does not split over {devices} devices; '
-        f'use a multiple of {devices} (e.g. --config.batch_size={devices * max(1, config.batch_size // devices)})')
+        f'use a multiple of {devices} (e.g. --config.batch_size='
+        f'{devices * max(1, config.batch_size // devices)})')
   return config.batch_size // devices
 
 
-def _fetch_metrics(device_metrics: list[dict]) -> dict[str, float]:
-  """Mean of per-step metrics (already averaged over devices)."""
-  stacked = jax.device_get([jax_utils.unreplicate(m) for m in device_metrics])
-  return {k: float(np.mean([m[k] for m in stacked])) for k in stacked[0]}
+def _any_process(flag: bool) -> bool:
+  """True on every process when `flag` is true on any (a SIGTERM may reach
+  one host first; all must stop at the same step or the collectives hang)."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def _to_host(device_metrics: list[dict]) -> list[dict[str, float]]:
+  """Per-step metrics (already averaged over devices) as host floats."""
+  fetched = jax.device_get([step_lib.unreplicate(m) for m in device_metrics])
+  return [{k: float(v) for k, v in m.items()} for m in fetched]
+
+
+def _check_finite(host_metrics: list[dict[str, float]], first_step: int, workdir: str,
+                  manager: checkpoints.CheckpointManager) -> None:
+  for offset, metrics in enumerate(host_metrics):
+    if not all(math.isfinite(v) for v in metrics.values()):
+      manager.wait()
+      bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+      raise NonFiniteLossError(
+          f'non-finite training metrics at step {first_step + offset} {bad}; stopped. '
+          f'The last good checkpoint (step {manager.latest_step()}) is kept in {workdir}; '
+          'lower the learning rate or set grad_clip_norm.')
+
+
+def heatmap_pictures(images: np.ndarray, heatmaps: np.ndarray, peak: float) -> np.ndarray:
+  """Inputs (N, S, S, 3) uint8 beside themselves overlaid in red with the
+  maximum over joints of their heat maps (N, S/4, S/4, J): (N, S, 2S, 3)."""
+  scale = images.shape[1] // heatmaps.shape[1]
+  strength = np.clip(heatmaps.max(-1) / peak, 0.0, 1.0)
+  strength = strength.repeat(scale, 1).repeat(scale, 2)[..., None]
+  red = np.array([255.0, 0.0, 0.0])
+  overlay = images * (1.0 - strength) + red * strength
+  return np.concatenate([images, overlay.round().astype(np.uint8)], axis=2)
+
+
+def _write_heatmap_summaries(writer, config, state, evaluation_result, step: int) -> None:
+  images = evaluation_result['predictions'].get('images')
+  if images is None or not len(images):
+    return
+  predict = jax.jit(lambda s, b: step_lib.predict_step(s, b, config=config))
+  heatmaps = np.asarray(predict(state, {'image': images})['heatmaps'])
+  writer.image('eval/heatmaps', heatmap_pictures(images, heatmaps, config.peak), step,
+               max_outputs=len(images))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) in `workdir`; returns the last evaluation's metrics."""
-  per_device_batch = check_batch_size(config)
+  """Trains (or resumes) in `workdir`; returns the last evaluation's metrics
+  ({} when no evaluation ran, e.g. when `workdir` holds a finished run)."""
+  check_batch_size(config)
   is_main = jax.process_index() == 0
-  writer = tensorboard.SummaryWriter(workdir) if is_main else None
 
-  train_data = data.TrainData(config, per_device_batch)
+  train_data = data.TrainData(config)
   per_epoch = steps_per_epoch(config, train_data.num_examples)
   num_steps = total_steps(config, train_data.num_examples)
 
@@ -94,73 +138,87 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = int(state.step)
   if start_step:
     logging.info('Resumed from %s at step %d.', workdir, start_step)
+    if is_main:
+      print(f'resumed from step {start_step}', flush=True)
+  writer = tensorboard.SummaryWriter(workdir) if is_main else None
   if writer and start_step == 0:
     writer.hparams({k: str(v) for k, v in config.to_dict().items()})
 
   p_train_step = step_lib.pmapped_train_step(config)
-  state = jax_utils.replicate(state)
+  state = step_lib.replicate(state)
   batches = train_data.iterator(start_step)
   evaluator = evaluation.Evaluator(config)
-  last_eval: dict[str, Any] = {}
-  pending: list[dict] = []
-  timer_start, timer_step = time.time(), start_step
   schedule = step_lib.learning_rate_schedule(config, per_epoch)
+  last_eval: dict[str, Any] = {}
+  pending: list[dict] = []  # device metrics not yet checked
+  checked: list[dict[str, float]] = []  # host metrics since the last log line
+  timer_start, timer_step = time.time(), start_step
 
-  with _StopRequest() as stop:
-    step = start_step
-    while step < num_steps:
-      batch = next(batches)
-      state, metrics = p_train_step(state, batch)
-      pending.append(metrics)
-      step += 1
+  try:
+    with _StopRequest() as stop:
+      step = start_step
+      while step < num_steps:
+        state, metrics = p_train_step(state, next(batches))
+        pending.append(metrics)
+        step += 1
+        stopping = _any_process(stop.signal is not None)
+        last_step = step == num_steps
+        log_now = step % config.log_every_steps == 0 or last_step or stopping
+        eval_now = step % config.eval_every_steps == 0 or last_step
+        save_now = eval_now or step % config.checkpoint_every_steps == 0 or stopping
 
-      last_step = step == num_steps
-      if step % config.log_every_steps == 0 or last_step or stop.signal:
-        summary = _fetch_metrics(pending)
-        pending = []
-        if not all(math.isfinite(v) for v in summary.values()):
+        if log_now or save_now:  # nothing is logged or saved before it is checked
+          fresh = _to_host(pending)
+          _check_finite(fresh, step - len(pending) + 1, workdir, manager)
+          pending = []
+          checked.extend(fresh)
+
+        if log_now:
+          summary = {k: float(np.mean([m[k] for m in checked])) for k in checked[0]}
+          checked = []
+          elapsed = max(time.time() - timer_start, 1e-9)
+          rate = (step - timer_step) * config.batch_size / elapsed
+          eta = time.strftime('%H:%M:%S', time.gmtime((num_steps - step) * elapsed
+                                                      / max(step - timer_step, 1)))
+          summary['learning_rate'] = float(schedule(step - 1))
+          summary['images_per_s'] = rate
+          if is_main:
+            print(f'step {step}/{num_steps}  loss {summary["loss"]:.4f}  '
+                  f'{rate:.1f} img/s  ETA {eta}', flush=True)
+            for key, value in summary.items():
+              writer.scalar(f'train/{key}', value, step)
+            writer.flush()
+          timer_start, timer_step = time.time(), step
+
+        if eval_now:
+          last_eval = evaluator.evaluate(state)
+          if is_main:
+            print(evaluation.format_summary(config, last_eval, step), flush=True)
+            for key, value in last_eval['scalars'].items():
+              writer.scalar(f'eval/{key}', value, step)
+            evaluation.write_image_summaries(writer, config, last_eval, step)
+            _write_heatmap_summaries(writer, config, step_lib.unreplicate(state),
+                                     last_eval, step)
+            writer.flush()
+        if save_now:
+          manager.save(step, step_lib.unreplicate(state),
+                       metric=last_eval['score'] if eval_now else None,
+                       force=stopping or eval_now)
+        if eval_now or save_now:
+          timer_start, timer_step = time.time(), step  # rates count training only
+
+        if stopping:
           manager.wait()
-          raise NonFiniteLossError(
-              f'non-finite loss at step {step} ({summary}); stopping. The last good '
-              f'checkpoint in {workdir} is kept (step {manager.latest_step()}).')
-        elapsed = time.time() - timer_start
-        rate = (step - timer_step) * config.batch_size / max(elapsed, 1e-9)
-        eta = (num_steps - step) * config.batch_size / max(rate, 1e-9)
-        summary['learning_rate'] = float(schedule(step - 1))
-        summary['images_per_s'] = rate
-        if is_main:
-          logging.info('step %d/%d loss %.4f  %.1f img/s  ETA %s', step, num_steps,
-                       summary['loss'], rate, time.strftime('%H:%M:%S', time.gmtime(eta)))
-          print(f'step {step}/{num_steps}  loss {summary["loss"]:.4f}  '
-                f'{rate:.1f} img/s  ETA {time.strftime("%H:%M:%S", time.gmtime(eta))}',
+          logging.warning('Stop requested: saved step %d in %s and stopped.', step, workdir)
+          if is_main:
+            print(f'stopped by signal: checkpoint saved at step {step}', flush=True)
+          break
+      else:
+        if start_step >= num_steps and is_main:
+          print(f'{workdir} already holds step {start_step} of {num_steps}; nothing to do',
                 flush=True)
-          for key, value in summary.items():
-            writer.scalar(f'train/{key}', value, step)
-          writer.flush()
-        timer_start, timer_step = time.time(), step
-
-      if step % config.eval_every_steps == 0 or last_step:
-        last_eval = evaluator.evaluate(state)
-        if is_main:
-          print(evaluation.format_summary(config, last_eval, step), flush=True)
-          for key, value in last_eval['scalars'].items():
-            writer.scalar(f'eval/{key}', value, step)
-          evaluation.write_image_summaries(writer, config, last_eval, step)
-          writer.flush()
-        manager.save(step, jax_utils.unreplicate(state), metric=last_eval['score'],
-                     force=True)
-      elif step % config.checkpoint_every_steps == 0 or stop.signal:
-        manager.save(step, jax_utils.unreplicate(state), force=bool(stop.signal))
-
-      if stop.signal:
-        manager.wait()
-        logging.warning('Received signal %d: saved step %d in %s and stopped.',
-                        stop.signal, step, workdir)
-        print(f'stopped by signal {stop.signal}: checkpoint saved at step {step}', flush=True)
-        break
-
-  manager.wait()
-  manager.close()
-  if writer:
-    writer.close()
+  finally:
+    manager.close()
+    if writer:
+      writer.close()
   return last_eval

@@ -14,6 +14,7 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import ml_collections
 import optax
 from flax.training import train_state
@@ -181,7 +182,19 @@ def pmapped_eval_step(config: ml_collections.ConfigDict):
 
 
 def replicate(tree: Any) -> Any:
-  return flax.jax_utils.replicate(tree)
+  """`tree` copied to every local device, laid out as pmap's outputs are.
+
+  The arrays carry a mesh named after AXIS, like the step's outputs: with
+  `flax.jax_utils.replicate` (another mesh axis name) the second step would
+  compile the whole program again.
+  """
+  count = jax.local_device_count()
+  stacked = jax.tree_util.tree_map(
+      lambda x: np.broadcast_to(np.asarray(x), (count,) + np.shape(x)), tree)
+  return _identity_pmap(stacked)
+
+
+_identity_pmap = jax.pmap(lambda tree: tree, axis_name=AXIS)
 
 
 def unreplicate(tree: Any) -> Any:

@@ -1,0 +1,189 @@
+r"""Evaluates a trained checkpoint on a split, as the paper reports it.
+
+  python -m experiments.evaluate --config=experiments/configs/mpii.py --workdir=runs/mpii \
+      [--split=validation] [--flip] [--scales=1.0,0.9,1.1] \
+      [--checkpoint=best|latest|STEP] [--output_dir=DIR]
+
+Restores the checkpoint (default: the best by validation accuracy), predicts
+every person of the split (optionally averaging the heat maps of the mirrored
+input and of several box scales: the paper's "+ Scale Aug."), maps the
+predictions to original image pixels and prints the paper's table. Written to
+--output_dir (default WORKDIR/eval_<split>):
+
+  results.json       every number (table, per joint, curves, visibility AP)
+  predictions.h5     community format: `preds` (N, J, 2), 1-based pixels,
+                     rows sorted by (image index, person index), as valid.h5
+  predictions.mat    the same for the MATLAB tools (test split)
+  pck_curves.png     accuracy against the threshold, per group and total
+  visibility_pr.png  heat-map maximum as visibility score (paper Fig. 7),
+                     where the split has visible and occluded labels
+
+A split without keypoints (MPII test) gives the submission files and the
+image/person index of every row in results.json instead of a table.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import sys
+from typing import Any, Sequence
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
+flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s eval_split).')
+flags.DEFINE_bool('flip', False, 'Average with the heat maps of the mirrored input.')
+flags.DEFINE_string('scales', '1.0', 'Box scales whose heat maps are averaged, e.g. 1.0,0.9,1.1.')
+flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+flags.DEFINE_string('output_dir', None, 'Where to write the results (default WORKDIR/eval_SPLIT).')
+flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
+
+
+def jsonable(value: Any) -> Any:
+  """NumPy to plain Python; NaN and infinities to None (JSON has none)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  if isinstance(value, dict):
+    return {str(k): jsonable(v) for k, v in value.items()}
+  if isinstance(value, np.ndarray):
+    value = value.tolist()
+  if isinstance(value, (list, tuple)):
+    return [jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def _check_split(config, split: str) -> None:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  data_dir = config.data_dir or None
+  try:
+    builder = tfds.builder(config.dataset, data_dir=data_dir)
+  except Exception:  # TFDS raises several kinds for unknown names
+    builder = None
+  if builder is None or not builder.is_prepared():
+    raise FileNotFoundError(
+        f'dataset {config.dataset!r} is not built in {data_dir or "the TFDS default directory"}')
+  base = split.split('[')[0]
+  if base not in builder.info.splits:
+    raise ValueError(
+        f'unknown split {split!r} of {config.dataset}; it has {sorted(builder.info.splits)}')
+
+
+def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
+        scales: str | Sequence[float] = '1.0', checkpoint: str = 'best',
+        output_dir: str | None = None, batch_size: int | None = None,
+        verbose: bool = True) -> dict[str, Any]:
+  """Evaluates and writes every output; returns the results dict (as in the JSON)."""
+  from rhpe_jax import evaluation  # pylint: disable=g-import-not-at-top
+  if isinstance(scales, str):
+    scales = evaluation.parse_scales(scales)
+  else:
+    scales = evaluation.parse_scales(','.join(str(s) for s in scales))
+  split = split or config.eval_split
+  path, _ = evaluation.find_checkpoint(workdir, checkpoint)  # fail early
+  _check_split(config, split)
+  import jax  # pylint: disable=g-import-not-at-top
+  if batch_size is None:
+    batch_size = config.batch_size
+  devices = jax.local_device_count()
+  batch_size = max(devices, (batch_size // devices) * devices)
+
+  from rhpe_jax import metrics, prediction_io, skeleton, visualize  # pylint: disable=g-import-not-at-top
+  state, step = evaluation.restore_state(config, workdir, checkpoint)
+  predictions = evaluation.predict_split(config, state, split, flip=flip, scales=scales,
+                                         batch_size=batch_size)
+  out_dir = pathlib.Path(output_dir or os.path.join(workdir, f'eval_{split.split("[")[0]}'))
+  out_dir.mkdir(parents=True, exist_ok=True)
+  joints = skeleton.get_skeleton(config.skeleton)
+  results: dict[str, Any] = {
+      'checkpoint': path, 'step': step, 'dataset': config.dataset, 'split': split,
+      'flip': bool(flip), 'scales': list(scales), 'num_persons': int(len(predictions['pred'])),
+      'joint_names': list(joints.joint_names),
+      'rows': 'sorted by (image_index, person_index)',
+      'image_index': predictions['image_index'], 'person_index': predictions['person_index'],
+      'files': {},
+  }
+  h5 = out_dir / 'predictions.h5'
+  prediction_io.save_predictions(h5, predictions['pred_image'])
+  results['files']['predictions'] = str(h5)
+  results['confidence'] = predictions['confidence']
+
+  if not evaluation.has_ground_truth(predictions):
+    mat = out_dir / 'predictions.mat'
+    prediction_io.save_predictions(mat, predictions['pred_image'])
+    results['files']['submission'] = str(mat)
+    results['submission'] = True
+    if verbose:
+      print(f'{split}: {len(predictions["pred"])} persons without ground truth; '
+            f'submission written to {h5} and {mat}')
+  else:
+    table = evaluation.score(config, predictions)
+    results['submission'] = False
+    results['metric'] = table['metric']
+    results['threshold'] = table['threshold']
+    results['table'] = dict(table['groups'], Total=table['Total'])
+    if 'AUC' in table:
+      results['table']['AUC'] = table['AUC']
+    results['per_joint'] = dict(zip(joints.joint_names, table['per_joint']))
+    results['counts'] = dict(zip(joints.joint_names, table['counts']))
+    results['correct'] = dict(zip(joints.joint_names, table['correct']))
+    curves = evaluation.accuracy_curves(config, predictions)
+    results['curves'] = {'thresholds': curves['thresholds'], **curves['curves']}
+    results['curve_auc'] = curves['auc']
+    png = out_dir / 'pck_curves.png'
+    visualize.save_pck_curves(png, curves['thresholds'], curves['curves'], table['metric'],
+                              title=f'{table["metric"]} on {config.dataset} {split}')
+    results['files']['curves'] = str(png)
+    vis = evaluation.visibility(predictions)
+    if vis is not None:
+      png = out_dir / 'visibility_pr.png'
+      visualize.save_precision_recall(png, vis['precision'], vis['recall'], vis['ap'])
+      results['visibility'] = {'ap': 100.0 * vis['ap'], 'num_visible': vis['num_visible'],
+                               'num_occluded': vis['num_occluded'],
+                               'precision': vis['precision'], 'recall': vis['recall']}
+      results['files']['visibility'] = str(png)
+    if verbose:
+      tta = ' + flip' if flip else ''
+      tta += f' + scales {",".join(f"{s:g}" for s in scales)}' if len(scales) > 1 else ''
+      print(f'{config.dataset} {split}, step {step}{tta}: {len(predictions["pred"])} persons')
+      print(metrics.format_table(table, joints))
+      if vis is not None:
+        print(f'visibility AP {100 * vis["ap"]:.1f} % '
+              f'({vis["num_visible"]} visible, {vis["num_occluded"]} occluded joints)')
+  json_path = out_dir / 'results.json'
+  results['files']['results'] = str(json_path)
+  json_path.write_text(json.dumps(jsonable(results), indent=1) + '\n')
+  if verbose:
+    print(f'wrote {", ".join(sorted(results["files"].values()))}')
+  return results
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
+    return 2
+  try:
+    if FLAGS.config is None:
+      raise ValueError('--config is required')
+    if not FLAGS.workdir:
+      raise ValueError('--workdir is required')
+    from rhpe_jax import evaluation  # pylint: disable=g-import-not-at-top
+    evaluation.parse_scales(FLAGS.scales)
+    evaluation.find_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
+    run(FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
+        checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size)
+  except (ValueError, FileNotFoundError, OSError) as e:
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,242 @@
+r"""Single-person pose on any image with a trained checkpoint.
+
+  python -m experiments.predict --config=experiments/configs/mpii.py --workdir=runs/mpii \
+      --image=photo.jpg [--center X Y --scale S] --output=out/photo \
+      [--heatmaps] [--joints=r_wrist,l_ankle] [--checkpoint=best|latest|STEP]
+
+  # the demo: the image of a dataset example instead of a file
+  python -m experiments.predict --config=experiments/configs/demo.py --workdir=runs/demo \
+      --from_split=validation --index=0 --output=runs/demo/predict_0 --heatmaps
+
+Without --center/--scale the whole image, padded to a square, is the network
+input; with them the person-centred window of MPII's convention (centre in
+0-based pixels, scale = person height / 200 px; the window side is
+config.box_scale x 200 x scale). Writes
+  OUT.json         keypoints in the image's pixels (0-based), per-joint
+                   confidence (heat-map maximum), joint names, the crop
+  OUT.png          the skeleton on the image (left limbs lighter)
+  OUT_stages.png   (--heatmaps) every output stage's heat maps for --joints,
+                   the paper's Fig. 2
+  OUT_maps.png     (--heatmaps) all keypoint maps and all body-part maps
+                   superimposed over the input, the paper's Fig. 1
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Any, Sequence
+
+from absl import app, flags
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
+flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+flags.DEFINE_string('image', None, 'Image file (JPEG, PNG, ...).')
+flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
+flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
+flags.DEFINE_string('output', None, 'Output prefix: writes OUT.json, OUT.png, ...')
+flags.DEFINE_bool('heatmaps', False, 'Also draw the heat-map figures.')
+flags.DEFINE_list('joints', ['r_wrist', 'l_ankle', 'head_top'],
+                  'Joints shown in OUT_stages.png.')
+flags.DEFINE_string('from_split', None, 'Take the image of a dataset example of this split.')
+flags.DEFINE_integer('index', 0, 'Example index within --from_split.')
+
+_IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
+
+
+def load_image(path: str):
+  """(H, W, 3) uint8 RGB of an image file; one-line errors for bad files."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise FileNotFoundError(f'image {path} does not exist')
+  try:
+    with Image.open(file) as image:
+      return np.asarray(image.convert('RGB'))
+  except (UnidentifiedImageError, OSError, ValueError) as e:
+    raise ValueError(f'{path} is not a readable image ({type(e).__name__})') from None
+
+
+def dataset_image(config, split: str, index: int) -> dict[str, Any]:
+  """The stored image, window and ground truth of example `index` of a split."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import augment, input_pipeline  # pylint: disable=g-import-not-at-top
+  data_dir = config.data_dir or None
+  ds = input_pipeline.load_split(config.dataset, split, data_dir, shard_for_process=False)
+  if index < 0:
+    raise ValueError(f'--index must be >= 0, got {index}')
+  examples = list(ds.skip(index).take(1).as_numpy_iterator())
+  if not examples:
+    raise ValueError(f'{config.dataset} {split} has no example {index}')
+  ex = examples[0]
+  image = input_pipeline.decode_image(tf.constant(ex['image'])).numpy()
+  centre, side = augment.person_window(
+      ex['crop_to_image'], ex['objpos'], ex['scale'], config.box_scale,
+      tf.constant(image.shape[:2]), ex['keypoints'], ex['keypoint_status'])
+  return {'image': image, 'centre': centre.numpy(), 'side': float(side.numpy()),
+          'crop_to_image': np.asarray(ex['crop_to_image'], np.float64),
+          'keypoints': np.asarray(ex['keypoints']), 'status': np.asarray(ex['keypoint_status'])}
+
+
+def window(image_shape: tuple[int, ...], center: Sequence[float] | None,
+           scale: float | None, box_scale: float) -> tuple[tuple[float, float], float]:
+  """Centre and side (pixels) of the square the network sees."""
+  height, width = image_shape[:2]
+  if center is None:
+    if scale is not None:
+      raise ValueError('--scale needs --center')
+    return ((width - 1) / 2.0, (height - 1) / 2.0), float(max(height, width))
+  if len(center) != 2:
+    raise ValueError(f'--center needs two numbers X Y, got {list(center)}')
+  if scale is None or not scale > 0:
+    raise ValueError(f'--center needs a positive --scale, got {scale}')
+  return (float(center[0]), float(center[1])), float(box_scale * 200.0 * scale)
+
+
+def infer(config, state, image, centre, side) -> dict[str, Any]:
+  """Network outputs for the square window (`centre`, `side`) of `image`.
+
+  Returns the crop, `input_to_image` (3, 3), every stage's keypoint maps
+  (S, h, w, J), the last stage's part maps, keypoints in image pixels and
+  confidences.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import augment, decode, model as model_lib, train_step  # pylint: disable=g-import-not-at-top
+  size = config.input_size
+  matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
+                                          augment.identity_params())
+  crop = augment.warp_image(tf.constant(image), matrix, size).numpy()
+  net = train_step.create_model(config)
+  keypoint_maps, part_maps = jax.jit(lambda v, x: net.apply(v, x, train=False))(
+      {'params': state.params, 'batch_stats': state.batch_stats},
+      model_lib.normalize_images(crop[None]))
+  stages = np.asarray(keypoint_maps, np.float32)[:, 0]
+  coords, confidence = decode.heatmaps_to_keypoints(stages[-1])
+  matrix = matrix.numpy()
+  keypoints = np.asarray(decode.transform_points(decode.grid_to_input(coords), matrix[:2]))
+  return {'crop': crop, 'input_to_image': matrix, 'stages': stages,
+          'parts': np.asarray(part_maps, np.float32)[-1, 0], 'keypoints': keypoints,
+          'confidence': np.asarray(confidence)}
+
+
+def run(config, workdir: str, output: str, *, image_path: str | None = None,
+        center: Sequence[float] | None = None, scale: float | None = None,
+        heatmaps: bool = False, joints: Sequence[str] = ('r_wrist', 'l_ankle', 'head_top'),
+        from_split: str | None = None, index: int = 0,
+        checkpoint: str = 'best') -> dict[str, Any]:
+  """Predicts, writes OUT.json and the pictures; returns the JSON's contents."""
+  from rhpe_jax import evaluation, skeleton  # pylint: disable=g-import-not-at-top
+  skel = skeleton.get_skeleton(config.skeleton)
+  unknown = [j for j in joints if j not in skel.joint_names]
+  if unknown:
+    raise ValueError(f'unknown joints {unknown}; {skel.name} has {list(skel.joint_names)}')
+  if (image_path is None) == (from_split is None):
+    raise ValueError('give exactly one of --image and --from_split')
+  out = pathlib.Path(output)
+  if out.suffix.lower() in ('.json', '.png'):
+    out = out.with_suffix('')
+  if not out.parent.is_dir():
+    raise FileNotFoundError(f'output directory {out.parent} does not exist')
+  evaluation.find_checkpoint(workdir, checkpoint)
+  example = None
+  if from_split is not None:
+    if center is not None or scale is not None:
+      raise ValueError('--center/--scale do not apply to --from_split (the example has its own)')
+    example = dataset_image(config, from_split, index)
+    image, centre, side = example['image'], example['centre'], example['side']
+  else:
+    image = load_image(image_path)
+    centre, side = window(image.shape, center, scale, config.box_scale)
+
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import visualize  # pylint: disable=g-import-not-at-top
+  state, step = evaluation.restore_state(config, workdir, checkpoint)
+  result = infer(config, state, image, centre, side)
+  record: dict[str, Any] = {
+      'image': str(image_path) if image_path else f'{config.dataset} {from_split}[{index}]',
+      'image_size': [int(image.shape[1]), int(image.shape[0])],
+      'checkpoint_step': step,
+      'joint_names': list(skel.joint_names),
+      'keypoints': np.round(result['keypoints'], 3).tolist(),
+      'confidence': np.round(result['confidence'], 5).tolist(),
+      'window': {'center': [float(c) for c in centre], 'side': float(side)},
+      'coordinates': '0-based pixel centres of the image (add 1 for MATLAB)',
+      'files': {},
+  }
+  if example is not None:
+    c2i = example['crop_to_image']
+    record['keypoints_original_image'] = np.round(
+        result['keypoints'] @ c2i[:, :2].T + c2i[:, 2], 3).tolist()
+    record['ground_truth'] = {'keypoints': example['keypoints'].tolist(),
+                              'status': example['status'].tolist()}
+
+  picture, points = visualize.enlarge(image, result['keypoints'])
+  picture = visualize.draw_skeleton(picture, points, None, skel)
+  png = out.parent / (out.name + '.png')
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.fromarray(picture).save(png)
+  record['files']['skeleton'] = str(png)
+  if heatmaps:
+    crop, _ = visualize.enlarge(result['crop'], None, min_side=256)
+    ids = [skel.joint_index(j) for j in joints]
+    names = ['feed-forward'] + [f'pass {k}' for k in range(1, result['stages'].shape[0])]
+    stages_png = out.parent / (out.name + '_stages.png')
+    visualize.save_stage_figure(stages_png, crop, result['stages'], ids, list(joints), names)
+    maps_png = out.parent / (out.name + '_maps.png')
+    visualize.save_maps_figure(maps_png, crop, result['stages'][-1], result['parts'])
+    record['files']['stages'] = str(stages_png)
+    record['files']['maps'] = str(maps_png)
+  json_path = out.parent / (out.name + '.json')
+  record['files']['json'] = str(json_path)
+  json_path.write_text(json.dumps(record, indent=1) + '\n')
+  return record
+
+
+def join_center_values(argv: Sequence[str]) -> list[str]:
+  """Accepts `--center X Y` (two words) as absl's `--center=X,Y`."""
+  out, i = [], 0
+  argv = list(argv)
+  while i < len(argv):
+    if argv[i] in ('--center', '-center') and i + 2 < len(argv):
+      out.append(f'--center={argv[i + 1]},{argv[i + 2]}')
+      i += 3
+    else:
+      out.append(argv[i])
+      i += 1
+  return out
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
+    return 2
+  try:
+    for name in ('config', 'workdir', 'output'):
+      if getattr(FLAGS, name) is None:
+        raise ValueError(f'--{name} is required')
+    center = None
+    if FLAGS.center is not None:
+      try:
+        center = [float(v) for v in FLAGS.center]
+      except ValueError:
+        raise ValueError(f'--center needs two numbers, got {FLAGS.center}') from None
+    record = run(FLAGS.config, FLAGS.workdir, FLAGS.output, image_path=FLAGS.image,
+                 center=center, scale=FLAGS.scale, heatmaps=FLAGS.heatmaps,
+                 joints=FLAGS.joints, from_split=FLAGS.from_split, index=FLAGS.index,
+                 checkpoint=FLAGS.checkpoint)
+    print(f'wrote {", ".join(record["files"].values())}')
+  except (ValueError, FileNotFoundError, OSError) as e:
+    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main, argv=join_center_values(sys.argv))

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny synthetic_pose build and a checkpoint of the demo
+network in the layout training writes, for the evaluation/prediction tests."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO / '..' / 'shared' / 'data'
+
+TINY_NAME = 'tiny_eval'
+TINY_RESOLUTION = 64
+
+
+def tiny_config(data_dir: str):
+  """The demo config shrunk for tests: 1/16 width, 64 px input, batch 4."""
+  from experiments.configs import demo  # pylint: disable=g-import-not-at-top
+  config = demo.get_config()
+  config.dataset = f'synthetic_pose/{TINY_NAME}'
+  config.data_dir = str(data_dir)
+  config.width = 0.0625
+  config.input_size = 64
+  config.batch_size = 4
+  config.num_train_steps = 1
+  return config
+
+
+@pytest.fixture(scope='session')
+def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
+  """synthetic_pose with 8 training and 6 validation examples at 64 px (~5 s)."""
+  from tfds_builders.synthetic_pose import synthetic_pose_dataset_builder as builder_lib  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path_factory.mktemp('tiny_synthetic')
+  config = builder_lib.SyntheticPoseConfig(
+      name=TINY_NAME, resolution=TINY_RESOLUTION, num_train=8, num_validation=6, seed=3)
+  builder_lib.Builder(data_dir=str(data_dir), config=config).download_and_prepare()
+  return data_dir
+
+
+@pytest.fixture(scope='session')
+def tiny_workdir(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
+  """A workdir whose checkpoints/{latest,best}/1 hold a demo-network state.
+
+  Saved by the project's CheckpointManager, as training saves it; the weights
+  are the initial ones plus one SGD step would add nothing these tests check,
+  and compiling a train step would cost most of the suite's time budget.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints, train_step  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('tiny_run')
+  config = tiny_config(tiny_data_dir)
+  state = train_step.create_train_state(config, jax.random.key(0), steps_per_epoch=2)
+  state = state.replace(step=1)
+  manager = checkpoints.CheckpointManager(str(workdir), config)
+  manager.save(1, state, metric=0.0, force=True)
+  manager.wait()
+  manager.close()
+  return workdir
