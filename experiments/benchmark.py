@@ -16,9 +16,7 @@ import functools
 import json
 import os
 import pathlib
-import re
 import statistics
-import subprocess
 import sys
 import time
 
@@ -41,6 +39,7 @@ flags.DEFINE_integer('steps', 5, 'Timed repetitions after one warm-up.')
 flags.DEFINE_integer('unroll', None, 'Fusion passes per scan step (default: fully unrolled).')
 flags.DEFINE_bool('compare_torch', False, 'Also time ../shared/bench/torch_reference.py.')
 flags.DEFINE_string('torch_reference', None, 'Path of torch_reference.py.')
+flags.DEFINE_bool('torch_compile', False, 'With --compare_torch: also time torch.compile.')
 
 # Dense bf16 peak (TFLOP/s) per chip, from the vendors' data sheets:
 # H100 SXM 989.4 and H200 989.4 (NVIDIA H100/H200 Tensor Core GPU datasheets,
@@ -180,22 +179,25 @@ def benchmark_input_pipeline(config, batch: int, steps: int) -> dict:
   return out
 
 
-def run_torch_reference(path: pathlib.Path, batch: int, image_size: int, steps: int
-                        ) -> dict | None:
+def compare_torch(ours: dict, what: str, batch: int, image_size: int, steps: int,
+                  bfloat16: bool) -> None:
+  """Times the PyTorch reference on the same shapes and prints the ratios."""
+  path = pathlib.Path(FLAGS.torch_reference or REPO.parent / 'shared' / 'bench' / 'torch_reference.py')
+  if not path.exists():
+    sys.exit(f'error: torch reference not found at {path} (set --torch_reference)')
   try:
-    import torch  # noqa: F401  (only to know whether it is installed)
+    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
     print(json.dumps({'what': 'torch_reference', 'skipped': 'torch is not installed'}))
-    return None
-  out = subprocess.run([sys.executable, str(path), str(batch), str(image_size), str(steps)],
-                       capture_output=True, text=True, check=True).stdout
-  train = re.search(r'train step B=\d+ size=\d+: ([\d.]+)s', out)
-  forward = re.search(r'forward B=1 size=\d+: ([\d.]+)s', out)
-  result = {'what': 'torch_reference', 'batch': batch, 'image_size': image_size,
-            'train_step_time_s': float(train.group(1)),
-            'inference_b1_time_s': float(forward.group(1))}
-  print(json.dumps(result), flush=True)
-  return result
+    return
+  from experiments import torch_timing  # pylint: disable=g-import-not-at-top
+  for compiled in (False, True) if FLAGS.torch_compile else (False,):
+    theirs = torch_timing.time_reference(path, what, batch, image_size, steps,
+                                         compile_model=compiled, bfloat16=bfloat16)
+    print(json.dumps(theirs), flush=True)
+    print(json.dumps({'what': f'{what}_ratio_jax_over_torch', 'torch_compiled': compiled,
+                      'ratio': round(ours['step_time_s'] / theirs['step_time_s'], 3)}),
+          flush=True)
 
 
 def main(argv):
@@ -208,15 +210,8 @@ def main(argv):
     return
   ours = benchmark_step(config, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps, FLAGS.unroll)
   if FLAGS.compare_torch:
-    path = pathlib.Path(FLAGS.torch_reference or REPO.parent / 'shared' / 'bench' / 'torch_reference.py')
-    if not path.exists():
-      sys.exit(f'error: torch reference not found at {path}')
-    torch_result = run_torch_reference(path, FLAGS.batch, image_size, FLAGS.steps)
-    if torch_result:
-      key = 'train_step_time_s' if FLAGS.what == 'train_step' else 'inference_b1_time_s'
-      print(json.dumps({'what': f'{FLAGS.what}_ratio_jax_over_torch',
-                        'ratio': round(ours['step_time_s'] / torch_result[key], 3)}), flush=True)
-
+    compare_torch(ours, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps,
+                  bfloat16=config.compute_dtype == 'bfloat16')
 
 if __name__ == '__main__':
   app.run(main)

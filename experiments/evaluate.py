@@ -33,6 +33,10 @@ from typing import Any, Sequence
 from absl import app, flags
 from ml_collections import config_flags
 
+# Quiet TensorFlow's C++ start-up messages (TF is imported later), so that
+# errors stand out.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
 flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')

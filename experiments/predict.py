@@ -23,12 +23,17 @@ config.box_scale x 200 x scale). Writes
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 from typing import Any, Sequence
 
 from absl import app, flags
 from ml_collections import config_flags
+
+# Quiet TensorFlow's C++ start-up messages (TF is imported later), so that
+# errors stand out.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -32,7 +33,8 @@ def _host_payload(state) -> dict[str, Any]:
   """The payload copied to host memory, so that the next (donating) train step
   cannot touch what an asynchronous save is still writing, and so that every
   process hands orbax the same process-local values."""
-  return jax.device_get(_payload(state))
+  copy = lambda x: x if isinstance(x, (int, float)) else np.array(x)  # always a copy
+  return jax.tree_util.tree_map(copy, _payload(state))
 
 
 class CheckpointManager:

@@ -3,6 +3,8 @@ and the paper's accuracy measures (PCKh for MPII, PCK for LSP and synthetic).
 """
 from __future__ import annotations
 
+import functools
+import json
 import os
 import pathlib
 from typing import Any, Iterable
@@ -219,7 +221,21 @@ def make_heatmap_fn(config: ml_collections.ConfigDict, flip: bool = False):
 
   With `flip`, the maps are the mean of the image's and the un-mirrored maps of
   the mirrored image (`decode.merge_flipped`), left/right channels swapped back.
+  One function per (config, flip), so repeated evaluations compile once.
   """
+  fields = {k: v for k, v in config.to_dict().items() if k not in _DATA_FIELDS}
+  return _heatmap_fn(json.dumps(fields, sort_keys=True, default=str), bool(flip))
+
+
+# Config fields that do not change the network: evaluations that differ only
+# in these share one compiled function.
+_DATA_FIELDS = ('dataset', 'data_dir', 'train_split', 'eval_split', 'num_eval_examples',
+                'extra_train_datasets')
+
+
+@functools.lru_cache(maxsize=8)
+def _heatmap_fn(config_json: str, flip: bool):
+  config = ml_collections.ConfigDict(json.loads(config_json))
   perm = skeleton.get_skeleton(config.skeleton).flip_permutation
 
   def fn(state, images):
@@ -238,7 +254,8 @@ def grid_to_grid_affine(target_input_to_image: np.ndarray,
 
   Both crops see one original image through their `input_to_image`; a target
   grid pixel goes grid -> input -> image (target), then image -> input -> grid
-  (source). Used to bring the heat maps of another box scale into the scale-1
+  (source); rows whose source affine is singular (batch padding) get the
+  identity. Used to bring the heat maps of another box scale into the scale-1
   frame before averaging.
   """
   def hom(a):
@@ -249,7 +266,12 @@ def grid_to_grid_affine(target_input_to_image: np.ndarray,
   # grid -> input: x_in = s x + (s - 1) / 2; its inverse x = (x_in - (s - 1) / 2) / s.
   g2i = np.array([[stride, 0, (stride - 1) / 2], [0, stride, (stride - 1) / 2], [0, 0, 1.0]])
   i2g = np.linalg.inv(g2i)
-  full = i2g @ np.linalg.inv(hom(source_input_to_image)) @ hom(target_input_to_image) @ g2i
+  source = hom(source_input_to_image)
+  # Padding rows of a batch have all-zero affines: map them to the identity.
+  singular = np.abs(np.linalg.det(source)) < 1e-12
+  source = np.where(singular[..., None, None], np.eye(3), source)
+  full = i2g @ np.linalg.inv(source) @ hom(target_input_to_image) @ g2i
+  full = np.where(singular[..., None, None], np.eye(3), full)
   return full[..., :2, :]
 
 

@@ -74,19 +74,26 @@ class ConvBlock(nn.Module):
 
 
 class Heads(nn.Module):
-  """1x1 convolutions to keypoint and body-part maps, each followed by ReLU."""
+  """1x1 convolutions to keypoint and body-part maps.
+
+  The paper follows them with ReLU. A ReLU output channel that an update
+  pushes below zero everywhere never receives gradient again (seen on small
+  networks trained with Adam), so `relu_output=False` leaves them linear.
+  """
 
   num_keypoints: int
   num_parts: int
   dtype: Dtype = jnp.float32
+  relu_output: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
-    keypoints = nn.relu(nn.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
-                                kernel_init=conv_init, name='keypoints')(h))
+    activation = nn.relu if self.relu_output else (lambda x: x)
+    keypoints = activation(nn.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
+                                   kernel_init=conv_init, name='keypoints')(h))
     if self.num_parts:
-      parts = nn.relu(nn.Conv(self.num_parts, (1, 1), dtype=self.dtype,
-                              kernel_init=conv_init, name='parts')(h))
+      parts = activation(nn.Conv(self.num_parts, (1, 1), dtype=self.dtype,
+                                 kernel_init=conv_init, name='parts')(h))
     else:
       parts = jnp.zeros(h.shape[:-1] + (0,), keypoints.dtype)
     return keypoints, parts
@@ -125,6 +132,7 @@ class FusionPass(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
+  relu_output: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array, skip: jax.Array, train: bool):
@@ -132,7 +140,8 @@ class FusionPass(nn.Module):
     x = jnp.concatenate([skip, h], axis=-1)
     for kernel, features, bn in FUSION_LAYERS:
       x = block(scaled_features(features, self.width), kernel, bn)(x, train)
-    maps = Heads(self.num_keypoints, self.num_parts, self.dtype, name='heads')(x)
+    maps = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
+                 name='heads')(x)
     return x, maps
 
 
@@ -153,6 +162,7 @@ class RecurrentPoseNet(nn.Module):
     unroll: fusion passes unrolled per scan step; None unrolls the whole
       loop (XLA on CPU is ~80x slower at the gradient of a rolled loop of
       convolutions, JAX issue 12868), 1 keeps it rolled.
+    relu_output: ReLU after the prediction layers, as in the paper.
   """
 
   num_keypoints: int = 16
@@ -163,6 +173,7 @@ class RecurrentPoseNet(nn.Module):
   axis_name: str | None = None
   remat: bool = False
   unroll: int | None = None
+  relu_output: bool = True
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
@@ -180,7 +191,8 @@ class RecurrentPoseNet(nn.Module):
       raise ValueError(f'image height and width must be multiples of 4, got {images.shape[1:3]}')
     x = images.astype(self.dtype)
     skip, h = FeedForward(self.width, self.dtype, self.axis_name, name='feed_forward')(x, train)
-    first = Heads(self.num_keypoints, self.num_parts, self.dtype, name='heads_0')(h)
+    first = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
+                  name='heads_0')(h)
 
     num_passes = self.num_iterations + 1
     body = nn.remat(FusionPass, static_argnums=(3,)) if self.remat else FusionPass
@@ -193,7 +205,7 @@ class RecurrentPoseNet(nn.Module):
         length=num_passes,
         unroll=num_passes if self.unroll is None else self.unroll,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
-      name='fusion')
+      self.relu_output, name='fusion')
     _, (keypoints, parts) = fusion(h, skip, train)
     keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
     part_maps = jnp.concatenate([first[1][None], parts], axis=0)

@@ -83,6 +83,11 @@ def _any_process(flag: bool) -> bool:
   return bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
 
 
+def _every(step: int, period: int) -> bool:
+  """Whether `step` is a multiple of `period` (never when period <= 0)."""
+  return period > 0 and step % period == 0
+
+
 def _to_host(device_metrics: list[dict]) -> list[dict[str, float]]:
   """Per-step metrics (already averaged over devices) as host floats."""
   fetched = jax.device_get([step_lib.unreplicate(m) for m in device_metrics])
@@ -163,9 +168,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         step += 1
         stopping = _any_process(stop.signal is not None)
         last_step = step == num_steps
-        log_now = step % config.log_every_steps == 0 or last_step or stopping
-        eval_now = step % config.eval_every_steps == 0 or last_step
-        save_now = eval_now or step % config.checkpoint_every_steps == 0 or stopping
+        log_now = _every(step, config.log_every_steps) or last_step or stopping
+        eval_now = config.eval_every_steps > 0 and (
+            _every(step, config.eval_every_steps) or last_step)
+        save_now = (eval_now or _every(step, config.checkpoint_every_steps) or last_step
+                    or stopping)
 
         if log_now or save_now:  # nothing is logged or saved before it is checked
           fresh = _to_host(pending)

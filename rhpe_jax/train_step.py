@@ -43,7 +43,8 @@ def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
       dtype=dtypes[config.compute_dtype],
       axis_name=axis_name,
       remat=config.remat,
-      unroll=config.scan_unroll or None)
+      unroll=config.scan_unroll or None,
+      relu_output=config.relu_output)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int

@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.width = 1.0
   config.compute_dtype = 'float32'  # 'bfloat16' on accelerators
   config.remat = False
+  config.relu_output = True  # ReLU after the prediction layers (the paper)
   config.scan_unroll = 0  # fusion passes per scan step; 0 unrolls them all (fast on CPU)
 
   # Targets and loss (rhpe_jax.targets, rhpe_jax.losses).
@@ -64,7 +65,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # > 0 overrides num_epochs
   config.num_train_examples = -1  # -1: read from the dataset's metadata
 
-  # Book-keeping.
+  # Book-keeping. A period <= 0 turns the periodic action off; the last step
+  # is always logged, evaluated (unless eval_every_steps <= 0) and saved.
   config.log_every_steps = 100
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 1000

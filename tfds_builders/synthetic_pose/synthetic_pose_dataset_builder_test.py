@@ -33,6 +33,11 @@ def _build_and_read(data_dir: str) -> dict[str, list[dict]]:
   return out
 
 
+def _records(path: pathlib.Path) -> list[tf.train.Example]:
+  records = tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
+  return [tf.train.Example.FromString(r) for r in records]
+
+
 class RebuildTest(tfds.testing.TestCase):
   """Two builds of one config into separate directories hold the same data."""
 
@@ -47,8 +52,7 @@ class RebuildTest(tfds.testing.TestCase):
       # processes: protobuf writes a tf.train.Example's feature map in an order
       # of its own, so records are compared as parsed protos.)
       for p1, p2 in zip(records1, records2):
-        r1 = [tf.train.Example.FromString(r) for r in tf.data.TFRecordDataset(str(p1)).as_numpy_iterator()]
-        r2 = [tf.train.Example.FromString(r) for r in tf.data.TFRecordDataset(str(p2)).as_numpy_iterator()]
+        r1, r2 = _records(p1), _records(p2)
         self.assertNotEmpty(r1)
         self.assertEqual(r1, r2, p1.name)
     for split, size in (('train', 6), ('validation', 3)):

@@ -1,0 +1,220 @@
+"""The training command end to end: exact resume after SIGKILL, SIGTERM saves
+and exits 0, two processes train as one, a bad config key is one line, and
+a small network really learns on the LSPET sample.
+
+The runs share a persistent XLA compilation cache, so only the first run of
+each program compiles it.
+"""
+import os
+import pathlib
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests import train_worker
+from tests.conftest import TINY_NAME
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO / '..' / 'shared' / 'data'
+DEMO = 'experiments/configs/demo.py'
+
+
+@pytest.fixture(scope='module')
+def compile_cache(tmp_path_factory) -> pathlib.Path:
+  return tmp_path_factory.mktemp('xla_cache')
+
+
+def _env(cache: pathlib.Path | None = None, devices: int = 1) -> dict:
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
+                      f' --xla_force_host_platform_device_count={devices}').strip()
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')
+  if cache is not None:
+    env['JAX_COMPILATION_CACHE_DIR'] = str(cache)
+    env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+    env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+  return env
+
+
+def _train_args(workdir, data_dir, **overrides) -> list[str]:
+  flags = train_worker.config_flags(
+      dataset=f'synthetic_pose/{TINY_NAME}', data_dir=data_dir, **overrides)
+  return [sys.executable, '-m', 'experiments.train', f'--config={DEMO}',
+          f'--workdir={workdir}', *flags]
+
+
+class _Run:
+  """A training subprocess whose printed lines are read as they come."""
+
+  def __init__(self, args, env, log: pathlib.Path):
+    self.log = open(log, 'w')
+    self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                 stderr=self.log, text=True, bufsize=1)
+    self.lines: list[str] = []
+
+  def wait_for_step(self, step: int) -> int | None:
+    """Reads lines until one reports a step >= `step`; returns it (None at exit)."""
+    for line in self.proc.stdout:
+      self.lines.append(line)
+      match = re.match(r'step (\d+)/', line)
+      if match and int(match.group(1)) >= step:
+        return int(match.group(1))
+    return None
+
+  def finish(self, timeout: float = 600) -> int:
+    out, _ = self.proc.communicate(timeout=timeout)
+    self.lines.extend(out.splitlines(keepends=True))
+    self.log.close()
+    return self.proc.returncode
+
+  def text(self) -> str:
+    return ''.join(self.lines) + '\n[stderr]\n' + pathlib.Path(self.log.name).read_text()[-3000:]
+
+
+def _checkpoint(workdir: pathlib.Path, step: int) -> dict:
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager = ocp.CheckpointManager(
+      workdir / 'checkpoints' / 'latest',
+      options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore())
+  finally:
+    manager.close()
+
+
+def _saved_steps(workdir: pathlib.Path) -> list[int]:
+  root = workdir / 'checkpoints' / 'latest'
+  return sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.exists() else []
+
+
+def _flat(tree) -> dict:
+  return train_worker.flatten(tree, '')
+
+
+RESUME = dict(num_train_steps=48, checkpoint_every_steps=4, eval_every_steps=0,
+              keep_checkpoints=50)
+
+
+def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cache, tmp_path):
+  env = _env(compile_cache)
+  steps = RESUME['num_train_steps']
+
+  straight = tmp_path / 'straight'
+  run = _Run(_train_args(straight, tiny_data_dir, **RESUME), env, tmp_path / 'a.log')
+  assert run.finish() == 0, run.text()
+  assert _saved_steps(straight)[-1] == steps
+
+  resumed = tmp_path / 'resumed'
+  rng = random.Random()
+  # 1. Killed without warning at a random step after the first checkpoint.
+  run = _Run(_train_args(resumed, tiny_data_dir, **RESUME), env, tmp_path / 'b1.log')
+  seen = run.wait_for_step(rng.randint(5, steps // 3))
+  while seen is not None and not _saved_steps(resumed):
+    seen = run.wait_for_step(seen + 1)
+  run.proc.send_signal(signal.SIGKILL)
+  assert run.finish() == -signal.SIGKILL, f'the run ended before it was killed:\n{run.text()}'
+  killed_after = _saved_steps(resumed)
+  assert killed_after and killed_after[-1] < steps
+
+  # 2. Resumed, then SIGTERM: saves the step it stopped at and exits 0.
+  run = _Run(_train_args(resumed, tiny_data_dir, **RESUME), env, tmp_path / 'b2.log')
+  seen = run.wait_for_step(killed_after[-1] + rng.randint(2, 6))
+  assert seen is not None, run.text()
+  run.proc.send_signal(signal.SIGTERM)
+  assert run.finish() == 0, run.text()
+  text = ''.join(run.lines)
+  assert f'resumed from step {killed_after[-1]}' in text
+  stopped = int(re.search(r'checkpoint saved at step (\d+)', text).group(1))
+  assert stopped < steps
+  assert _saved_steps(resumed)[-1] == stopped
+
+  # 3. Resumed to the end.
+  run = _Run(_train_args(resumed, tiny_data_dir, **RESUME), env, tmp_path / 'b3.log')
+  assert run.finish() == 0, run.text()
+  assert f'resumed from step {stopped}' in ''.join(run.lines)
+
+  want, got = _flat(_checkpoint(straight, steps)), _flat(_checkpoint(resumed, steps))
+  assert want.keys() == got.keys() and len(want) > 10
+  for name, value in want.items():
+    assert value.dtype == got[name].dtype
+    assert np.array_equal(value, got[name]), f'{name} differs after resuming'  # bit for bit
+  # Not vacuous: the weights did change over the resumed part.
+  before = _flat(_checkpoint(resumed, stopped))
+  assert any(not np.array_equal(before[k], want[k]) for k in want if "['params']" in k)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_as_one_process(tiny_data_dir, tmp_path):
+  """2 processes x 2 CPU devices (jax.distributed, gloo) = 1 process x 4 devices
+  fed the same global batches (each process's shard of the data)."""
+  steps = train_worker.REFERENCE_STEPS
+  overrides = dict(num_train_steps=steps, checkpoint_every_steps=0,
+                   eval_every_steps=steps)
+  workdir = tmp_path / 'multi'
+  port = _free_port()
+  runs = [_Run(_train_args(workdir, tiny_data_dir, **overrides) + [
+      f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
+      _env(devices=2), tmp_path / f'p{i}.log') for i in range(2)]
+  reference = tmp_path / 'reference.npz'
+  ref = subprocess.run(
+      [sys.executable, str(REPO / 'tests' / 'train_worker.py'), 'reference', str(reference),
+       str(tiny_data_dir), f'synthetic_pose/{TINY_NAME}'],
+      cwd=REPO, env=_env(devices=4), capture_output=True, text=True, timeout=600)
+  codes = [r.finish() for r in runs]
+  assert ref.returncode == 0, ref.stderr[-3000:]
+  assert codes == [0, 0], '\n'.join(r.text() for r in runs)
+  # Process 0 alone logs: one TensorBoard file, progress on its stdout only.
+  assert len(list(workdir.glob('events.out.tfevents.*'))) == 1
+  assert any(line.startswith('step ') for line in runs[0].lines)
+  assert not any(line.startswith('step ') for line in runs[1].lines)
+  assert 'evaluation at step' in ''.join(runs[0].lines)
+
+  want = dict(np.load(reference))
+  got = _flat({k: v for k, v in _checkpoint(workdir, steps).items()
+               if k in ('params', 'batch_stats')})
+  assert want.keys() == got.keys() and len(want) > 10
+  for name, value in want.items():
+    np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=2e-6, err_msg=name)
+
+
+def test_unknown_config_key_is_one_line_naming_it(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'experiments.train', f'--config={DEMO}',
+       f'--workdir={tmp_path}', '--config.no_such_key=3'],
+      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  lines = [l for l in result.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, result.stderr
+  assert 'no_such_key' in lines[0]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path):
+  workdir = tmp_path / 'diverge'
+  run = _Run(_train_args(workdir, tiny_data_dir, learning_rate=1e30, num_train_steps=40,
+                         checkpoint_every_steps=1, eval_every_steps=0, keep_checkpoints=50),
+             _env(), tmp_path / 'nan.log')
+  code = run.finish()
+  err = pathlib.Path(run.log.name).read_text()
+  assert code != 0, run.text()
+  message = [l for l in err.splitlines() if l.startswith('error: non-finite')]
+  assert len(message) == 1, err[-3000:]
+  bad_step = int(re.search(r'at step (\d+)', message[0]).group(1))
+  saved = _saved_steps(workdir)
+  assert saved and saved[-1] == bad_step - 1
+  assert f'(step {bad_step - 1})' in message[0]
+  last = _flat(_checkpoint(workdir, saved[-1]))
+  assert all(np.all(np.isfinite(v)) for v in last.values())
