@@ -38,14 +38,21 @@ from ml_collections import config_flags
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
-flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
-flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s eval_split).')
-flags.DEFINE_bool('flip', False, 'Average with the heat maps of the mirrored input.')
-flags.DEFINE_string('scales', '1.0', 'Box scales whose heat maps are averaged, e.g. 1.0,0.9,1.1.')
-flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
-flags.DEFINE_string('output_dir', None, 'Where to write the results (default WORKDIR/eval_SPLIT).')
-flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
+
+
+def define_flags() -> None:
+  """The command line's flags (defined on demand, so that importing this module
+  next to other scripts of the project does not clash over --config)."""
+  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+  flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
+  flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s eval_split).')
+  flags.DEFINE_bool('flip', False, 'Average with the heat maps of the mirrored input.')
+  flags.DEFINE_string('scales', '1.0',
+                      'Box scales whose heat maps are averaged, e.g. 1.0,0.9,1.1.')
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+  flags.DEFINE_string('output_dir', None,
+                      'Where to write the results (default WORKDIR/eval_SPLIT).')
+  flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
 
 
 def jsonable(value: Any) -> Any:
@@ -99,7 +106,8 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
   devices = jax.local_device_count()
   batch_size = max(devices, (batch_size // devices) * devices)
 
-  from rhpe_jax import metrics, prediction_io, skeleton, visualize  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from rhpe_jax import metrics, prediction_io, skeleton, visualize
   state, step = evaluation.restore_state(config, workdir, checkpoint)
   predictions = evaluation.predict_split(config, state, split, flip=flip, scales=scales,
                                          batch_size=batch_size)
@@ -190,4 +198,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

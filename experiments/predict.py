@@ -36,20 +36,23 @@ from ml_collections import config_flags
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
-flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
-flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
-flags.DEFINE_string('image', None, 'Image file (JPEG, PNG, ...).')
-flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
-flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
-flags.DEFINE_string('output', None, 'Output prefix: writes OUT.json, OUT.png, ...')
-flags.DEFINE_bool('heatmaps', False, 'Also draw the heat-map figures.')
-flags.DEFINE_list('joints', ['r_wrist', 'l_ankle', 'head_top'],
-                  'Joints shown in OUT_stages.png.')
-flags.DEFINE_string('from_split', None, 'Take the image of a dataset example of this split.')
-flags.DEFINE_integer('index', 0, 'Example index within --from_split.')
 
-_IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm')
+
+def define_flags() -> None:
+  """The command line's flags (defined on demand, so that importing this module
+  next to other scripts of the project does not clash over --config)."""
+  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+  flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+  flags.DEFINE_string('image', None, 'Image file (JPEG, PNG, ...).')
+  flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
+  flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
+  flags.DEFINE_string('output', None, 'Output prefix: writes OUT.json, OUT.png, ...')
+  flags.DEFINE_bool('heatmaps', False, 'Also draw the heat-map figures.')
+  flags.DEFINE_list('joints', ['r_wrist', 'l_ankle', 'head_top'],
+                    'Joints shown in OUT_stages.png.')
+  flags.DEFINE_string('from_split', None, 'Take the image of a dataset example of this split.')
+  flags.DEFINE_integer('index', 0, 'Example index within --from_split.')
 
 
 def load_image(path: str):
@@ -113,7 +116,8 @@ def infer(config, state, image, centre, side) -> dict[str, Any]:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import augment, decode, model as model_lib, train_step  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from rhpe_jax import augment, decode, model as model_lib, train_step
   size = config.input_size
   matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
                                           augment.identity_params())
@@ -244,4 +248,5 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main, argv=join_center_values(sys.argv))

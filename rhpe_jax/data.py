@@ -10,6 +10,7 @@ from typing import Iterator
 
 import jax
 import ml_collections
+import numpy as np
 import tensorflow_datasets as tfds
 from flax import jax_utils
 
@@ -74,8 +75,20 @@ class TrainData:
 
   def iterator(self, start_step: int = 0) -> Iterator[dict]:
     """Batches from `start_step` on, already on the local devices."""
-    batches = tfds.as_numpy(self.dataset(start_step))
-    return jax_utils.prefetch_to_device(batches, self.config.prefetch_batches)
+    return jax_utils.prefetch_to_device(_owned_numpy(self.dataset(start_step)),
+                                        self.config.prefetch_batches)
+
+
+def _owned_numpy(ds) -> Iterator[dict]:
+  """NumPy batches in memory of their own.
+
+  tf.data hands out arrays over buffers it reuses, and a CPU `device_put`
+  may alias host memory rather than copy it: without the copy, a prefetched
+  batch on a CPU device changes under the step that reads it (the stream
+  would then depend on timing, and resumed runs would differ).
+  """
+  for batch in ds.as_numpy_iterator():
+    yield jax.tree_util.tree_map(np.array, batch)
 
 
 def eval_dataset(config: ml_collections.ConfigDict, split: str | None = None,

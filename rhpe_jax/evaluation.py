@@ -49,9 +49,9 @@ def collect_predictions(p_eval_step, state, batches: Iterable[dict],
     parts['pred'].append(out['keypoints'])
     parts['confidence'].append(out['confidence'])
     parts['loss'].append(np.asarray(out['loss']).reshape(-1)[:1])
-    parts['valid'].append(np.asarray(batch['valid']))
+    parts['valid'].append(np.array(batch['valid']))  # copies: tf.data reuses buffers
     for key in _KEPT_FIELDS:
-      parts[key].append(np.asarray(batch[key]))
+      parts[key].append(np.array(batch[key]))
   flat = {}
   for key, values in parts.items():
     if key == 'loss':
@@ -191,12 +191,15 @@ def restore_state(config: ml_collections.ConfigDict, workdir: str,
   """A train state (single device) with a workdir's saved values, and its step."""
   path, step = find_checkpoint(workdir, checkpoint)
   state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1)
-  target = {'step': state.step, 'params': state.params,
-            'batch_stats': state.batch_stats, 'opt_state': state.opt_state}
+  # Only what inference needs: the optimiser state is left out, so that a
+  # checkpoint evaluates whatever optimiser settings the config has now.
+  target = {'step': state.step, 'params': state.params, 'batch_stats': state.batch_stats}
   manager = ocp.CheckpointManager(
       os.path.dirname(path), options=ocp.CheckpointManagerOptions(create=False, read_only=True))
   try:
-    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
+    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True))
   except (ValueError, KeyError, TypeError) as e:
     message = ' '.join(str(e).split())[:300]
     raise ValueError(
@@ -311,7 +314,8 @@ def parse_scales(text: str) -> tuple[float, ...]:
   if not scales or any(not (s > 0 and np.isfinite(s)) for s in scales):
     raise ValueError(f'--scales must be positive numbers, got {text!r}')
   if 1.0 not in scales:
-    raise ValueError(f'--scales must include 1.0 (the frame heat maps are averaged in), got {text!r}')
+    raise ValueError(
+        f'--scales must include 1.0 (the frame heat maps are averaged in), got {text!r}')
   return (1.0,) + tuple(s for s in scales if s != 1.0)
 
 
@@ -336,7 +340,8 @@ def predict_split(config: ml_collections.ConfigDict, state, split: str, *,
   parts: dict[str, list] = {k: [] for k in ('pred', 'confidence', 'valid') + _KEPT_FIELDS}
   for batches in zip(*iterators):
     reference = batches[0]
-    flat = lambda x: np.asarray(x).reshape((-1,) + np.shape(x)[2:])
+    # Copies: tf.data may reuse the buffers of the arrays it hands out.
+    flat = lambda x: np.array(x).reshape((-1,) + np.shape(x)[2:])
     maps = flat(heatmap_fn(replicated, reference['image']))
     if len(scales) > 1:
       total = maps

@@ -29,7 +29,8 @@ def tiny_config(data_dir: str):
 @pytest.fixture(scope='session')
 def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
   """synthetic_pose with 8 training and 6 validation examples at 64 px (~5 s)."""
-  from tfds_builders.synthetic_pose import synthetic_pose_dataset_builder as builder_lib  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tfds_builders.synthetic_pose import synthetic_pose_dataset_builder as builder_lib
   data_dir = tmp_path_factory.mktemp('tiny_synthetic')
   config = builder_lib.SyntheticPoseConfig(
       name=TINY_NAME, resolution=TINY_RESOLUTION, num_train=8, num_validation=6, seed=3)
