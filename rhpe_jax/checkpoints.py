@@ -37,6 +37,12 @@ def _host_payload(state) -> dict[str, Any]:
   return jax.tree_util.tree_map(copy, _payload(state))
 
 
+def _barriers(prefix: str) -> ocp.options.MultiprocessingOptions:
+  """Host barriers named per manager: both managers save the same step at an
+  evaluation, and barriers of the same name would collide across hosts."""
+  return ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
+
+
 class CheckpointManager:
   """The two orbax managers of a workdir behind one small interface."""
 
@@ -46,12 +52,13 @@ class CheckpointManager:
         os.path.join(root, 'latest'),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True,
-            create=True))
+            create=True, multiprocessing_options=_barriers('latest')))
     self._best = ocp.CheckpointManager(
         os.path.join(root, 'best'),
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, best_fn=lambda metrics: metrics['score'], best_mode='max',
-            enable_async_checkpointing=True, create=True))
+            enable_async_checkpointing=True, create=True,
+            multiprocessing_options=_barriers('best')))
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()

@@ -188,10 +188,15 @@ def replicate(tree: Any) -> Any:
   The arrays carry a mesh named after AXIS, like the step's outputs: with
   `flax.jax_utils.replicate` (another mesh axis name) the second step would
   compile the whole program again.
+
+  The copies live in fresh host memory of their own: a CPU transfer may
+  alias host memory instead of copying it, and with a stride-0 broadcast (or
+  a view of another array's buffer) the devices' states would share memory
+  that the donating train step then overwrites in place.
   """
   count = jax.local_device_count()
   stacked = jax.tree_util.tree_map(
-      lambda x: np.broadcast_to(np.asarray(x), (count,) + np.shape(x)), tree)
+      lambda x: np.stack([np.array(x) for _ in range(count)]), tree)
   return _identity_pmap(stacked)
 
 

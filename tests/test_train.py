@@ -188,7 +188,7 @@ def test_two_processes_train_as_one_process(tiny_data_dir, tmp_path):
                if k in ('params', 'batch_stats')})
   assert want.keys() == got.keys() and len(want) > 10
   for name, value in want.items():
-    np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=2e-6, err_msg=name)
+    np.testing.assert_allclose(got[name], value, rtol=1e-3, atol=2e-5, err_msg=name)
 
 
 def test_unknown_config_key_is_one_line_naming_it(tmp_path):
@@ -218,3 +218,73 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir,
   assert f'(step {bad_step - 1})' in message[0]
   last = _flat(_checkpoint(workdir, saved[-1]))
   assert all(np.all(np.isfinite(v)) for v in last.values())
+
+
+# LSP joint ids (reference.md): 2 right hip, 9 left shoulder.
+LSP_R_HIP, LSP_L_SHOULDER = 2, 9
+LSPET_STEPS = 250
+
+
+def _pck(pred, gt, counted, threshold=0.2):
+  """PCK@threshold in %, torso = left shoulder to right hip (straightforward NumPy)."""
+  torso = np.linalg.norm(gt[:, LSP_L_SHOULDER] - gt[:, LSP_R_HIP], axis=-1)
+  hit = np.linalg.norm(pred - gt, axis=-1) <= threshold * torso[:, None]
+  return 100.0 * hit[counted].mean()
+
+
+def _to_image(points, affine):
+  return np.einsum('nij,nkj->nki', affine[:, :, :2], points) + affine[:, None, :, 2]
+
+
+@pytest.mark.slow
+def test_learns_on_the_lspet_sample_beyond_the_mean_pose(tmp_path):
+  """Train on LSPET images 1-250, validate on 251-300: PCK@0.2 beats the
+  mean-pose predictor (the mean training crop pose in every crop)."""
+  sample = SHARED_DATA / 'lspet_sample'
+  if not (sample / 'joints.mat').exists():
+    pytest.skip(f'the LSPET sample is not at {sample}')
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from experiments.configs import lsp  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import data, train  # pylint: disable=g-import-not-at-top
+  from tfds_builders.lsp import lsp_dataset_builder  # pylint: disable=g-import-not-at-top
+
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  (manual / 'images').symlink_to((sample / 'images').resolve())
+  (manual / 'joints.mat').symlink_to((sample / 'joints.mat').resolve())
+  data_dir = tmp_path / 'tfds'
+  lsp_dataset_builder.Builder(data_dir=str(data_dir), config='extended').download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+
+  config = lsp.get_config()
+  config.update(dict(
+      dataset='lsp/extended', data_dir=str(data_dir), train_split='train[:250]',
+      eval_split='train[250:]', width=0.0625, input_size=64, box_scale=1.0,
+      num_iterations=1, occlusion_mode='ignore', max_other_people=1,
+      optimizer='adam', learning_rate=1e-3, grad_clip_norm=10.0, batch_size=16,
+      num_train_steps=LSPET_STEPS, shuffle_buffer=300, log_every_steps=50,
+      eval_every_steps=LSPET_STEPS, checkpoint_every_steps=0, num_summary_images=0))
+  result = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  predictions = result['predictions']
+  assert len(predictions['pred']) == 50
+
+  crops = list(data.eval_dataset(config, 'train[:250]').as_numpy_iterator())
+  flat = lambda key: np.concatenate([b[key].reshape((-1,) + b[key].shape[2:]) for b in crops])
+  valid = flat('valid').astype(bool)
+  train_kp, train_annotated = flat('keypoints')[valid], flat('keypoint_status')[valid] > 0
+  assert len(train_kp) == 250
+  mean_pose = ((train_kp * train_annotated[..., None]).sum(0)
+               / np.maximum(train_annotated.sum(0), 1)[:, None])
+
+  affine = predictions['input_to_image']
+  gt = _to_image(predictions['keypoints'], affine)
+  ours = _to_image(predictions['pred'], affine)
+  baseline = _to_image(np.broadcast_to(mean_pose, predictions['pred'].shape), affine)
+  annotated = predictions['keypoint_status'] > 0
+  visible = predictions['keypoint_status'] == 2
+  scores = {'ours': _pck(ours, gt, annotated), 'mean_pose': _pck(baseline, gt, annotated),
+            'ours_visible': _pck(ours, gt, visible),
+            'mean_pose_visible': _pck(baseline, gt, visible)}
+  print('LSPET sample PCK@0.2:', {k: round(v, 1) for k, v in scores.items()})
+  assert scores['ours'] == pytest.approx(result['score'], abs=1e-6)  # same measure as training's
+  assert scores['ours'] > scores['mean_pose'] + 3.0, scores
