@@ -24,7 +24,6 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rhpe_jax import skeleton, train_step as step_lib
@@ -155,7 +154,7 @@ def benchmark_step(config, what: str, batch: int, image_size: int, steps: int,
                 width=config.width, num_iterations=config.num_iterations)
 
 
-def mpii_style_crops(num_examples: int, resolution: int = 384) -> "tf.data.Dataset":
+def mpii_style_crops(num_examples: int, resolution: int = 384):
   """Raw examples shaped like the MPII builder's: JPEG person crops of
   `resolution` px (synthetic pictures, so no dataset is needed)."""
   import io  # pylint: disable=g-import-not-at-top
