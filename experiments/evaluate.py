@@ -24,7 +24,6 @@ image/person index of every row in results.json instead of a table.
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import sys
@@ -53,22 +52,6 @@ def define_flags() -> None:
   flags.DEFINE_string('output_dir', None,
                       'Where to write the results (default WORKDIR/eval_SPLIT).')
   flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
-
-
-def jsonable(value: Any) -> Any:
-  """NumPy to plain Python; NaN and infinities to None (JSON has none)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  if isinstance(value, dict):
-    return {str(k): jsonable(v) for k, v in value.items()}
-  if isinstance(value, np.ndarray):
-    value = value.tolist()
-  if isinstance(value, (list, tuple)):
-    return [jsonable(v) for v in value]
-  if isinstance(value, np.generic):
-    value = value.item()
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
 
 
 def _check_split(config, split: str) -> None:
@@ -171,7 +154,7 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
               f'({vis["num_visible"]} visible, {vis["num_occluded"]} occluded joints)')
   json_path = out_dir / 'results.json'
   results['files']['results'] = str(json_path)
-  json_path.write_text(json.dumps(jsonable(results), indent=1) + '\n')
+  json_path.write_text(json.dumps(prediction_io.jsonable(results), indent=1) + '\n')
   if verbose:
     print(f'wrote {", ".join(sorted(results["files"].values()))}')
   return results

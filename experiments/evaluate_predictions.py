@@ -18,7 +18,6 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
-import numpy as np
 
 from rhpe_jax import metrics
 from rhpe_jax import prediction_io
@@ -30,21 +29,6 @@ _ANNOTATIONS = flags.DEFINE_string(
     'annotations', None, 'Ground truth in the valid.h5 layout.')
 _THRESHOLD = flags.DEFINE_float('threshold', 0.5, 'PCKh threshold (fraction of head size).')
 _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Optional path for the results as JSON.')
-
-
-def _jsonable(value):
-  """NumPy arrays/scalars to lists/numbers; NaN to None (JSON has no NaN)."""
-  if isinstance(value, dict):
-    return {k: _jsonable(v) for k, v in value.items()}
-  if isinstance(value, np.ndarray):
-    value = value.tolist()
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.generic):
-    value = value.item()
-  if isinstance(value, float) and not math.isfinite(value):
-    return None
-  return value
 
 
 def evaluate(predictions_path: str, annotations_path: str, threshold: float) -> dict:
@@ -76,7 +60,7 @@ def main(argv: Sequence[str]) -> int:
     print(metrics.format_table(results, skeleton_lib.MPII))
     if _OUTPUT_JSON.value:
       path = pathlib.Path(_OUTPUT_JSON.value)
-      path.write_text(json.dumps(_jsonable(results), indent=2) + '\n')
+      path.write_text(json.dumps(prediction_io.jsonable(results), indent=2) + '\n')
   except (ValueError, FileNotFoundError, OSError) as e:
     message = ' '.join(str(e).split())
     print(f'error: {message}', file=sys.stderr)

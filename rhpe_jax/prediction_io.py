@@ -16,6 +16,7 @@ rounding step of `x + 1`.
 """
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from typing import Any, Union
@@ -185,3 +186,19 @@ def load_mpii_annotations(path: PathLike) -> dict:
     out['image_name'] = [v.decode() if isinstance(v, bytes) else str(v)
                          for v in extra['imgname']]
   return out
+
+
+def jsonable(value: Any) -> Any:
+  """NumPy arrays/scalars to plain Python; NaN and infinities to None (JSON
+  has none), so results can be written with `json.dumps`."""
+  if isinstance(value, dict):
+    return {str(k): jsonable(v) for k, v in value.items()}
+  if isinstance(value, np.ndarray):
+    value = value.tolist()
+  if isinstance(value, (list, tuple)):
+    return [jsonable(v) for v in value]
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
