@@ -78,7 +78,8 @@ def score(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray],
     result = metrics.pckh(pred, gt, annotated, predictions['head_size'],
                           threshold=config.eval_pck_threshold)
   elif config.eval_metric == 'pck':
-    torso = metrics.torso_size(gt, config.torso_definition, joints)
+    torso = metrics.torso_size(gt, config.torso_definition, joints,
+                               predictions['keypoint_status'])
     result = metrics.pck(pred, gt, annotated, torso, threshold=config.eval_pck_threshold,
                          skeleton=joints)
   else:
@@ -388,14 +389,14 @@ def accuracy_curves(config: ml_collections.ConfigDict, predictions: dict[str, np
   if config.eval_metric == 'pckh':
     normaliser = predictions['head_size']
   else:
-    normaliser = metrics.torso_size(gt, config.torso_definition, joints)
+    normaliser = metrics.torso_size(gt, config.torso_definition, joints,
+                                    predictions['keypoint_status'])
   thresholds = curve_thresholds(config)
   annotated = predictions['keypoint_status'] > 0
-  curves = {name: metrics.pck_curve(predictions['pred_image'], gt, annotated, normaliser,
-                                    thresholds, ids)
-            for name, ids in groups}
-  curves['Total'] = metrics.pck_curve(predictions['pred_image'], gt, annotated, normaliser,
-                                      thresholds, total)
+  curve = functools.partial(metrics.pck_curve, predictions['pred_image'], gt, annotated,
+                            normaliser, thresholds, drop_undefined=config.eval_metric == 'pck')
+  curves = {name: curve(joints=ids) for name, ids in groups}
+  curves['Total'] = curve(joints=total)
   return {'thresholds': thresholds, 'curves': curves,
           'auc': metrics.auc(thresholds, curves['Total'])}
 

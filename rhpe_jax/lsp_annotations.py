@@ -8,11 +8,18 @@ The two releases store the same 14 joints in two layouts with opposite flags:
   is that 1 marks occlusion (convolutional pose machines' `genJSON.m` and
   derived converters use `1 - flag` as the visibility).
 * LSPET (`lspet_dataset.zip`, 10000 images): `joints` is (14, 3, N); columns
-  are x, y and a flag that is 1 for a visible joint, 0 otherwise.
+  are x, y and a flag that is 1 for a visible joint, 0 otherwise. A joint with
+  flag 0 has no location: its x, y are placeholders outside the image (in the
+  first 300 images all 551 such joints lie outside their frame, e.g.
+  (0, -26.1), or one point shared by several joints of an image).
 
-Every LSP joint is annotated, so status is VISIBLE (2) or OCCLUDED (1), never
-MISSING. Coordinates are MATLAB 1-based and converted once, here, to 0-based
-pixel centres; joints outside the frame keep their coordinates.
+So the two flags are read differently. LSP: every joint is annotated, status
+is VISIBLE (2) or OCCLUDED (1), and occluded joints keep their (real,
+estimated) coordinates. LSPET: flag 1 is VISIBLE, flag 0 is MISSING (0) with
+coordinates (0, 0), so that no placeholder ever reaches a crop box, a target
+or a metric. Coordinates are MATLAB 1-based and converted once, here, to
+0-based pixel centres; annotated joints outside the frame keep their
+coordinates.
 """
 from __future__ import annotations
 
@@ -37,7 +44,7 @@ class LspJoints:
   """Joints of N images in the project's conventions."""
 
   keypoints: np.ndarray  # (N, 14, 2) float64, 0-based [x, y]
-  status: np.ndarray  # (N, 14) int32, 1 occluded / 2 visible
+  status: np.ndarray  # (N, 14) int32: 0 missing (LSPET) / 1 occluded (LSP) / 2 visible
   valid: np.ndarray  # (N,) bool: False for a malformed record
   problems: tuple[str, ...]  # one line per malformed record
 
@@ -67,11 +74,13 @@ def parse_joints(joints: np.ndarray, layout: str) -> LspJoints:
   xyf = xyf.astype(np.float64)
   flags = xyf[..., 2]
   if layout == 'original':
-    visible = flags == 0
+    status = np.where(flags == 0, skeleton.VISIBLE, skeleton.OCCLUDED)
   else:
-    visible = flags == 1
-  status = np.where(visible, skeleton.VISIBLE, skeleton.OCCLUDED).astype(np.int32)
+    status = np.where(flags == 1, skeleton.VISIBLE, skeleton.MISSING)
+  status = status.astype(np.int32)
   keypoints = xyf[..., :2] - 1.0  # MATLAB 1-based -> 0-based
+  # A missing joint's x, y are placeholders: store none of them.
+  keypoints = np.where((status == skeleton.MISSING)[..., None], 0.0, keypoints)
 
   valid = np.ones(xyf.shape[0], bool)
   problems = []

@@ -50,9 +50,14 @@ def _table_spec(skeleton: skeleton_lib.Skeleton
   raise ValueError(f'no table layout for skeleton {skeleton.name!r}')
 
 
-def _check_inputs(pred: Any, gt: Any, mask: Any, normaliser: Any, name: str
+def _check_inputs(pred: Any, gt: Any, mask: Any, normaliser: Any, name: str,
+                  drop_undefined: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Validates shapes; returns float arrays and the boolean counted-mask."""
+  """Validates shapes; returns float arrays and the boolean counted-mask.
+
+  With `drop_undefined`, a person whose normaliser is not positive and finite
+  (a torso with a missing end) is left out instead of rejected.
+  """
   pred = np.asarray(pred, dtype=np.float64)
   gt = np.asarray(gt, dtype=np.float64)
   mask = np.asarray(mask)
@@ -67,6 +72,10 @@ def _check_inputs(pred: Any, gt: Any, mask: Any, normaliser: Any, name: str
     raise ValueError(f'{name} must have shape {gt.shape[:1]}, got {normaliser.shape}')
   # A non-finite ground truth is missing ground truth (evalMPII stores NaN).
   counted = (mask != 0) & np.all(np.isfinite(gt), axis=-1)
+  if drop_undefined:
+    defined = np.isfinite(normaliser) & (normaliser > 0)
+    counted &= defined[:, None]
+    normaliser = np.where(defined, normaliser, 1.0)
   persons = np.any(counted, axis=1)
   bad = persons & ~(np.isfinite(normaliser) & (normaliser > 0))
   if np.any(bad):
@@ -144,14 +153,17 @@ def pckh(pred: Any, gt: Any, visible_or_annotated_mask: Any, head_size: Any,
 
 
 def torso_size(gt: Any, definition: str = 'lsp_diagonal',
-               skeleton: skeleton_lib.Skeleton = skeleton_lib.LSP) -> np.ndarray:
+               skeleton: skeleton_lib.Skeleton = skeleton_lib.LSP,
+               status: Any = None) -> np.ndarray:
   """PCK normaliser `(N,)` from ground truth `(N, J, 2)`.
 
   'lsp_diagonal': distance from the left shoulder to the right hip, with left
   and right as annotated (the common LSP PCK definition).
   'mean_diagonals': mean of the two shoulder-hip diagonals (left shoulder to
   right hip and right shoulder to left hip).
-  Works for MPII and LSP joint orders (joints looked up by name).
+  Works for MPII and LSP joint orders (joints looked up by name). With
+  `status` `(N, J)`, a torso with a MISSING end is NaN (undefined): a missing
+  joint's stored coordinates are no location; `pck` leaves such persons out.
   """
   if definition not in _TORSO_DEFINITIONS:
     raise ValueError(
@@ -162,7 +174,15 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
         f'gt must have shape (N, {skeleton.num_joints}, 2) for {skeleton.name}, '
         f'got {gt.shape}')
   j = skeleton.joint_index
-  diagonal = lambda a, b: np.linalg.norm(gt[:, j(a)] - gt[:, j(b)], axis=-1)
+  known = (np.ones(gt.shape[:2], bool) if status is None
+           else np.asarray(status) != skeleton_lib.MISSING)
+  if known.shape != gt.shape[:2]:
+    raise ValueError(f'status must have shape {gt.shape[:2]}, got {known.shape}')
+
+  def diagonal(a, b):
+    length = np.linalg.norm(gt[:, j(a)] - gt[:, j(b)], axis=-1)
+    return np.where(known[:, j(a)] & known[:, j(b)], length, np.nan)
+
   first = diagonal('l_shoulder', 'r_hip')
   if definition == 'lsp_diagonal':
     return first
@@ -174,12 +194,17 @@ def pck(pred: Any, gt: Any, mask: Any, torso_size: Any, threshold: float = 0.2,
   """PCK@threshold normalised by a torso size `(N,)` (see `torso_size`).
 
   Same rules and result layout as `pckh` (without 'AUC'), with the table
-  groups and "Total" joints of `skeleton` (LSP: all 14 joints).
+  groups and "Total" joints of `skeleton` (LSP: all 14 joints). A person
+  whose torso is undefined (NaN or not positive) is left out; their number
+  is 'persons_without_torso'.
   """
   pred, gt, counted, torso_size = _check_inputs(pred, gt, mask, torso_size,
-                                                'torso_size')
+                                                'torso_size', drop_undefined=True)
   scaled = _normalised_distances(pred, gt, torso_size)
-  return _summarise(scaled, counted, threshold, skeleton, 'PCK')
+  result = _summarise(scaled, counted, threshold, skeleton, 'PCK')
+  annotated = np.any(np.asarray(mask) != 0, axis=1)
+  result['persons_without_torso'] = int(np.sum(annotated & ~np.any(counted, axis=1)))
+  return result
 
 
 def _total_curve(scaled: np.ndarray, counted: np.ndarray,
@@ -193,10 +218,14 @@ def _total_curve(scaled: np.ndarray, counted: np.ndarray,
 
 def pck_curve(pred: Any, gt: Any, mask: Any, normaliser: Any,
               thresholds: Any = PCKH_AUC_THRESHOLDS,
-              joints: Sequence[int] = skeleton_lib.MPII_TOTAL_JOINTS) -> np.ndarray:
-  """Pooled PCK (%) over `joints` at each threshold: the curve under `auc`."""
+              joints: Sequence[int] = skeleton_lib.MPII_TOTAL_JOINTS,
+              drop_undefined: bool = False) -> np.ndarray:
+  """Pooled PCK (%) over `joints` at each threshold: the curve under `auc`.
+
+  `drop_undefined` leaves out persons without a normaliser, as `pck` does.
+  """
   pred, gt, counted, normaliser = _check_inputs(pred, gt, mask, normaliser,
-                                                'normaliser')
+                                                'normaliser', drop_undefined)
   scaled = _normalised_distances(pred, gt, normaliser)
   return _total_curve(scaled, counted, np.asarray(thresholds, np.float64), joints)
 

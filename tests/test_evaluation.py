@@ -113,6 +113,7 @@ def test_accuracy_curves_match_a_loop():
   gt = rng.uniform(0, 100, (5, 16, 2))
   pred = gt + rng.normal(0, 3, gt.shape)
   status = rng.integers(0, 3, (5, 16))
+  status[:3, [2, 3, 12, 13]] = 2  # persons 0-2 have a torso (hips, shoulders)
   predictions = {'pred_image': pred, 'gt_image': gt, 'keypoint_status': status,
                  'head_size': np.full(5, 10.0)}
   curves = evaluation.accuracy_curves(_mpii_config(), predictions)
@@ -133,8 +134,13 @@ def test_accuracy_curves_match_a_loop():
   np.testing.assert_allclose(curves['thresholds'], np.arange(21) / 100)
   torso = 0.5 * (np.linalg.norm(gt[:, 13] - gt[:, 2], axis=-1)
                  + np.linalg.norm(gt[:, 12] - gt[:, 3], axis=-1))
-  np.testing.assert_allclose(curves['curves']['Knee'],
-                             _numpy_curve(pred, gt, mask, torso, curves['thresholds'], (1, 4)))
+  # A person with a missing shoulder or hip has no torso and is left out.
+  has_torso = np.all(status[:, [2, 3, 12, 13]] > 0, axis=1)
+  assert 0 < has_torso.sum() < 5
+  np.testing.assert_allclose(
+      curves['curves']['Knee'],
+      _numpy_curve(pred, gt, mask & has_torso[:, None], np.where(has_torso, torso, 1.0),
+                   curves['thresholds'], (1, 4)))
 
 
 def test_visibility_ap_by_hand():

@@ -24,6 +24,7 @@ from rhpe_jax import skeleton
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO / '..' / 'shared' / 'data'
 LSPET = SHARED / 'lspet_sample'
+LSP_VERSION = '1.1.0'
 
 
 def _need_lspet() -> None:
@@ -35,7 +36,7 @@ def _load_split(data_dir: pathlib.Path, config: str, split: str,
                 encoded: bool = False) -> dict[str, dict]:
   """Examples of a built dataset as NumPy, by image name (images as bytes if encoded)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder_from_directory(str(data_dir / 'lsp' / config / '1.0.0'))
+  builder = tfds.builder_from_directory(str(data_dir / 'lsp' / config / LSP_VERSION))
   decoders = {'image': tfds.decode.SkipDecoding()} if encoded else None
   out = {}
   for ex in tfds.as_numpy(builder.as_dataset(split=split, decoders=decoders)):
@@ -81,12 +82,16 @@ def test_extended_layout_third_column_flags_visibility():
   joints[:, 2, :] = 1
   joints[4, 2, 0] = 0
   joints[12, 2, 2] = 0
+  joints[4, :2, 0] = (0.0, -26.1)  # a placeholder, as LSPET stores them
   got = lsp_annotations.parse_joints(joints, 'extended')
   assert got.keypoints[2, 9].tolist() == [23.0, 41.0]
   expected = np.full((3, 14), 2)
-  expected[0, 4] = 1
-  expected[2, 12] = 1
+  expected[0, 4] = 0  # flag 0: no location (MISSING), not occluded
+  expected[2, 12] = 0
   np.testing.assert_array_equal(got.status, expected)
+  # The placeholders are not kept.
+  assert got.keypoints[0, 4].tolist() == [0.0, 0.0]
+  assert got.keypoints[2, 12].tolist() == [0.0, 0.0]
 
 
 def test_wrong_layout_fails_with_expected_shape():
@@ -160,25 +165,48 @@ def test_lspet_keypoints_equal_joints_mat(lspet_examples):
     assert ex['image_index'] == i
     for k in range(14):
       x1, y1, flag = joints[k, 0, i], joints[k, 1, i], joints[k, 2, i]
-      assert ex['keypoints'][k, 0] == np.float32(x1 - 1), (i, k)
-      assert ex['keypoints'][k, 1] == np.float32(y1 - 1), (i, k)
-      assert ex['keypoint_status'][k] == (2 if flag == 1 else 1), (i, k)
+      if flag == 1:  # visible: joints.mat minus one
+        assert ex['keypoint_status'][k] == skeleton.VISIBLE, (i, k)
+        assert ex['keypoints'][k, 0] == np.float32(x1 - 1), (i, k)
+        assert ex['keypoints'][k, 1] == np.float32(y1 - 1), (i, k)
+      else:  # flag 0: no location
+        assert flag == 0
+        assert ex['keypoint_status'][k] == skeleton.MISSING, (i, k)
+        assert ex['keypoints'][k].tolist() == [0.0, 0.0], (i, k)
 
 
-def test_lspet_flagged_joints_lie_outside_the_frame(lspet_examples):
+def test_lspet_flag_zero_joints_are_missing(lspet_examples):
   # The sample's README: every joint flagged 0 lies outside the image frame
-  # (551 of 4200). A flipped convention would put ~3650 "occluded" joints
-  # inside the frame.
-  occluded = outside = 0
-  for ex in lspet_examples.values():
+  # (551 of 4200): placeholders, stored as MISSING. No joint is OCCLUDED.
+  joints = scipy.io.loadmat(LSPET / 'joints.mat')['joints']
+  placeholders = 0
+  for i in range(300):
+    ex = lspet_examples[f'im{i + 1:05d}.jpg']
     h, w = ex['original_size']
-    kp, st = ex['keypoints'], ex['keypoint_status']
-    off = ((kp[:, 0] < -0.5) | (kp[:, 0] > w - 0.5)
-           | (kp[:, 1] < -0.5) | (kp[:, 1] > h - 0.5))
-    occluded += int(np.sum(st == skeleton.OCCLUDED))
-    outside += int(np.sum(off & (st == skeleton.OCCLUDED)))
-  assert occluded == 551
-  assert outside == 551
+    x, y = joints[:, 0, i] - 1, joints[:, 1, i] - 1
+    off = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+    placeholders += int(np.sum(off & (joints[:, 2, i] == 0)))
+  statuses = np.stack([ex['keypoint_status'] for ex in lspet_examples.values()])
+  assert int(np.sum(statuses == skeleton.MISSING)) == 551 == placeholders
+  assert int(np.sum(statuses == skeleton.OCCLUDED)) == 0
+  assert int(np.sum(statuses == skeleton.VISIBLE)) == 4200 - 551
+
+
+def test_lspet_crop_windows_are_set_by_the_visible_joints(lspet_examples):
+  # objpos = centre of the visible joints' box, scale = 1.25 x its longer
+  # side / 200 (computed here from joints.mat directly), so the default
+  # training window (box_scale x 200 x scale) holds every visible joint.
+  from rhpe_jax import augment  # pylint: disable=g-import-not-at-top
+  joints = scipy.io.loadmat(LSPET / 'joints.mat')['joints']
+  for i in range(300):
+    ex = lspet_examples[f'im{i + 1:05d}.jpg']
+    seen = joints[:, 2, i] == 1
+    pts = joints[seen, :2, i] - 1
+    lo, hi = pts.min(0), pts.max(0)
+    np.testing.assert_allclose(ex['objpos'], (lo + hi) / 2, rtol=1e-6, atol=1e-3)
+    assert ex['scale'] == pytest.approx(1.25 * np.max(hi - lo) / 200, rel=1e-5)
+    half = augment.DEFAULT_BOX_SCALE * 200 * ex['scale'] / 2
+    assert np.all(np.abs(pts - ex['objpos']) <= half), i
 
 
 def test_lspet_images_and_metadata(lspet_build, lspet_examples):
@@ -198,9 +226,6 @@ def test_lspet_images_and_metadata(lspet_build, lspet_examples):
     assert ex['other_keypoints'].shape == (0, 14, 2)
     assert ex['head_size'] == 0 and not ex['head_box'].any()
     assert ex['person_index'] == 0 and ex['single_person']
-    # The release's 300 x scale window around objpos covers every joint.
-    half = 150.0 * ex['scale']
-    assert np.all(np.abs(ex['keypoints'] - ex['objpos']) <= half + 1e-3)
 
 
 # ---------------------------------------------------------------------------

@@ -204,6 +204,32 @@ def test_pck_lsp_hand_example():
   assert 'AUC' not in result
 
 
+def test_torso_with_a_missing_end_is_undefined():
+  # Person 1's right hip is missing (status 0, stored at (0, 0) as LSPET's
+  # reader stores it): its torso is not the distance to (0, 0) but undefined.
+  gt = np.concatenate([torso_example(skeleton.LSP)] * 2)
+  status = np.full((2, 14), 2)
+  status[1, skeleton.LSP.joint_index('r_hip')] = 0
+  gt[1, skeleton.LSP.joint_index('r_hip')] = [0.0, 0.0]
+  torso = metrics.torso_size(gt, 'lsp_diagonal', skeleton.LSP, status)
+  assert torso[0] == 5.0 and np.isnan(torso[1])
+  assert np.all(np.isnan(metrics.torso_size(gt, 'mean_diagonals', skeleton.LSP, status)[1:]))
+
+
+def test_pck_leaves_out_persons_without_a_torso():
+  # Person 0: torso 5 (radius 1 at 0.2), every joint 0.5 px off: all correct.
+  # Person 1: no torso; all its joints 100 px off. Had it counted (with any
+  # finite torso under 500), PCK would be 50 %; left out, PCK is 100 %.
+  gt = np.zeros((2, 14, 2))
+  pred = gt.copy()
+  pred[0, :, 0] = 0.5
+  pred[1, :, 0] = 100.0
+  result = metrics.pck(pred, gt, np.ones((2, 14)), [5.0, np.nan])
+  assert result['Total'] == 100.0
+  assert result['counts'].tolist() == [1] * 14
+  assert result['persons_without_torso'] == 1
+
+
 def test_format_table_mpii_and_lsp():
   pred, gt = hand_example()
   table = metrics.format_table(metrics.pckh(pred, gt, MASK, HEAD), skeleton.MPII)

@@ -3,7 +3,7 @@
 Config `original`: lsp_dataset.zip, joints (3, 14, N), third row 1 = occluded;
 train = first half (images 1-1000 of 2000), test = second half.
 Config `extended`: lspet_dataset.zip, joints (14, 3, N), third column
-1 = visible; train only. The layouts are read by `rhpe_jax.lsp_annotations`;
+1 = visible, 0 = no location (MISSING); train only. The layouts are read by `rhpe_jax.lsp_annotations`;
 conventions in README.md.
 """
 from __future__ import annotations
@@ -90,8 +90,13 @@ def _release_dir(root: epath.Path, layout: str) -> epath.Path | None:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """LSP / LSPET: whole person-centric images with 14 keypoints and status."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': ('LSPET: joints with flag 0 are MISSING (status 0, coordinates '
+                '0), not OCCLUDED at their placeholder coordinates; objpos and '
+                'scale come from the visible joints only. LSP original unchanged.'),
+  }
   BUILDER_CONFIGS = [
       LspConfig(name='original', layout='original',
                 description='LSP, 2000 images: train = first 1000, test = last 1000.'),
