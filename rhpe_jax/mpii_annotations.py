@@ -156,7 +156,7 @@ def _visibility(value: Any, what: str) -> int:
   """is_visible (absent, empty, 0/1, '0'/'1') -> status code.
 
   Empty or absent means "annotated, visibility not recorded": such a point is
-  counted as visible, as pose-hg-train's and pose machines' readers do.
+  counted as visible, in agreement with valid.h5 (docs/annotations.md).
   """
   number = _number(value, what)
   if number is None:

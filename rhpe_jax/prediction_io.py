@@ -138,8 +138,10 @@ def load_mpii_annotations(path: PathLike) -> dict:
     'keypoints' (N, 16, 2) 0-based pixels (`part - 1`; 0 where not annotated),
     'status' (N, 16) MISSING / OCCLUDED / VISIBLE (part == (0, 0) is missing),
     'head_size' (N,) the PCKh normaliser (`normalize`),
-    'center' (N, 2) 0-based (or absent), 'scale' (N,), 'index', 'person' (N,)
-    int, 'image_name' list of str (each only when the file has it).
+    'center' (N, 2) 0-based and 'scale' (N,) as stored: pose-hg-train's
+    adjusted box (objpos + (0, 15 scale), 1.25 x scale), not the official
+    objpos/scale; 'index', 'person' (N,) int, 'image_name' list of str (each
+    only when the file has it). Flags and placeholders: docs/annotations.md.
   """
   path = _existing(path)
   try:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -355,3 +357,70 @@ def test_config_validation_and_from_mapping():
   assert cfg.input_size == 128 and cfg.rotation_deg == 30.0
   with pytest.raises(ValueError, match='cannot infer the skeleton'):
     augment.resolve_skeleton(augment.AugmentConfig(), 17)
+
+
+# --------------------------------------------------------------------------
+# Placeholders of missing joints (docs/annotations.md) never enter the window.
+
+MPII_SAMPLE_JSON = (pathlib.Path(__file__).resolve().parents[1] / '..' / 'shared' / 'data'
+                    / 'mpii_sample' / 'annotations.json')
+PLACEHOLDERS = ([-1.0, -1.0],  # MPII JSON conversions (joints_vis 0)
+                [0.0, 0.0],  # valid.h5 and the project's stored examples
+                [0.0, -26.1],  # LSPET joints.mat, flag 0 (outside the image)
+                [np.nan, np.nan], [1e6, -1e6])
+
+
+def numpy_keypoint_window(kp: np.ndarray, status: np.ndarray) -> tuple[np.ndarray, float]:
+  """Centre and side of the fallback window, from the annotated joints only."""
+  pts = kp[status > 0]
+  lo, hi = pts.min(0), pts.max(0)
+  return (lo + hi) / 2, augment.DEFAULT_BOX_SCALE * float(np.max(hi - lo))
+
+
+def test_keypoint_box_ignores_placeholders_of_missing_joints():
+  kp = grid_keypoints()
+  status = np.full(16, 2)
+  status[[0, 3, 15]] = 0  # corners of the grid: the box shrinks without them
+  status[5] = 1  # occluded joints carry real locations and count
+  want_centre, want_side = numpy_keypoint_window(kp, status)
+  for placeholder in PLACEHOLDERS:
+    held = kp.copy()
+    held[status == 0] = placeholder
+    centre, side = augment.person_window(
+        CROP_TO_IMAGE, tf.constant([0.0, 0.0]), tf.constant(0.0), augment.DEFAULT_BOX_SCALE,
+        tf.constant([STORED, STORED]), tf.constant(held, tf.float32), tf.constant(status))
+    np.testing.assert_allclose(centre.numpy(), want_centre, atol=1e-4, err_msg=str(placeholder))
+    assert float(side) == pytest.approx(want_side, rel=1e-6)
+
+
+def test_real_mpii_json_placeholders_stay_out_of_window_and_output():
+  if not MPII_SAMPLE_JSON.is_file():
+    pytest.skip(f'real MPII sample not found at {MPII_SAMPLE_JSON}')
+  records = [r for r in json.loads(MPII_SAMPLE_JSON.read_text()) if 0 in r['joints_vis']]
+  assert len(records) == 2  # 051423444.jpg and 004645041.jpg: both ankles at [-1, -1]
+  config = augment.AugmentConfig(input_size=SIZE, flip_prob=1.0)
+  perm = skeleton.MPII.flip_permutation
+  for r in records:
+    kp = np.array(r['joints'], np.float64) - 1.0
+    status = np.array(r['joints_vis']) * skeleton.VISIBLE
+    want_centre, want_side = numpy_keypoint_window(kp, status)
+    assert np.all(kp[status == 0] == -2.0)  # the placeholder, 0-based
+    centre, side = augment.person_window(
+        np.eye(2, 3), tf.constant([0.0, 0.0]), tf.constant(0.0), augment.DEFAULT_BOX_SCALE,
+        tf.constant([720, 1280]), tf.constant(kp, tf.float32), tf.constant(status))
+    np.testing.assert_allclose(centre.numpy(), want_centre, atol=1e-3)
+    assert float(side) == pytest.approx(want_side, rel=1e-6)
+    # Through a flipped crop, missing joints keep status 0 and coordinates 0.
+    example = make_example()
+    example.update(keypoints=tf.constant(kp, tf.float32), keypoint_status=tf.constant(status),
+                   other_keypoints=tf.constant(kp[None], tf.float32),
+                   other_keypoint_status=tf.constant(status[None]),
+                   crop_to_image=tf.constant(np.eye(2, 3), tf.float32),
+                   objpos=tf.constant(r['center'], tf.float32),
+                   scale=tf.constant(r['scale'], tf.float32))
+    out = input_pipeline.preprocess_example(
+        example, config, augment.sample_params(tf.constant([1, 2], tf.int64), config))
+    np.testing.assert_array_equal(out['keypoint_status'].numpy(), status[perm])
+    missing = status[perm] == 0
+    assert np.all(out['keypoints'].numpy()[missing] == 0)
+    assert np.all(out['other_keypoints'].numpy()[0][missing] == 0)

@@ -12,6 +12,7 @@ missing JPEG). The expected values are kept beside it in plain Python
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -60,23 +61,37 @@ class Truth:
   head_box: np.ndarray | None
 
 
+@functools.lru_cache(maxsize=None)
+def _official_visibility(image: str) -> tuple[float, ...]:
+  """valid.h5's `visible` row of a sample image (1.0 each when valid.h5 is absent).
+
+  The JSON's joints_vis says "annotated", not "visible" (docs/annotations.md),
+  so the real is_visible values come from valid.h5.
+  """
+  if not VALID_H5.exists():
+    return (1.0,) * 16
+  with h5py.File(VALID_H5, 'r') as f:
+    names = [n.decode() for n in f['imgname'][()]]
+    return tuple(float(v) for v in f['visible'][names.index(image)])
+
+
 def _person(rec: dict, *, shift=(0.0, 0.0), vis: dict | None = None,
             drop: tuple = (), order=None, objpos=True, head=True
             ) -> tuple[dict, Truth]:
   """A MATLAB annorect entry from a JSON record, and its truth.
 
   JSON coordinates are the official 1-based values. `vis` maps joint id to the
-  is_visible value to write (default numeric 1); joints with joints_vis 0 or
-  listed in `drop` get no point at all.
+  is_visible value to write (default: the real flag, from valid.h5); joints
+  with joints_vis 0 or listed in `drop` get no point at all.
   """
-  vis = vis or {}
+  vis = {**dict(enumerate(_official_visibility(rec['image']))), **(vis or {})}
   joints = np.asarray(rec['joints'], np.float64) + np.asarray(shift)
   ids = [j for j in range(16) if rec['joints_vis'][j] and j not in drop]
   if order is not None:
     ids = [ids[k] for k in order(len(ids))]
   points, kp, st = [], np.zeros((16, 2)), np.zeros(16, np.int64)
   for j in ids:
-    v = vis.get(j, 1.0)
+    v = vis[j]
     points.append({'id': float(j), 'x': joints[j, 0], 'y': joints[j, 1], 'is_visible': v})
     kp[j] = joints[j] - 1.0
     empty = isinstance(v, np.ndarray) and v.size == 0
@@ -125,7 +140,8 @@ def write_fixture(root: pathlib.Path) -> dict[tuple[int, int], Truth]:
   p03, truth[0, 3] = _person(b, shift=(700.0, 100.0), drop=tuple(range(1, 16)))
   # 1: one person (annorect squeezed to a struct), is_visible mostly empty.
   p10, truth[1, 0] = _person(b, vis={j: EMPTY for j in range(1, 16)})
-  # 2: no objpos/scale, points in scrambled order, two joints absent.
+  # 2: no objpos/scale, points in scrambled order, two joints absent, right
+  # wrist and elbow annotated but occluded (the real flags).
   p20, truth[2, 0] = _person(c, objpos=False, order=lambda n: list(range(n))[::-1])
   # 3: validation person, two joints absent, some occluded.
   p30, truth[3, 0] = _person(d, vis={13: 0.0, 14: '0'})
@@ -212,6 +228,8 @@ def test_reader_normalises_every_quirk(fixture_dir):
     if t.head_box is not None:
       np.testing.assert_allclose(person.head_box, t.head_box, atol=1e-9)
   assert not by_index[0].person(2).has_keypoints  # empty annopoints
+  if VALID_H5.exists():  # the real is_visible 0 of 051423444.jpg
+    assert list(np.flatnonzero(by_index[2].person(0).status == 1)) == [10, 11]
   assert by_index[5].person(0) is None  # truncated
   assert by_index[9].people == ()
   assert by_index[0].single_person == {0, 1}
@@ -383,6 +401,8 @@ def test_other_people_are_in_the_crop_frame(built):
         np.testing.assert_array_equal(ex['other_keypoint_status'][n], t.status)
         back = ex['other_keypoints'][n].astype(np.float64) @ a[:, :2].T + a[:, 2]
         np.testing.assert_allclose(back[t.status > 0], t.keypoints[t.status > 0], atol=0.01)
+        # Their missing joints are stored as 0, never as a mapped placeholder.
+        assert np.all(ex['other_keypoints'][n][t.status == 0] == 0)
 
 
 def test_provenance_head_and_sizes(built):

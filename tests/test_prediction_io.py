@@ -1,4 +1,5 @@
 """Tests of rhpe_jax.prediction_io: community files written/read independently."""
+import json
 import pathlib
 
 import h5py
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from rhpe_jax import metrics
 from rhpe_jax import prediction_io
 from rhpe_jax import skeleton
 
@@ -192,3 +194,93 @@ def test_two_person_files_follow_evalmpii_layout_rule(tmp_path):
   prediction_io.save_predictions(out, one_based - 1)
   assert scipy.io.loadmat(out)['preds'].shape == (2, 16, 2)
   np.testing.assert_array_equal(prediction_io.load_predictions(out), one_based - 1)
+
+
+# ----------------------------------------------------------------------------
+# Flags and placeholders of the real valid.h5 (docs/annotations.md). The counts
+# were read from the file with h5py by hand; the expectations below are
+# recomputed from the raw arrays, not from the code under test.
+
+SAMPLE_JSON = DATA / 'mpii_sample' / 'annotations.json'
+
+
+def _raw_valid_h5() -> dict:
+  if not VALID_H5.is_file():
+    pytest.skip(f'real MPII validation data not found at {VALID_H5}')
+  with h5py.File(VALID_H5, 'r') as f:
+    return {k: f[k][()] for k in ('part', 'visible', 'center', 'scale', 'imgname')}
+
+
+def test_real_valid_h5_zero_is_missing_and_visible_zero_is_occluded():
+  raw = _raw_valid_h5()
+  part, visible = raw['part'], raw['visible']
+  placeholder = np.all(part == 0, axis=-1)
+  assert placeholder.sum() == 3088
+  assert not np.any(visible[placeholder])  # the placeholder is never flagged visible
+  occluded = ~placeholder & (visible == 0)
+  assert occluded.sum() == 10243  # annotated, not visible: real locations
+  a = prediction_io.load_mpii_annotations(VALID_H5)
+  np.testing.assert_array_equal(a['status'] == skeleton.MISSING, placeholder)
+  np.testing.assert_array_equal(a['status'] == skeleton.OCCLUDED, occluded)
+  np.testing.assert_array_equal(a['status'] == skeleton.VISIBLE, visible == 1)
+  assert np.all(a['keypoints'][placeholder] == 0)  # not (-1, -1): no `part - 1` there
+  # Real points at the border are not placeholders: 13 with one coordinate 0
+  # and 32 above the image (y < 0), all upper necks or head tops.
+  border = ~placeholder & np.any(part <= 0, axis=-1)
+  assert border.sum() == 45 and np.sum(part[..., 1] < 0) == 32
+  assert set(np.nonzero(border)[1]) == {8, 9}
+  assert np.all(a['status'][border] == skeleton.VISIBLE)
+
+
+def test_real_valid_h5_pckh_counts_annotated_joints_only():
+  raw = _raw_valid_h5()
+  placeholder = np.all(raw['part'] == 0, axis=-1)
+  a = prediction_io.load_mpii_annotations(VALID_H5)
+  gt = a['keypoints']
+  # Missing joints predicted at valid.h5's placeholder (1-based (0, 0)) or far
+  # away: the same counts, all annotated joints right, missing ones not counted.
+  for where in (-1.0, 1e4):
+    preds = np.where(placeholder[..., None], where, gt)
+    result = metrics.pckh(preds, gt, a['status'], a['head_size'])
+    np.testing.assert_array_equal(result['counts'], np.sum(~placeholder, axis=0))
+    np.testing.assert_array_equal(result['correct'], result['counts'])
+  # The 45 border points are ground truth: missing them by 1000 px costs
+  # exactly them (joint 8: 2 of 2932, joint 9: 43 of 2932).
+  border = ~placeholder & np.any(raw['part'] <= 0, axis=-1)
+  result = metrics.pckh(np.where(border[..., None], gt + 1000.0, gt), gt, a['status'],
+                        a['head_size'])
+  np.testing.assert_array_equal(result['counts'] - result['correct'], border.sum(axis=0))
+  assert result['groups']['Head'] == pytest.approx(
+      (100.0 * 2930 / 2932 + 100.0 * 2889 / 2932) / 2)
+
+
+def test_valid_h5_against_the_official_values_of_the_sample():
+  # annotations.json holds the official .mat values of valid.h5's first five
+  # persons (a third-party JSON conversion): what each file stores for the
+  # same joints.
+  raw = _raw_valid_h5()
+  if not SAMPLE_JSON.is_file():
+    pytest.skip(f'real MPII sample not found at {SAMPLE_JSON}')
+  records = json.loads(SAMPLE_JSON.read_text())
+  names = [n.decode() for n in raw['imgname'][:len(records)]]
+  assert names == [r['image'] for r in records]
+  joints = np.array([r['joints'] for r in records])
+  annotated = np.array([r['joints_vis'] for r in records]) == 1
+  part, visible = raw['part'][:len(records)], raw['visible'][:len(records)]
+  # Not annotated: [-1, -1] in the JSON, (0, 0) in valid.h5 (4 ankles).
+  assert (~annotated).sum() == 4
+  assert np.all(joints[~annotated] == -1) and np.all(part[~annotated] == 0)
+  assert np.all(np.any(part[annotated] != 0, axis=-1))
+  # valid.h5 stores the official coordinates rounded down to integers (the
+  # head points are fractional in the .mat).
+  np.testing.assert_array_equal(part[annotated], np.floor(joints[annotated]))
+  # joints_vis means annotated, not visible: 051423444.jpg's right wrist and
+  # elbow are annotated and occluded.
+  assert np.sum(annotated & (visible == 0)) == 2
+  assert np.all(visible[2, [10, 11]] == 0) and np.all(annotated[2, [10, 11]])
+  # valid.h5's center/scale are pose-hg-train's adjusted box, not objpos/scale.
+  objpos = np.array([r['center'] for r in records])
+  scale = np.array([r['scale'] for r in records])
+  np.testing.assert_allclose(raw['center'][:len(records)],
+                             objpos + np.stack([0 * scale, 15 * scale], -1), atol=1e-4)
+  np.testing.assert_allclose(raw['scale'][:len(records)], 1.25 * scale, rtol=1e-6)

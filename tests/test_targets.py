@@ -355,6 +355,45 @@ def test_real_mpii_person_matches_reference():
   assert checked == 15
 
 
+def test_real_mpii_placeholders_change_nothing():
+  # The two sample persons with missing ankles (stored as [-1, -1] by the JSON
+  # conversion), as the active person and as another person: moving the
+  # placeholders anywhere (or to NaN) leaves every map and weight unchanged,
+  # and another person's missing joints block no pixel.
+  path = DATA / 'mpii_sample' / 'annotations.json'
+  if not path.exists():
+    pytest.skip(f'shared test data not found at {path}')
+  records = [r for r in json.loads(path.read_text()) if 0 in r['joints_vis']]
+  assert len(records) == 2
+
+  def grid(record):  # person-centred 62 x 62 grid, as in the test above
+    joints = np.array(record['joints'], np.float64) - 1
+    centre = np.array(record['center'], np.float64) - 1
+    side = 200 * record['scale']
+    kp = ((joints - centre + side / 2) / side * 62 - 0.5).astype(np.float32)
+    return kp, np.array(record['joints_vis'], np.int32) * skeleton.VISIBLE
+
+  (kp, st), (okp, ost) = grid(records[0]), grid(records[1])
+  assert np.any(st == 0) and np.any(ost == 0)
+  kwargs = dict(grid_shape=(62, 62), part_pairs=PAIRS, occlusion_mode='exclude')
+  base = render_targets(kp, st, other_keypoints=okp[None], other_status=ost[None], **kwargs)
+  for placeholder in ([0.0, 0.0], [31.0, 31.0], [np.nan, np.nan]):
+    moved_kp, moved_okp = kp.copy(), okp.copy()
+    moved_kp[st == 0] = placeholder
+    moved_okp[ost == 0] = placeholder
+    got = render_targets(moved_kp, st, other_keypoints=moved_okp[None],
+                         other_status=ost[None], **kwargs)
+    for a, b in zip(got, base):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # A person whose every joint is missing (placeholders in the middle of the
+  # grid) is no person: the weights are those without other people.
+  alone = render_targets(kp, st, **kwargs)
+  nobody = render_targets(kp, st, other_keypoints=np.full((1, J, 2), 31.0, np.float32),
+                          other_status=np.zeros((1, J), np.int32), **kwargs)
+  for a, b in zip(nobody, alone):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 # ----------------------------------------------------------------------------
 # jit, vmap and errors.
 
