@@ -96,7 +96,9 @@ def eval_dataset(config: ml_collections.ConfigDict, split: str | None = None,
   """One pass over the evaluation split, padded to whole batches (`valid` = 0)."""
   split = split or config.eval_split
   if config.num_eval_examples > 0:
-    split = f'{split}[:{config.num_eval_examples}]'
+    available = tfds.builder(config.dataset, data_dir=data_dir(config)).info.splits[split]
+    if config.num_eval_examples < available.num_examples:  # else: all of it
+      split = f'{split}[:{config.num_eval_examples}]'
   ds, total = _load(config, config.dataset, split)
   return input_pipeline.make_eval_dataset(
       ds, config=augment_config(config),

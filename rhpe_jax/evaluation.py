@@ -97,6 +97,31 @@ def mean_pose_predictions(train_keypoints: np.ndarray, train_status: np.ndarray,
   return _apply_affine(guess, predictions['input_to_image'])
 
 
+def mean_pose_baseline(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray],
+                       split: str | None = None, data_dir: str | None = None
+                       ) -> dict[str, Any]:
+  """The mean-pose predictor, scored as the network is on the same examples.
+
+  The mean of the training crops' poses (split `split`, default the config's
+  `train_split`, of the build in `data_dir`, default the config's), in input
+  pixels, is placed in every evaluated crop, i.e. in each person's box of
+  annotated joints, and scored by `score`. A network that does not beat it
+  has learned nothing about the image.
+  """
+  source = config.copy_and_resolve_references()
+  source.num_eval_examples = -1
+  if data_dir:
+    source.data_dir = data_dir
+  keypoints, status = [], []
+  for batch in data.eval_dataset(source, split or config.train_split).as_numpy_iterator():
+    valid = batch['valid'].reshape(-1).astype(bool)
+    keypoints.append(batch['keypoints'].reshape((-1,) + batch['keypoints'].shape[2:])[valid])
+    status.append(batch['keypoint_status'].reshape(
+        (-1,) + batch['keypoint_status'].shape[2:])[valid])
+  guess = mean_pose_predictions(np.concatenate(keypoints), np.concatenate(status), predictions)
+  return score(config, dict(predictions, pred_image=guess))
+
+
 class Evaluator:
   """Evaluates replicated train states on a config's evaluation split."""
 
@@ -191,7 +216,8 @@ def restore_state(config: ml_collections.ConfigDict, workdir: str,
                   checkpoint: str = 'best') -> tuple[Any, int]:
   """A train state (single device) with a workdir's saved values, and its step."""
   path, step = find_checkpoint(workdir, checkpoint)
-  state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1)
+  state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1,
+                                      total_steps=1)  # the schedule is not used
   # Only what inference needs: the optimiser state is left out, so that a
   # checkpoint evaluates whatever optimiser settings the config has now.
   target = {'step': state.step, 'params': state.params, 'batch_stats': state.batch_stats}

@@ -137,7 +137,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   per_epoch = steps_per_epoch(config, train_data.num_examples)
   num_steps = total_steps(config, train_data.num_examples)
 
-  state = step_lib.create_train_state(config, jax.random.key(config.seed), per_epoch)
+  state = step_lib.create_train_state(config, jax.random.key(config.seed), per_epoch,
+                                      num_steps)
   manager = checkpoints.CheckpointManager(workdir, config)
   state = manager.restore_latest(state)
   start_step = int(state.step)
@@ -153,7 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   state = step_lib.replicate(state)
   batches = train_data.iterator(start_step)
   evaluator = evaluation.Evaluator(config)
-  schedule = step_lib.learning_rate_schedule(config, per_epoch)
+  schedule = step_lib.learning_rate_schedule(config, per_epoch, num_steps)
   last_eval: dict[str, Any] = {}
   pending: list[dict] = []  # device metrics not yet checked
   checked: list[dict[str, float]] = []  # host metrics since the last log line

@@ -47,18 +47,36 @@ def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
       relu_output=config.relu_output)
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int
-                           ) -> optax.Schedule:
-  """Piecewise-constant rate: `learning_rate`, times each factor at its epoch."""
-  boundaries = {int(round(epoch * steps_per_epoch)): factor
-                for epoch, factor in zip(config.lr_boundaries_epochs, config.lr_factors)}
-  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                           total_steps: int | None = None) -> optax.Schedule:
+  """The rate per step, after `warmup_steps` of linear warm-up from 0.
+
+  'step' (the release): `learning_rate`, times each factor at its epoch.
+  'cosine': cosine decay from `learning_rate` to 0 at `total_steps` (short
+  runs, where a few step boundaries are a poor fit).
+  """
+  warmup = config.get('warmup_steps', 0)
+  kind = config.get('lr_schedule', 'step')
+  if kind == 'step':
+    boundaries = {int(round(epoch * steps_per_epoch)) + warmup: factor
+                  for epoch, factor in zip(config.lr_boundaries_epochs, config.lr_factors)}
+    main = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+  elif kind == 'cosine':
+    if not total_steps:
+      raise ValueError("lr_schedule 'cosine' needs the run's total number of steps")
+    main = optax.cosine_decay_schedule(config.learning_rate, max(1, total_steps - warmup))
+  else:
+    raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {kind!r}")
+  if not warmup:
+    return main
+  ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
+  return optax.join_schedules([ramp, main], [warmup])
 
 
-def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
-                     ) -> optax.GradientTransformation:
+def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                     total_steps: int | None = None) -> optax.GradientTransformation:
   """SGD with momentum (the paper) or Adam, with optional clipping and decay."""
-  schedule = learning_rate_schedule(config, steps_per_epoch)
+  schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
   if config.optimizer == 'sgd':
     opt = optax.sgd(schedule, momentum=config.momentum)
   elif config.optimizer == 'adam':
@@ -74,7 +92,7 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int
 
 
 def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
-                       steps_per_epoch: int) -> TrainState:
+                       steps_per_epoch: int, total_steps: int | None = None) -> TrainState:
   """Initial state for a single device (replicate it for pmap)."""
   net = create_model(config)
   variables = model_lib.init_variables(
@@ -82,7 +100,7 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
   return TrainState.create(
       apply_fn=net.apply, params=variables['params'],
       batch_stats=variables['batch_stats'],
-      tx=create_optimizer(config, steps_per_epoch))
+      tx=create_optimizer(config, steps_per_epoch, total_steps))
 
 
 def render_targets_for_batch(batch: dict, config: ml_collections.ConfigDict,

@@ -64,6 +64,20 @@ def test_learning_rate_schedule_steps_at_epoch_boundaries():
     assert float(schedule(step)) == pytest.approx(rate, rel=1e-6), step
 
 
+def test_cosine_schedule_with_warmup_hand_values():
+  config = _config(lr_schedule='cosine', warmup_steps=10, learning_rate=1e-3)
+  schedule = step_lib.learning_rate_schedule(config, steps_per_epoch=7, total_steps=110)
+  # Warm-up 0 -> 1e-3 over 10 steps, then 1e-3 * (1 + cos(pi * t / 100)) / 2.
+  expected = {0: 0.0, 5: 5e-4, 10: 1e-3, 35: 1e-3 * (1 + np.cos(np.pi / 4)) / 2,
+              60: 5e-4, 110: 0.0}
+  for step, rate in expected.items():
+    assert float(schedule(step)) == pytest.approx(rate, rel=1e-5, abs=1e-9), step
+  with pytest.raises(ValueError, match='total number of steps'):
+    step_lib.learning_rate_schedule(config, steps_per_epoch=7)
+  with pytest.raises(ValueError, match="lr_schedule must be 'step' or 'cosine'"):
+    step_lib.learning_rate_schedule(_config(lr_schedule='linear'), steps_per_epoch=7)
+
+
 def test_sgd_momentum_update_by_hand():
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   opt = step_lib.create_optimizer(_config(), steps_per_epoch=10)

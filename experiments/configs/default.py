@@ -56,8 +56,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.0
   # Step schedule in epochs: multiply the rate by `factor` at each boundary
   # (the release: 1e-5 for 30 epochs, 5e-6 for 5, then 1e-6).
+  config.lr_schedule = 'step'  # 'step' | 'cosine' (to 0 at the last step)
   config.lr_boundaries_epochs = (30, 35)
   config.lr_factors = (0.5, 0.2)
+  config.warmup_steps = 0  # linear warm-up from 0 before the schedule
   config.grad_clip_norm = 0.0  # 0 turns clipping off
 
   config.batch_size = 20  # global, across all devices and hosts

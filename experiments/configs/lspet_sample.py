@@ -40,8 +40,8 @@ def get_config():
   config.learning_rate = 1e-3
   config.batch_size = 16
   config.num_train_steps = 3000
-  config.lr_boundaries_epochs = ()  # set as steps below
-  config.lr_factors = ()
+  config.lr_schedule = 'cosine'
+  config.warmup_steps = 100
 
   config.log_every_steps = 100
   config.eval_every_steps = 1000
