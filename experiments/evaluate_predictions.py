@@ -16,9 +16,9 @@ import pathlib
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 
+from rhpe_jax import cli
 from rhpe_jax import metrics
 from rhpe_jax import prediction_io
 from rhpe_jax import skeleton as skeleton_lib
@@ -70,4 +70,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['predictions', 'annotations'])
-  app.run(main)
+  cli.run(main)
