@@ -15,6 +15,7 @@ they start.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ import sys
 from typing import Any, Callable, NoReturn, Sequence
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from rhpe_jax import config_checks
 
@@ -36,6 +38,13 @@ NATIVE_INFO = re.compile(
     rb'|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] '
     rb'|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: I \S+:\d+\] '
     rb'|To enable the following instructions: .* rebuild TensorFlow with the appropriate')
+
+# Library warnings about something the project does on purpose (orbax warns
+# whenever a checkpoint is opened read-only, as evaluation does).
+EXPECTED_WARNINGS = (
+    'CheckpointManagerOptions.read_only=True, setting save_interval_steps=0',
+    'Given directory is read only',
+)
 
 # Runs in a child process between this process's stderr and the real one,
 # so that nothing is lost when this process crashes or is killed. It ignores
@@ -98,9 +107,18 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   return rest
 
 
+class _ExpectedWarnings(logging.Filter):
+  """Drops the records whose message starts with one of EXPECTED_WARNINGS."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(EXPECTED_WARNINGS)
+
+
 def hide_library_logs() -> None:
-  """TensorFlow's and XLA's C++ INFO lines off stderr (Python logging
-  follows --verbosity). Call before TensorFlow or JAX is imported."""
+  """TensorFlow's and XLA's C++ INFO lines off stderr, and the expected
+  warnings off the log (Python logging follows --verbosity). Call before
+  TensorFlow or JAX is imported."""
+  absl_logging.get_absl_handler().addFilter(_ExpectedWarnings())
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # where TF/XLA still read it
   if os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '0':
     return  # asked for explicitly
@@ -142,8 +160,8 @@ def _last_line(message: str) -> str:
 
 
 def _config_argument(argv: Sequence[str]) -> str:
-  """`--config=FILE` as given."""
-  for arg in argv[1:]:
+  """`--config=FILE` as given (the last one, as absl takes it)."""
+  for arg in reversed(argv[1:]):
     if arg.lstrip('-').startswith('config='):
       return arg
   return '--config'
