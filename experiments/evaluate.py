@@ -20,6 +20,8 @@ predictions to original image pixels and prints the paper's table. Written to
 
 A split without keypoints (MPII test) gives the submission files and the
 image/person index of every row in results.json instead of a table.
+
+Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@
 Prints the paper's MPII table (Head .. Ankle, Total, AUC), computed as the
 official evalMPII does (see rhpe_jax.metrics). Row i of the predictions must
 be the person of row i of the annotations.
+
+Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 

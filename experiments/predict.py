@@ -19,6 +19,8 @@ config.box_scale x 200 x scale). Writes
                    the paper's Fig. 2
   OUT_maps.png     (--heatmaps) all keypoint maps and all body-part maps
                    superimposed over the input, the paper's Fig. 1
+
+Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 

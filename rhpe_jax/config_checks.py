@@ -25,8 +25,8 @@ EVAL_METRICS = ('pckh', 'pck')
 TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')
 JOINT_MAPPINGS = (None, 'lsp_to_mpii')
 
-# A TFDS name: `name`, `name/config` or `name/config/1.0.0`.
-_DATASET_NAME = re.compile(r'[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+){0,2}')
+# A TFDS name: `name`, `name/config`, `name/config/1.0.0` or `name:1.*.*`.
+_DATASET_NAME = re.compile(r'[a-z][a-z0-9_]*(/[A-Za-z0-9_.*\-]+){0,2}(:[\d.*]+)?')
 # A split as TFDS reads it: `train`, `train[:250]`, `train[10%:]`, `train+validation`.
 _SPLIT = re.compile(r'[A-Za-z0-9_]+(\[[-\d%:]*\])?(\+[A-Za-z0-9_]+(\[[-\d%:]*\])?)*')
 
