@@ -19,8 +19,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# TFDS's build command prints its own logging and a summary of the dataset:
+# kept in a log file, shown when the build fails.
+BUILD_LOG = $(DATA)/synthetic_pose_build.log
+
 demo: setup
-	$(BIN)/tfds build tfds_builders/synthetic_pose --config=default --data_dir=$(DATA)
+	@mkdir -p $(DATA)
+	@echo "building synthetic_pose/default in $(DATA) (under a minute; log: $(BUILD_LOG))"
+	@$(BIN)/tfds build tfds_builders/synthetic_pose --config=default --data_dir=$(DATA) \
+	  > $(BUILD_LOG) 2>&1 || { tail -n 20 $(BUILD_LOG); exit 1; }
 	$(BIN)/python -m experiments.train --config=experiments/configs/demo.py \
 	  --workdir=$(DEMO) --config.data_dir=$(DATA)
 	$(BIN)/python -m experiments.evaluate --config=experiments/configs/demo.py \

@@ -20,6 +20,8 @@ predictions to original image pixels and prints the paper's table. Written to
 
 A split without keypoints (MPII test) gives the submission files and the
 image/person index of every row in results.json instead of a table.
+
+Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
@@ -29,12 +31,10 @@ import pathlib
 import sys
 from typing import Any, Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-# Quiet TensorFlow's C++ start-up messages (TF is imported later), so that
-# errors stand out.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from rhpe_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -182,4 +182,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -7,6 +7,8 @@
 Prints the paper's MPII table (Head .. Ankle, Total, AUC), computed as the
 official evalMPII does (see rhpe_jax.metrics). Row i of the predictions must
 be the person of row i of the annotations.
+
+Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
@@ -16,9 +18,9 @@ import pathlib
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 
+from rhpe_jax import cli
 from rhpe_jax import metrics
 from rhpe_jax import prediction_io
 from rhpe_jax import skeleton as skeleton_lib
@@ -70,4 +72,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['predictions', 'annotations'])
-  app.run(main)
+  cli.run(main)

@@ -19,21 +19,20 @@ config.box_scale x 200 x scale). Writes
                    the paper's Fig. 2
   OUT_maps.png     (--heatmaps) all keypoint maps and all body-part maps
                    superimposed over the input, the paper's Fig. 1
+
+Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import sys
 from typing import Any, Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-# Quiet TensorFlow's C++ start-up messages (TF is imported later), so that
-# errors stand out.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from rhpe_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -249,4 +248,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main, argv=join_center_values(sys.argv))
+  cli.run(main, argv=join_center_values(sys.argv))

@@ -22,7 +22,7 @@ from absl import logging
 from flax.metrics import tensorboard
 from jax.experimental import multihost_utils
 
-from rhpe_jax import checkpoints, data, evaluation
+from rhpe_jax import checkpoints, config_checks, data, evaluation
 from rhpe_jax import train_step as step_lib
 
 
@@ -67,11 +67,10 @@ def total_steps(config: ml_collections.ConfigDict, num_examples: int) -> int:
 def check_batch_size(config: ml_collections.ConfigDict) -> int:
   """Per-device batch; the global batch must split evenly over all devices."""
   devices = jax.device_count()
-  if config.batch_size < 1 or config.batch_size % devices:
+  if config.batch_size % devices:
     raise ValueError(
-        f'batch_size {config.batch_size} does not split over {devices} devices; '
-        f'use a multiple of {devices} (e.g. --config.batch_size='
-        f'{devices * max(1, config.batch_size // devices)})')
+        f'config.batch_size = {config.batch_size}: must be a multiple of the {devices} '
+        f'devices, e.g. --config.batch_size={devices * max(1, round(config.batch_size / devices))}')
   return config.batch_size // devices
 
 
@@ -130,6 +129,7 @@ def _write_heatmap_summaries(writer, config, state, evaluation_result, step: int
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last evaluation's metrics
   ({} when no evaluation ran, e.g. when `workdir` holds a finished run)."""
+  config_checks.check_config(config)
   check_batch_size(config)
   is_main = jax.process_index() == 0
 

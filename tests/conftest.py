@@ -3,6 +3,7 @@ network in the layout training writes, for the evaluation/prediction tests."""
 from __future__ import annotations
 
 import pathlib
+import re
 
 import pytest
 
@@ -57,3 +58,19 @@ def tiny_workdir(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
   manager.wait()
   manager.close()
   return workdir
+
+
+# A logging record's first line: absl/glog (Python and C++), TSL's C++ format,
+# Python logging's and TFDS's formats, absl's C++ start-up notice.
+_LOG_RECORD = re.compile(r'[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]'
+                         r'|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] '
+                         r'|(DEBUG|INFO|WARNING|ERROR|CRITICAL)[:\[]'
+                         r'|WARNING: All log messages before absl')
+
+
+def library_lines(stdout: str, stderr: str) -> list[str]:
+  """The lines of a successful command that are not the project's: all of
+  stderr (the project writes only `error:` lines there) and the stdout lines
+  that look like logging."""
+  return ([line for line in stderr.splitlines() if line.strip()]
+          + [line for line in stdout.splitlines() if _LOG_RECORD.match(line)])

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.conftest import REPO, SHARED_DATA, library_lines
 
 MPII_NAMES = ['r_ankle', 'r_knee', 'r_hip', 'l_hip', 'l_knee', 'l_ankle', 'pelvis', 'thorax',
               'upper_neck', 'head_top', 'r_wrist', 'r_elbow', 'r_shoulder', 'l_shoulder',
@@ -65,6 +65,7 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
   stdout, stderr = ok.communicate(timeout=300)
   assert ok.returncode == 0, stderr[-3000:]
   assert 'Traceback' not in stderr
+  assert not library_lines(stdout, stderr), stderr  # the project's lines only
 
   out = json.loads((tmp_path / 'person.json').read_text())
   assert out['joint_names'] == MPII_NAMES

@@ -1,0 +1,220 @@
+"""What every command line of the project shares: `cli.run(main)`.
+
+- Library logging is hidden by default, so that the project's own lines
+  (progress, tables, files written, errors) stand out: Python logging below
+  WARNING (absl, orbax, TFDS, JAX) and the INFO lines that TensorFlow's and
+  XLA's C++ code writes to stderr at start-up (which TF_CPP_MIN_LOG_LEVEL no
+  longer silences). Warnings and errors still show. absl's `--verbosity=0`
+  (or `-v 0`) brings everything back.
+- Bad flags, unknown config keys, bad config values: one `error:` line and
+  exit status 1, before anything heavy is imported or built.
+
+Nothing here imports TensorFlow or JAX: the settings must be in place before
+they start.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import subprocess
+import sys
+from typing import Any, Callable, NoReturn, Sequence
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+from rhpe_jax import config_checks
+
+FLAGS = flags.FLAGS
+QUIET = -1  # absl's WARNING: the default verbosity of the project's command lines
+
+# C++ log lines that only say how a library started (absl/glog and TSL
+# formats, severity I), with the line absl prints before its first record
+# and the second line of TensorFlow's CPU-feature notice.
+NATIVE_INFO = re.compile(
+    rb'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
+    rb'|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] '
+    rb'|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: I \S+:\d+\] '
+    rb'|To enable the following instructions: .* rebuild TensorFlow with the appropriate')
+
+# Library warnings about something the project does on purpose (orbax warns
+# whenever a checkpoint is opened read-only, as evaluation does).
+EXPECTED_WARNINGS = (
+    'CheckpointManagerOptions.read_only=True, setting save_interval_steps=0',
+    'Given directory is read only',
+)
+
+# Runs in a child process between this process's stderr and the real one,
+# so that nothing is lost when this process crashes or is killed. It ignores
+# Ctrl-C (sent to the whole process group) and ends when every writer has
+# closed the pipe. Progress bars (lines ending in \r) pass through at once.
+_FILTER_PROGRAM = r'''
+import os, re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+drop = re.compile(sys.argv[1].encode('latin-1'))
+pending = b''
+def write(data):
+  while data:
+    data = data[os.write(1, data):]
+while True:
+  chunk = os.read(0, 65536)
+  if not chunk:
+    break
+  *lines, pending = (pending + chunk).split(b'\n')
+  write(b''.join(line + b'\n' for line in lines if not drop.match(line)))
+  if b'\r' in pending:
+    cut = pending.rindex(b'\r') + 1
+    write(pending[:cut])
+    pending = pending[cut:]
+if pending and not drop.match(pending):
+  write(pending)
+'''
+
+
+def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> NoReturn:
+  """absl's app.run with the project's flag parsing and output settings."""
+  app.run(main, argv=argv, flags_parser=parse_flags)
+
+
+def fail(message: str) -> NoReturn:
+  """Ends the program with one `error:` line (exit status 1)."""
+  sys.exit('error: ' + ' '.join(str(message).split()))
+
+
+def parse_flags(argv: Sequence[str]) -> list[str]:
+  """Parses the command line, checks the config, sets up the output."""
+  argv = list(argv)
+  try:
+    rest = FLAGS(argv)
+    config = FLAGS.config if 'config' in FLAGS else None
+    if config is not None:
+      config_checks.check_config(config)  # also loads a config file found missing
+  except flags.Error as error:
+    fail(_flag_error(str(error)))
+  except (AttributeError, KeyError) as error:  # ml_collections: no such config key
+    fail(_unknown_key(str(error), argv))
+  except OSError as error:  # ml_collections: the config file did not load
+    fail(f'{_config_argument(argv)}: {_last_line(str(error))}')
+  except ValueError as error:  # config_checks
+    fail(str(error))
+  if FLAGS['verbosity'].using_default_value:
+    FLAGS.verbosity = QUIET  # app.run would raise it to INFO
+  if FLAGS.verbosity < 0:
+    hide_library_logs()
+  return rest
+
+
+class _ExpectedWarnings(logging.Filter):
+  """Drops the records whose message starts with one of EXPECTED_WARNINGS."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(EXPECTED_WARNINGS)
+
+
+def hide_library_logs() -> None:
+  """TensorFlow's and XLA's C++ INFO lines off stderr, and the expected
+  warnings off the log (Python logging follows --verbosity). Call before
+  TensorFlow or JAX is imported."""
+  absl_logging.get_absl_handler().addFilter(_ExpectedWarnings())
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # where TF/XLA still read it
+  if os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '0':
+    return  # asked for explicitly
+  _filter_stderr(NATIVE_INFO)
+
+
+def _filter_stderr(drop: re.Pattern) -> None:
+  """Sends this process's stderr (file descriptor 2, which C++ code writes
+  to as well) through a child process that drops the lines matching `drop`."""
+  sys.stderr.flush()
+  read_end, write_end = os.pipe()
+  try:
+    child = subprocess.Popen(
+        [sys.executable, '-I', '-S', '-c', _FILTER_PROGRAM, drop.pattern.decode('latin-1')],
+        stdin=read_end, stdout=sys.stderr.fileno())
+  except OSError:  # no filter: the lines show, nothing else changes
+    os.close(write_end)
+    return
+  finally:
+    os.close(read_end)
+  real_stderr = os.dup(2)
+  os.dup2(write_end, 2)
+  os.close(write_end)
+
+  def restore():
+    sys.stderr.flush()
+    os.dup2(real_stderr, 2)  # closes this process's end of the pipe
+    os.close(real_stderr)
+    try:
+      child.wait(timeout=2)  # the last lines are written before the shell prompt
+    except subprocess.TimeoutExpired:  # a subprocess still holds the pipe
+      pass
+  atexit.register(restore)
+
+
+def _last_line(message: str) -> str:
+  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  return lines[-1] if lines else message
+
+
+def _config_argument(argv: Sequence[str]) -> str:
+  """`--config=FILE` as given (the last one, as absl takes it)."""
+  for arg in reversed(argv[1:]):
+    if arg.lstrip('-').startswith('config='):
+      return arg
+  return '--config'
+
+
+def _config_override(argv: Sequence[str], name: str) -> str | None:
+  """The dotted key of the `--config.` argument that mentions `name`."""
+  for arg in argv[1:]:
+    path = arg.split('=', 1)[0].lstrip('-')
+    if path.startswith('config.') and name in path[len('config.'):].split('.'):
+      return path[len('config.'):]
+  return None
+
+
+def _unknown_key(message: str, argv: Sequence[str]) -> str:
+  """`unknown config key 'lerning_rate' (did you mean 'learning_rate'?)`."""
+  lookup = re.search(r'Attempting to lookup: ([\w.]+)', message)
+  names = [lookup.group(1).split('.')[-1]] if lookup else re.findall(r"'(\w+)", message)
+  for name in names:
+    key = _config_override(argv, name)
+    if key is not None:
+      break
+  else:  # not an override: e.g. a config file without get_config()
+    return f'{_config_argument(argv)}: {_last_line(message)}'
+  suggestion = re.search(r'Did you mean "([\w.]+)"', message)
+  hint = f" (did you mean '{suggestion.group(1)}'?)" if suggestion else ''
+  return f'unknown config key {key!r}{hint}'
+
+
+_TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number',
+               str: 'a string', tuple: 'a tuple such as (1, 2)', list: 'a list'}
+
+
+def _flag_error(message: str) -> str:
+  """absl's message for a bad flag value, as one line."""
+  override = re.match(r'flag --config\.([\w.]+)=(.*?): ', message, re.DOTALL)
+  if override:
+    key, value = override.groups()
+    expected = _TYPE_NAMES.get(type(_config_value(key)))
+    return (f'invalid value {value!r} for config key {key!r}'
+            + (f' (expected {expected})' if expected else f': {_last_line(message)}'))
+  if message.startswith('flag --config=') and 'Traceback' in message:
+    return f'{message.split(": ", 1)[0][5:]}: {_last_line(message)}'  # get_config() raised
+  return _last_line(message) if 'Traceback' in message else message
+
+
+def _config_value(key: str) -> Any:
+  """The config's value at dotted `key` (None when unknown)."""
+  value = FLAGS['config'].value
+  for part in key.split('.'):
+    try:
+      value = value[part]
+    except (KeyError, TypeError, AttributeError):
+      return None
+  return value
+

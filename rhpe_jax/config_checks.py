@@ -1,0 +1,194 @@
+"""Every config value checked before any work starts: `check_config(config)`.
+
+A bad value stops the run with one line naming the key, the value and what
+is allowed, before datasets are opened or anything is compiled. Each key has
+one rule in `RULES` (adding a key is one line there); keys without a rule are
+left alone, and rules of keys a config lacks are skipped. Relations between
+keys (scale_min <= scale_max, one factor per boundary) follow the per-key
+rules. Imports nothing heavy: the command lines call it right after parsing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+# The names the code accepts; tests/test_config_checks.py compares them with
+# the modules that use them.
+SKELETONS = ('lsp', 'mpii')
+OCCLUSION_MODES = ('include', 'ignore', 'exclude')
+OPTIMIZERS = ('sgd', 'adam')
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+EVAL_METRICS = ('pckh', 'pck')
+TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')
+JOINT_MAPPINGS = (None, 'lsp_to_mpii')
+
+# A TFDS name: `name`, `name/config`, `name/config/1.0.0` or `name:1.*.*`.
+_DATASET_NAME = re.compile(r'[a-z][a-z0-9_]*(/[A-Za-z0-9_.*\-]+){0,2}(:[\d.*]+)?')
+# A split as TFDS reads it: `train`, `train[:250]`, `train[10%:]`, `train+validation`.
+_SPLIT = re.compile(r'[A-Za-z0-9_]+(\[[-\d%:]*\])?(\+[A-Za-z0-9_]+(\[[-\d%:]*\])?)*')
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """`test(value)` is true for the values that `allowed` describes."""
+  test: Callable[[Any], bool]
+  allowed: str
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def integer(minimum: int | None = None, *, or_minus_one: str = '', note: str = '') -> Rule:
+  """An integer >= `minimum`; `or_minus_one` says what -1 means where it is allowed."""
+  def test(value):
+    return _is_int(value) and (minimum is None or value >= minimum
+                               or (bool(or_minus_one) and value == -1))
+  allowed = 'an integer' if minimum is None else f'an integer >= {minimum}'
+  if or_minus_one:
+    allowed += f', or -1 for {or_minus_one}'
+  return Rule(test, allowed + note)
+
+
+def number(*, above: float | None = None, at_least: float | None = None,
+           at_most: float | None = None, below: float | None = None) -> Rule:
+  """A finite number within the given bounds."""
+  bounds = [(bound, sign, compare) for bound, sign, compare in (
+      (above, '>', operator.gt), (at_least, '>=', operator.ge),
+      (at_most, '<=', operator.le), (below, '<', operator.lt)) if bound is not None]
+  return Rule(lambda value: _is_number(value) and all(compare(value, bound)
+                                                      for bound, _, compare in bounds),
+              'a number ' + ' and '.join(f'{sign} {bound:g}' for bound, sign, _ in bounds))
+
+
+def one_of(names: Sequence[Any]) -> Rule:
+  return Rule(lambda value: value in names,
+              'one of ' + ', '.join(repr(n) for n in names))
+
+
+def boolean() -> Rule:
+  return Rule(lambda value: isinstance(value, bool), 'True or False')
+
+
+def matching(pattern: re.Pattern, allowed: str) -> Rule:
+  return Rule(lambda value: isinstance(value, str) and bool(pattern.fullmatch(value)), allowed)
+
+
+def multiple_of_4() -> Rule:
+  return Rule(lambda value: _is_int(value) and value > 0 and value % 4 == 0,
+              'a positive multiple of 4 (the heat maps are 4 times smaller)')
+
+
+def _sequence_of(item: Callable[[Any], bool]) -> Callable[[Any], bool]:
+  return lambda value: isinstance(value, (tuple, list)) and all(item(v) for v in value)
+
+
+def _extra_dataset(entry: Any) -> bool:
+  """(name, split, joint mapping, weight > 0)."""
+  return (isinstance(entry, (tuple, list)) and len(entry) == 4
+          and RULES['dataset'].test(entry[0]) and RULES['train_split'].test(entry[1])
+          and entry[2] in JOINT_MAPPINGS and _is_number(entry[3]) and entry[3] > 0)
+
+
+_SPLIT_RULE = matching(_SPLIT, "a split such as 'train' or 'train[:250]'")
+_PERIOD = integer(note=' (<= 0 turns it off)')
+
+RULES: dict[str, Rule] = {
+    'seed': integer(0),
+    # Data.
+    'dataset': matching(_DATASET_NAME, "a TFDS name such as 'mpii' or 'lsp/extended'"),
+    'data_dir': Rule(lambda value: value is None or isinstance(value, str),
+                     'a directory (or unset for the TFDS default)'),
+    'train_split': _SPLIT_RULE,
+    'eval_split': _SPLIT_RULE,
+    'skeleton': one_of(SKELETONS),
+    'extra_train_datasets': Rule(
+        _sequence_of(_extra_dataset),
+        f'a tuple of (dataset, split, joint mapping in {JOINT_MAPPINGS}, weight > 0)'),
+    'shuffle_buffer': integer(1),
+    'max_other_people': integer(0),
+    # Input and augmentation.
+    'input_size': multiple_of_4(),
+    'box_scale': number(above=0),
+    'rotation_deg': number(at_least=0, at_most=180),
+    'rotation_prob': number(at_least=0, at_most=1),
+    'scale_min': number(above=0),
+    'scale_max': number(above=0),
+    'translate_frac': number(at_least=0, below=0.5),
+    'flip_prob': number(at_least=0, at_most=1),
+    # Network.
+    'num_iterations': integer(0),
+    'use_parts': boolean(),
+    'width': number(above=0),
+    'compute_dtype': one_of(COMPUTE_DTYPES),
+    'remat': boolean(),
+    'relu_output': boolean(),
+    'scan_unroll': integer(0, note=' (0 unrolls every pass)'),
+    # Targets and loss.
+    'occlusion_mode': one_of(OCCLUSION_MODES),
+    'sigma': number(above=0),
+    'peak': number(above=0),
+    'part_sigma_along': number(above=0),
+    'part_sigma_across': number(above=0),
+    # Optimiser.
+    'optimizer': one_of(OPTIMIZERS),
+    'learning_rate': number(above=0),
+    'momentum': number(at_least=0, below=1),
+    'weight_decay': number(at_least=0),
+    'lr_boundaries_epochs': Rule(_sequence_of(lambda v: _is_number(v) and v >= 0),
+                                 'a tuple of epochs >= 0, e.g. (30, 35)'),
+    'lr_factors': Rule(_sequence_of(lambda v: _is_number(v) and v > 0),
+                       'a tuple of factors > 0, e.g. (0.5, 0.2)'),
+    'grad_clip_norm': number(at_least=0),
+    'batch_size': integer(1),
+    'num_epochs': number(above=0),
+    'num_train_steps': integer(1, or_minus_one='num_epochs'),
+    'num_train_examples': integer(1, or_minus_one="the dataset's size"),
+    # Book-keeping.
+    'log_every_steps': _PERIOD,
+    'eval_every_steps': _PERIOD,
+    'checkpoint_every_steps': _PERIOD,
+    'keep_checkpoints': integer(1),
+    'num_eval_examples': integer(1, or_minus_one='the whole split'),
+    'eval_pck_threshold': number(above=0),
+    'eval_metric': one_of(EVAL_METRICS),
+    'torso_definition': one_of(TORSO_DEFINITIONS),
+    'num_summary_images': integer(0),
+    'prefetch_batches': integer(1),
+}
+
+
+def _relations(config: Mapping[str, Any]) -> list[tuple[bool, str]]:
+  """(holds, message) for every rule that ties keys together."""
+  has = lambda *keys: all(k in config for k in keys)
+  checks = []
+  if has('scale_min', 'scale_max'):
+    checks.append((config['scale_min'] <= config['scale_max'],
+                   f'config.scale_min = {config["scale_min"]!r} must be <= '
+                   f'config.scale_max = {config["scale_max"]!r}'))
+  if has('lr_boundaries_epochs', 'lr_factors'):
+    boundaries, factors = tuple(config['lr_boundaries_epochs']), tuple(config['lr_factors'])
+    checks.append((len(boundaries) == len(factors),
+                   f'config.lr_factors = {factors!r} must have one factor per '
+                   f'config.lr_boundaries_epochs = {boundaries!r} entry'))
+    checks.append((list(boundaries) == sorted(boundaries),
+                   f'config.lr_boundaries_epochs = {boundaries!r} must be in increasing order'))
+  return checks
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+  """Raises ValueError with one line for the first value no rule allows."""
+  for key, rule in RULES.items():
+    if key in config and not rule.test(config[key]):
+      raise ValueError(f'config.{key} = {config[key]!r}: must be {rule.allowed}')
+  for holds, message in _relations(config):
+    if not holds:
+      raise ValueError(message)

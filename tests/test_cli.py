@@ -1,0 +1,104 @@
+"""rhpe_jax.cli through real command lines: one-line errors for bad flags and
+config values, and library logging hidden unless --verbosity asks for it."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REPO
+
+DEMO = '--config=experiments/configs/demo.py'
+
+
+def _run(args, timeout=120):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+  return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+# (command, arguments, the whole of stderr): errors found before anything is built.
+ERRORS = [
+    ('experiments.train', ['--config.lerning_rate=1'],
+     "error: unknown config key 'lerning_rate' (did you mean 'learning_rate'?)"),
+    ('experiments.evaluate', ['--config.lerning_rate=1'],
+     "error: unknown config key 'lerning_rate' (did you mean 'learning_rate'?)"),
+    ('experiments.predict', ['--config.nope.deeper=1'], "error: unknown config key 'nope.deeper'"),
+    ('experiments.train', ['--config.batch_size=abc'],
+     "error: invalid value 'abc' for config key 'batch_size' (expected an integer)"),
+    ('experiments.train', ['--config.use_parts=maybe'],
+     "error: invalid value 'maybe' for config key 'use_parts' (expected true or false)"),
+    ('experiments.train', ['--config.batch_size=-3'],
+     'error: config.batch_size = -3: must be an integer >= 1'),
+    ('experiments.evaluate', ['--config.optimizer=adamw'],
+     "error: config.optimizer = 'adamw': must be one of 'sgd', 'adam'"),
+    ('experiments.train', ['--config=experiments/configs/none.py'],
+     "error: --config=experiments/configs/none.py: [Errno 2] No such file or directory: "
+     "'experiments/configs/none.py'"),
+    ('experiments.train', ['--config=experiments/configs/ablation.py:iter9'],
+     "error: --config=experiments/configs/ablation.py:iter9: ValueError: unknown ablation "
+     "'iter9'; expected one of ['exclude', 'ignore', 'include', 'iter1', 'iter1_parts', "
+     "'iter2', 'iter2_parts']"),
+]
+
+
+@pytest.mark.parametrize('command,args,expected', ERRORS, ids=[a[0] for _, a, _ in ERRORS])
+def test_bad_flag_or_config_is_one_error_line(command, args, expected, tmp_path):
+  result = _run(['-m', command, DEMO, f'--workdir={tmp_path}', *args])
+  assert result.returncode == 1
+  assert result.stderr == expected + '\n'
+  assert result.stdout == ''
+  assert not (tmp_path / 'checkpoints').exists()
+
+
+# A command line whose main writes what libraries write: C++ start-up records
+# straight to file descriptor 2, absl INFO and WARNING records; the project's
+# own line on stdout; then a crash that leaves no time to flush anything.
+_FAKE_COMMAND = textwrap.dedent('''
+    import os, sys
+    from absl import logging
+    from rhpe_jax import cli
+
+    def main(argv):
+      os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are '
+                  b'written to STDERR\\n')
+      os.write(2, b'I0000 00:00:1795673380.520392    7391 port.cc:153] oneDNN custom '
+                  b'operations are on.\\n')
+      os.write(2, b'2025-01-02 03:04:05.678901: I tensorflow/core/platform/cpu_feature_guard.cc'
+                  b':182] This TensorFlow binary is optimized\\n')
+      os.write(2, b'W0000 00:00:1795673380.520392    7391 cuda.cc:1] a warning that matters\\n')
+      logging.info('library detail')
+      logging.warning('Given directory is read only=%s', '/tmp/x')
+      logging.warning('a Python warning that matters')
+      os.write(2, b'progress 1/2\\rprogress 2/2\\r')
+      print('step 1/1  the project line', flush=True)
+      os.write(2, b'last words before a crash\\n')
+      os._exit(3)
+
+    cli.run(main)
+''')
+
+
+def test_library_lines_hidden_unless_verbosity_asks(tmp_path):
+  script = tmp_path / 'fake_command.py'
+  script.write_text(_FAKE_COMMAND)
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  env.pop('TF_CPP_MIN_LOG_LEVEL', None)
+  # Bytes, not text: universal newlines would turn the progress bar's \r into \n.
+  quiet, verbose = (subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
+                                   capture_output=True, timeout=60)
+                    for args in ([], ['--verbosity=0']))
+  for result in (quiet, verbose):
+    assert result.returncode == 3
+    result.stdout, result.stderr = result.stdout.decode(), result.stderr.decode()
+    assert result.stdout == 'step 1/1  the project line\n'
+    assert 'last words before a crash' in result.stderr  # nothing lost in the crash
+    assert 'a warning that matters' in result.stderr
+    assert 'a Python warning that matters' in result.stderr
+    assert 'progress 1/2\rprogress 2/2\r' in result.stderr
+  for hidden in ('absl::InitializeLog', 'oneDNN', 'cpu_feature_guard', 'library detail',
+                 'read only'):
+    assert hidden not in quiet.stderr, quiet.stderr
+    assert hidden in verbose.stderr, verbose.stderr
