@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 SKELETONS = ('lsp', 'mpii')
 OCCLUSION_MODES = ('include', 'ignore', 'exclude')
 OPTIMIZERS = ('sgd', 'adam')
+LR_SCHEDULES = ('step', 'cosine')
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 EVAL_METRICS = ('pckh', 'pck')
 TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')
@@ -147,6 +148,8 @@ RULES: dict[str, Rule] = {
                                  'a tuple of epochs >= 0, e.g. (30, 35)'),
     'lr_factors': Rule(_sequence_of(lambda v: _is_number(v) and v > 0),
                        'a tuple of factors > 0, e.g. (0.5, 0.2)'),
+    'lr_schedule': one_of(LR_SCHEDULES),
+    'warmup_steps': integer(0),
     'grad_clip_norm': number(at_least=0),
     'batch_size': integer(1),
     'num_epochs': number(above=0),

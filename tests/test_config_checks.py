@@ -31,6 +31,8 @@ BAD = [
     ({'occlusion_mode': 'drop'},
      "config.occlusion_mode = 'drop': must be one of 'include', 'ignore', 'exclude'"),
     ({'optimizer': 'adamw'}, "config.optimizer = 'adamw': must be one of 'sgd', 'adam'"),
+    ({'lr_schedule': 'linear'}, "config.lr_schedule = 'linear': must be one of 'step', 'cosine'"),
+    ({'warmup_steps': -5}, 'config.warmup_steps = -5: must be an integer >= 0'),
     ({'eval_metric': 'pcp'}, "config.eval_metric = 'pcp': must be one of 'pckh', 'pck'"),
     ({'torso_definition': 'hips'},
      "config.torso_definition = 'hips': must be one of 'lsp_diagonal', 'mean_diagonals'"),
@@ -133,6 +135,9 @@ def test_named_values_are_the_ones_the_code_accepts():
   for optimizer in config_checks.OPTIMIZERS:
     config.optimizer = optimizer
     train_step.create_optimizer(config, steps_per_epoch=10)
+  for schedule in config_checks.LR_SCHEDULES:
+    config.lr_schedule = schedule
+    train_step.learning_rate_schedule(config, steps_per_epoch=10, total_steps=100)
   # And the code rejects what the checker rejects.
   config.optimizer = 'adamw'
   with pytest.raises(ValueError):
