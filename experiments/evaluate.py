@@ -2,7 +2,7 @@ r"""Evaluates a trained checkpoint on a split, as the paper reports it.
 
   python -m experiments.evaluate --config=experiments/configs/mpii.py --workdir=runs/mpii \
       [--split=validation] [--flip] [--scales=1.0,0.9,1.1] \
-      [--checkpoint=best|latest|STEP] [--output_dir=DIR]
+      [--checkpoint=best|latest|STEP] [--output_dir=DIR] [--mean_pose_from=config|DATA_DIR]
 
 Restores the checkpoint (default: the best by validation accuracy), predicts
 every person of the split (optionally averaging the heat maps of the mirrored
@@ -17,6 +17,11 @@ predictions to original image pixels and prints the paper's table. Written to
   pck_curves.png     accuracy against the threshold, per group and total
   visibility_pr.png  heat-map maximum as visibility score (paper Fig. 7),
                      where the split has visible and occluded labels
+
+With --mean_pose_from, the mean-pose predictor (the mean training crop pose
+in every crop, `evaluation.mean_pose_baseline`) is scored the same way and
+printed under the table: a network that does not beat it has learned nothing
+from the image.
 
 A split without keypoints (MPII test) gives the submission files and the
 image/person index of every row in results.json instead of a table.
@@ -52,6 +57,9 @@ def define_flags() -> None:
   flags.DEFINE_string('output_dir', None,
                       'Where to write the results (default WORKDIR/eval_SPLIT).')
   flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
+  flags.DEFINE_string('mean_pose_from', None,
+                      'Also score the mean-pose baseline: the mean training pose of split '
+                      "'train_split' of this TFDS data dir ('config': the config's data_dir).")
 
 
 def _check_split(config, split: str) -> None:
@@ -73,6 +81,7 @@ def _check_split(config, split: str) -> None:
 def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
         scales: str | Sequence[float] = '1.0', checkpoint: str = 'best',
         output_dir: str | None = None, batch_size: int | None = None,
+        mean_pose_from: str | None = None,
         verbose: bool = True) -> dict[str, Any]:
   """Evaluates and writes every output; returns the results dict (as in the JSON)."""
   from rhpe_jax import evaluation  # pylint: disable=g-import-not-at-top
@@ -130,6 +139,10 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
     results['counts'] = dict(zip(joints.joint_names, table['counts']))
     results['correct'] = dict(zip(joints.joint_names, table['correct']))
     curves = evaluation.accuracy_curves(config, predictions)
+    if mean_pose_from:
+      baseline = evaluation.mean_pose_baseline(
+          config, predictions, data_dir=None if mean_pose_from == 'config' else mean_pose_from)
+      results['mean_pose_baseline'] = dict(baseline['groups'], Total=baseline['Total'])
     results['curves'] = {'thresholds': curves['thresholds'], **curves['curves']}
     results['curve_auc'] = curves['auc']
     png = out_dir / 'pck_curves.png'
@@ -149,6 +162,11 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
       tta += f' + scales {",".join(f"{s:g}" for s in scales)}' if len(scales) > 1 else ''
       print(f'{config.dataset} {split}, step {step}{tta}: {len(predictions["pred"])} persons')
       print(metrics.format_table(table, joints))
+      if table.get('persons_without_torso'):
+        print(f'({table["persons_without_torso"]} persons without a torso left out)')
+      if mean_pose_from:
+        row = metrics.format_table(baseline, joints).splitlines()[1]
+        print('mean pose' + row[len('mean pose'):])
       if vis is not None:
         print(f'visibility AP {100 * vis["ap"]:.1f} % '
               f'({vis["num_visible"]} visible, {vis["num_occluded"]} occluded joints)')
@@ -173,7 +191,8 @@ def main(argv: Sequence[str]) -> int:
     evaluation.parse_scales(FLAGS.scales)
     evaluation.find_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     run(FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
-        checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size)
+        checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
+        mean_pose_from=FLAGS.mean_pose_from)
   except (ValueError, FileNotFoundError, OSError) as e:
     print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
     return 1

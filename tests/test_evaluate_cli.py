@@ -48,7 +48,7 @@ def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workd
   config = tiny_config(tiny_data_dir)
   out = tmp_path / 'eval'
   evaluate.run(config, str(tiny_workdir), flip=True, scales='1.0,1.25', output_dir=str(out),
-               verbose=False)
+               verbose=False, mean_pose_from='config')
   for name in ('results.json', 'predictions.h5', 'pck_curves.png', 'visibility_pr.png'):
     assert (out / name).is_file(), name
   for name in ('pck_curves.png', 'visibility_pr.png'):
@@ -80,6 +80,11 @@ def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workd
   curve = [100.0 * ((dist[:, TOTAL] <= t) & annotated[:, TOTAL]).sum()
            / annotated[:, TOTAL].sum() for t in thresholds]
   np.testing.assert_allclose(results['curves']['Total'], curve, atol=1e-9)
+
+  # The mean-pose baseline (checked against joints.mat in test_train.py) is
+  # written beside the table, scored on the same persons.
+  assert set(results['mean_pose_baseline']) == set(results['table'])
+  assert 0.0 <= results['mean_pose_baseline']['Total'] <= 100.0
 
   # Visibility AP from the written confidences (heat-map maxima).
   confidence = np.array(results['confidence'])
