@@ -21,6 +21,7 @@ symbolic size).
 """
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
@@ -110,13 +111,13 @@ def inference_params(config: ml_collections.ConfigDict, state) -> dict[str, Any]
   return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), folded)
 
 
-def make_inference_fn(config: ml_collections.ConfigDict, params: Mapping[str, Any]
-                      ) -> InferenceFn:
-  """uint8 images (B, S, S, 3) -> {keypoints, confidence, heatmaps}, the
-  folded parameters `params` built in as constants."""
+def inference_fn(config: ml_collections.ConfigDict
+                 ) -> Callable[[Mapping[str, Any], jax.Array], dict[str, jax.Array]]:
+  """(folded parameters, uint8 images (B, S, S, 3)) -> {keypoints, confidence,
+  heatmaps}, as predict_step computes them."""
   net = inference_model(config)
 
-  def infer(images: jax.Array) -> dict[str, jax.Array]:
+  def infer(params: Mapping[str, Any], images: jax.Array) -> dict[str, jax.Array]:
     keypoint_maps, _ = net.apply({'params': params}, model_lib.normalize_images(images))
     # The last stage by a slice: indexing lowers to a gather, which TFLite
     # cannot translate for a symbolic batch size.
@@ -128,6 +129,12 @@ def make_inference_fn(config: ml_collections.ConfigDict, params: Mapping[str, An
   return infer
 
 
+def make_inference_fn(config: ml_collections.ConfigDict, params: Mapping[str, Any]
+                      ) -> InferenceFn:
+  """`inference_fn` with the folded parameters built in (as constants)."""
+  return functools.partial(inference_fn(config), params)
+
+
 def input_spec(image_size: int, batch: int | None) -> jax.ShapeDtypeStruct:
   """uint8 (B, S, S, 3), B symbolic ('batch') when `batch` is None."""
   check_image_size(image_size)
@@ -137,38 +144,43 @@ def input_spec(image_size: int, batch: int | None) -> jax.ShapeDtypeStruct:
   return jax.ShapeDtypeStruct((*leading, image_size, image_size, 3), jnp.uint8)
 
 
-def export_jax(infer: InferenceFn, image_size: int, batch: int | None = None,
-               platforms: Sequence[str] = PLATFORMS) -> jax.export.Exported:
-  return jax.export.export(jax.jit(infer), platforms=tuple(platforms))(
-      input_spec(image_size, batch))
+def export_jax(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
+               batch: int | None = None, platforms: Sequence[str] = PLATFORMS
+               ) -> jax.export.Exported:
+  """The inference function with its parameters as constants, for images only."""
+  return jax.export.export(jax.jit(make_inference_fn(config, params)),
+                           platforms=tuple(platforms))(input_spec(image_size, batch))
 
 
 def write_jax_export(path: str | os.PathLike, exported: jax.export.Exported) -> None:
   pathlib.Path(path).write_bytes(exported.serialize())
 
 
-def _tf_module(infer: InferenceFn, image_size: int, batch: int | None,
-               platforms: Sequence[str]):
-  """A tf.Module whose `serve` is `infer` converted by jax2tf."""
+def _tf_module(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
+               batch: int | None, platforms: Sequence[str]):
+  """A tf.Module holding the parameters as tf.Variables (stored once, outside
+  the graph) and, as `serve`, the inference function converted by jax2tf."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
   input_spec(image_size, batch)  # validates
-  shapes = [f'(batch, {image_size}, {image_size}, 3)'] if batch is None else None
-  converted = jax2tf.convert(infer, polymorphic_shapes=shapes, with_gradient=False,
-                             native_serialization_platforms=tuple(platforms))
+  images_shape = f'(batch, {image_size}, {image_size}, 3)' if batch is None else None
+  converted = jax2tf.convert(inference_fn(config), polymorphic_shapes=[None, images_shape],
+                             with_gradient=False, native_serialization_platforms=tuple(platforms))
   module = tf.Module()
+  module.params = tf.nest.map_structure(lambda x: tf.Variable(x, trainable=False), params)
   module.serve = tf.function(
-      converted, autograph=False,
+      lambda images: converted(module.params, images), autograph=False,
       input_signature=[tf.TensorSpec([batch, image_size, image_size, 3], tf.uint8,
                                      name='images')])
   return module
 
 
-def write_saved_model(directory: str | os.PathLike, infer: InferenceFn, image_size: int,
-                      batch: int | None = None, platforms: Sequence[str] = PLATFORMS) -> None:
+def write_saved_model(directory: str | os.PathLike, config: ml_collections.ConfigDict,
+                      params: Mapping[str, Any], image_size: int, batch: int | None = None,
+                      platforms: Sequence[str] = PLATFORMS) -> None:
   """SavedModel with signature `serving_default`: images -> the three outputs."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  module = _tf_module(infer, image_size, batch, platforms)
+  module = _tf_module(config, params, image_size, batch, platforms)
   tf.saved_model.save(module, str(directory),
                       signatures={'serving_default': module.serve.get_concrete_function()})
 
@@ -185,19 +197,20 @@ def _name_tensors_after_signature(model: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def tflite_model(infer: InferenceFn, image_size: int, batch: int | None = None) -> bytes:
-  """The TFLite flatbuffer (float32, builtin ops only) of `infer`."""
+def tflite_model(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
+                 batch: int | None = None) -> bytes:
+  """The TFLite flatbuffer (float32, builtin ops only) of the inference function."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  module = _tf_module(infer, image_size, batch, ('cpu',))
+  module = _tf_module(config, params, image_size, batch, ('cpu',))
   function = module.serve.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   return _name_tensors_after_signature(converter.convert())
 
 
-def write_tflite(path: str | os.PathLike, infer: InferenceFn, image_size: int,
-                 batch: int | None = None) -> None:
-  pathlib.Path(path).write_bytes(tflite_model(infer, image_size, batch))
+def write_tflite(path: str | os.PathLike, config: ml_collections.ConfigDict,
+                 params: Mapping[str, Any], image_size: int, batch: int | None = None) -> None:
+  pathlib.Path(path).write_bytes(tflite_model(config, params, image_size, batch))
 
 
 _README = """\
@@ -271,16 +284,16 @@ def export(config: ml_collections.ConfigDict, state, output: str | os.PathLike, 
   input_spec(image_size, batch)  # validates before any work
   out = pathlib.Path(output)
   out.mkdir(parents=True, exist_ok=True)
-  infer = make_inference_fn(config, inference_params(config, state))
+  params = inference_params(config, state)
   paths = {}
   for name in formats:
     path = out / _FILE_NOTES[name][0]
     if name == 'jax_export':
-      write_jax_export(path, export_jax(infer, image_size, batch))
+      write_jax_export(path, export_jax(config, params, image_size, batch))
     elif name == 'saved_model':
-      write_saved_model(path, infer, image_size, batch)
+      write_saved_model(path, config, params, image_size, batch)
     else:
-      write_tflite(path, infer, image_size, batch)
+      write_tflite(path, config, params, image_size, batch)
     paths[name] = str(path)
   readme = out / 'README.md'
   readme.write_text(readme_text(config, step, image_size, batch, formats))
