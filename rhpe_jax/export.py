@@ -35,7 +35,6 @@ from rhpe_jax import decode, model as model_lib, skeleton, train_step
 
 FORMATS = ('saved_model', 'tflite', 'jax_export')
 STRIDE = 4  # input pixels per heat-map pixel
-OUTPUTS = ('keypoints', 'confidence', 'heatmaps')
 # StableHLO for these platforms goes into the jax.export and SavedModel
 # artefacts; TFLite gets a CPU-only lowering of its own.
 PLATFORMS = ('cpu', 'cuda', 'tpu')
