@@ -2,17 +2,21 @@ r"""Benchmarks: training step, inference and the input pipeline.
 
   python -m experiments.benchmark --what=train_step --config=experiments/configs/mpii.py \
       --batch=2 --image_size=248 --steps=5 [--compare_torch] [--unroll=1]
+  python -m experiments.benchmark --what=tflite --tflite=EXPORT/model.tflite --batch=1 --steps=20
 
 Prints one JSON line per measurement: what, batch, image_size, step_time_s
 (median over `--steps` timed runs after a warm-up), images_per_s,
 compile_time_s, gflop_per_image (XLA's cost analysis of the compiled step),
 mfu where the device's peak is known, peak_memory_bytes where the backend
-reports it. With --compare_torch (and torch installed) it also times
+reports it. --what=tflite times the TFLite interpreter (XNNPACK, one thread
+per core) on an exported model.tflite (experiments.export) the same way.
+With --compare_torch (and torch installed) it also times
 ../shared/bench/torch_reference.py on the same shapes and prints the ratio.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import pathlib
@@ -30,7 +34,7 @@ from rhpe_jax import skeleton, train_step as step_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
-flags.DEFINE_enum('what', 'train_step', ['train_step', 'inference', 'input_pipeline'],
+flags.DEFINE_enum('what', 'train_step', ['train_step', 'inference', 'input_pipeline', 'tflite'],
                   'What to measure.')
 flags.DEFINE_integer('batch', 2, 'Batch size (per device for steps; per host for the pipeline).')
 flags.DEFINE_integer('image_size', None, 'Input size; default: the config\'s input_size.')
@@ -39,6 +43,7 @@ flags.DEFINE_integer('unroll', None, 'Fusion passes per scan step (default: full
 flags.DEFINE_bool('compare_torch', False, 'Also time ../shared/bench/torch_reference.py.')
 flags.DEFINE_string('torch_reference', None, 'Path of torch_reference.py.')
 flags.DEFINE_bool('torch_compile', False, 'With --compare_torch: also time torch.compile.')
+flags.DEFINE_string('tflite', None, 'With --what=tflite: the model.tflite to time.')
 
 # Dense bf16 peak (TFLOP/s) per chip, from the vendors' data sheets:
 # H100 SXM 989.4 and H200 989.4 (NVIDIA H100/H200 Tensor Core GPU datasheets,
@@ -192,6 +197,27 @@ def benchmark_input_pipeline(config, batch: int, steps: int) -> dict:
   return out
 
 
+def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
+  """Per-call time of the TFLite interpreter on random uint8 images."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    sys.exit(f'error: --tflite {path} does not exist')
+  threads = len(os.sched_getaffinity(0))
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # tf.lite.Interpreter's deprecation notice
+    interpreter = tf.lite.Interpreter(model_path=path, num_threads=threads)
+  runner = interpreter.get_signature_runner('serving_default')
+  image_size = int(runner.get_input_details()['images']['shape'][1])
+  rng = np.random.default_rng(0)
+  images = itertools.cycle(
+      [rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8)
+       for _ in range(2)])
+  times = time_compiled(lambda x: runner(images=x), lambda: (next(images),), steps)
+  return report('tflite', batch, image_size, times, num_threads=threads,
+                file_bytes=os.path.getsize(path))
+
+
 def compare_torch(ours: dict, what: str, batch: int, image_size: int, steps: int,
                   bfloat16: bool) -> None:
   """Times the PyTorch reference on the same shapes and prints the ratios."""
@@ -220,6 +246,9 @@ def main(argv):
   image_size = FLAGS.image_size or config.input_size
   if FLAGS.what == 'input_pipeline':
     benchmark_input_pipeline(config, FLAGS.batch, FLAGS.steps)
+    return
+  if FLAGS.what == 'tflite':
+    benchmark_tflite(FLAGS.tflite or '', FLAGS.batch, FLAGS.steps)
     return
   ours = benchmark_step(config, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps, FLAGS.unroll)
   if FLAGS.compare_torch:

@@ -57,6 +57,17 @@ def _refine(left: jnp.ndarray, centre: jnp.ndarray, right: jnp.ndarray,
   return jnp.where(inside, offset, 0.0)
 
 
+def _first_argmax(values: jnp.ndarray, positions: jnp.ndarray) -> jnp.ndarray:
+  """`jnp.argmax` along the last axis (`positions` = 0, 1, ...) for finite values.
+
+  Two single-operand reductions (the maximum, then the smallest position that
+  reaches it): `jnp.argmax` lowers to a two-operand reduction that the TFLite
+  converter cannot turn into builtin ops (rhpe_jax.export).
+  """
+  peak = jnp.max(values, axis=-1, keepdims=True)
+  return jnp.min(jnp.where(values == peak, positions, positions[-1]), axis=-1)
+
+
 def heatmaps_to_keypoints(heatmaps: ArrayLike) -> tuple[jnp.ndarray, jnp.ndarray]:
   """Keypoints and confidences from heatmaps `(..., H, W, J)`.
 
@@ -81,13 +92,17 @@ def heatmaps_to_keypoints(heatmaps: ArrayLike) -> tuple[jnp.ndarray, jnp.ndarray
     raise ValueError(f'heatmaps have an empty spatial size {(height, width)}')
   maps = jnp.moveaxis(heatmaps, -1, -3)  # (..., J, H, W)
   flat = maps.reshape(maps.shape[:-2] + (height * width,))
-  index = jnp.argmax(flat, axis=-1)
+  positions = jnp.arange(height * width, dtype=jnp.int32)
+  index = _first_argmax(flat, positions)
   iy, ix = index // width, index % width
 
   def value_at(y, x):
+    # A masked sum rather than a gather: exact, and it keeps the batch size
+    # free in a TFLite conversion (rhpe_jax.export), where a gather cannot.
     y = jnp.clip(y, 0, height - 1)
     x = jnp.clip(x, 0, width - 1)
-    return jnp.take_along_axis(flat, (y * width + x)[..., None], axis=-1)[..., 0]
+    chosen = positions == (y * width + x)[..., None]
+    return jnp.sum(jnp.where(chosen, flat, 0), axis=-1)
 
   centre = value_at(iy, ix)
   dx = _refine(value_at(iy, ix - 1), centre, value_at(iy, ix + 1),

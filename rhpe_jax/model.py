@@ -36,6 +36,7 @@ TRUNK_LAYERS = ((9, 256, True), (9, 512, True), (1, 256, False), (1, 256, False)
 FUSION_LAYERS = ((7, 64, True), (13, 64, True), (13, 128, True), (1, 256, False))
 STATE_FEATURES = 256
 SKIP_FEATURES = 128
+BATCH_NORM_EPSILON = 1e-5
 
 # He-normal initialisation suits the ReLU after every convolution.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
@@ -52,13 +53,18 @@ def scaled_features(features: int, width: float) -> int:
 
 
 class ConvBlock(nn.Module):
-  """Convolution, optional batch norm, ReLU ('same' padding, stride 1)."""
+  """Convolution, optional batch norm, ReLU ('same' padding, stride 1).
+
+  With `batch_norm_folded` the batch norm is left out: its inference-time
+  affine map is part of the convolution's weights (rhpe_jax.export).
+  """
 
   features: int
   kernel: int
   use_batch_norm: bool
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
+  batch_norm_folded: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -66,9 +72,9 @@ class ConvBlock(nn.Module):
     # part of the reference parameter count.
     x = nn.Conv(self.features, (self.kernel, self.kernel), padding='SAME',
                 dtype=self.dtype, kernel_init=conv_init)(x)
-    if self.use_batch_norm:
+    if self.use_batch_norm and not self.batch_norm_folded:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                       epsilon=1e-5, dtype=self.dtype,
+                       epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
                        axis_name=self.axis_name if train else None)(x)
     return nn.relu(x)
 
@@ -105,10 +111,12 @@ class FeedForward(nn.Module):
   width: float = 1.0
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
+  batch_norm_folded: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
-    block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name)
+    block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
+                              batch_norm_folded=self.batch_norm_folded)
     for layer in FEED_FORWARD_LAYERS:
       if layer == 'pool':
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -133,10 +141,12 @@ class FusionPass(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   relu_output: bool = True
+  batch_norm_folded: bool = False
 
   @nn.compact
   def __call__(self, h: jax.Array, skip: jax.Array, train: bool):
-    block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name)
+    block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
+                              batch_norm_folded=self.batch_norm_folded)
     x = jnp.concatenate([skip, h], axis=-1)
     for kernel, features, bn in FUSION_LAYERS:
       x = block(scaled_features(features, self.width), kernel, bn)(x, train)
@@ -163,6 +173,10 @@ class RecurrentPoseNet(nn.Module):
       loop (XLA on CPU is ~80x slower at the gradient of a rolled loop of
       convolutions, JAX issue 12868), 1 keeps it rolled.
     relu_output: ReLU after the prediction layers, as in the paper.
+    batch_norm_folded: the inference network of rhpe_jax.export: no batch
+      norm layers (their affine maps are folded into the convolutions) and,
+      since every fusion pass has statistics of its own, fusion parameters
+      stacked per pass instead of shared.
   """
 
   num_keypoints: int = 16
@@ -174,6 +188,7 @@ class RecurrentPoseNet(nn.Module):
   remat: bool = False
   unroll: int | None = None
   relu_output: bool = True
+  batch_norm_folded: bool = False
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
@@ -190,22 +205,26 @@ class RecurrentPoseNet(nn.Module):
     if images.shape[1] % 4 or images.shape[2] % 4:
       raise ValueError(f'image height and width must be multiples of 4, got {images.shape[1:3]}')
     x = images.astype(self.dtype)
-    skip, h = FeedForward(self.width, self.dtype, self.axis_name, name='feed_forward')(x, train)
+    skip, h = FeedForward(self.width, self.dtype, self.axis_name, self.batch_norm_folded,
+                          name='feed_forward')(x, train)
     first = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
                   name='heads_0')(h)
 
     num_passes = self.num_iterations + 1
     body = nn.remat(FusionPass, static_argnums=(3,)) if self.remat else FusionPass
+    if self.batch_norm_folded:  # weights per pass, each with its pass's statistics
+      variables = {'variable_axes': {'params': 0}, 'split_rngs': {'params': True}}
+    else:  # one set of weights for every pass, statistics per pass
+      variables = {'variable_broadcast': 'params', 'variable_axes': {'batch_stats': 0},
+                   'split_rngs': {'params': False}}
     fusion = nn.scan(
         body,
-        variable_broadcast='params',  # one set of weights for every pass
-        variable_axes={'batch_stats': 0},  # statistics per pass
-        split_rngs={'params': False},
         in_axes=(nn.broadcast, nn.broadcast),
         length=num_passes,
         unroll=num_passes if self.unroll is None else self.unroll,
+        **variables,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
-      self.relu_output, name='fusion')
+      self.relu_output, self.batch_norm_folded, name='fusion')
     _, (keypoints, parts) = fusion(h, skip, train)
     keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
     part_maps = jnp.concatenate([first[1][None], parts], axis=0)
