@@ -19,12 +19,10 @@ import os
 import sys
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-# Quiet TensorFlow's C++ start-up messages (TF is imported later), so that
-# errors stand out.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from rhpe_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -78,4 +76,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)
