@@ -12,7 +12,7 @@ lock() { if [ -e /tmp/cpu.lock ]; then flock /tmp/cpu.lock "$@"; else "$@"; fi; 
 bench() {  # lever, then benchmark flags
   local lever=$1; shift
   local flags=''
-  [ "$lever" = ynn ] && flags='--xla_cpu_experimental_ynn_fusion_type='
+  [ "$lever" = ynn ] && flags='--xla_cpu_experimental_ynn_fusion_type=+individual_convolution'
   XLA_FLAGS="$flags" lock python -m experiments.benchmark --config=experiments/configs/mpii.py \
     --image_size=248 "$@" 2>/dev/null | sed "s/^{/{\"lever\": \"$lever\", /"
 }

@@ -19,7 +19,7 @@ import rhpe_jax.model  # the package first, as the project's code does
 import jax, jax.numpy as jnp
 conv = lambda x, w: jax.lax.conv_general_dilated(
     x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-text = jax.jit(conv).lower(jnp.zeros((1, 8, 8, 4)), jnp.zeros((3, 3, 4, 4))).compile().as_text()
+text = jax.jit(conv).lower(jnp.zeros((2, 32, 32, 64)), jnp.zeros((3, 3, 64, 64))).compile().as_text()
 print(json.dumps({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'ynn': '__ynn_fusion' in text,
                   'backend': jax.default_backend()}))
 '''
@@ -56,10 +56,12 @@ def test_flags_are_set_before_jax_starts_and_reach_xla():
 
 
 def test_users_choice_of_a_project_flag_wins():
-  result = json.loads(run_python(
-      PROBE, XLA_FLAGS='--xla_cpu_experimental_ynn_fusion_type=').stdout)
-  assert result['xla_flags'].split().count('--xla_cpu_experimental_ynn_fusion_type=') == 1
+  users = '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution'
+  result = json.loads(run_python(PROBE, XLA_FLAGS=users).stdout)
+  assert result['xla_flags'].split().count(users) == 1
   assert '-individual_convolution' not in result['xla_flags']
+  if any(flag.startswith('--xla_cpu_experimental_ynn') for flag in runtime.project_xla_flags()):
+    assert result['ynn']  # the user's flag, not the project's, reached XLA
 
 
 def test_importing_after_jax_started_warns_and_changes_nothing():
