@@ -42,9 +42,9 @@ BATCH_NORM_INFERENCE = 3
 # inputs for each input element (compare and select: 2 per input element).
 POOL_FORWARD_PER_OUTPUT = 3
 POOL_BACKWARD_PER_INPUT = 2
-# The loss and its gradient per predicted map element: w * (p - t)^2 summed
-# (weight times difference, times difference, sum) and 2 w (p - t) folded
-# into one multiply-add.
+# The loss sum(w * (p - t)^2) and its gradient 2 w (p - t) per predicted map
+# element: the difference, its product with w, and the product with the
+# difference summed; the gradient reuses w (p - t) (XLA counts 3).
 LOSS_PER_MAP_ELEMENT = 3
 # Per parameter and step: SGD with momentum (m = g + beta m; p -= lr m: 4)
 # and the gradient's global norm in the metrics (square, sum: 2).
@@ -91,11 +91,11 @@ class ConvLayer:
 class NetworkLayers:
   """The network's layers at one input size, per image.
 
-  `convolutions` lists every convolution as executed (each fusion pass
-  again); `prediction_layers` the heads' 1x1 convolutions of the last stage
-  (inference computes no other heads); `pools` the max-pools as (output
-  height, output width, features); `parameters` the parameter count, each
-  shared weight once.
+  `convolutions` lists every convolution that inference runs (each fusion
+  pass again, and the heads of the last stage only); `intermediate_heads` the
+  heads of the earlier stages, which only training needs; `pools` the
+  max-pools as (output height, output width, features); `parameters` the
+  parameter count, each shared weight once.
   """
   convolutions: tuple[ConvLayer, ...]
   intermediate_heads: tuple[ConvLayer, ...]
