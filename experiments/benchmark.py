@@ -6,12 +6,15 @@ r"""Benchmarks: training step, inference and the input pipeline.
 
 Prints one JSON line per measurement: what, batch, image_size, step_time_s
 (median over `--steps` timed runs after a warm-up), images_per_s,
-compile_time_s, gflop_per_image (XLA's cost analysis of the compiled step),
-mfu where the device's peak is known, peak_memory_bytes where the backend
-reports it. --what=tflite times the TFLite interpreter (XNNPACK, one thread
-per core) on an exported model.tflite (experiments.export) the same way.
-With --compare_torch (and torch installed) it also times
-../shared/bench/torch_reference.py on the same shapes and prints the ratio.
+compile_time_s, gflop_per_image (the project's count of the step,
+rhpe_jax.flops: XLA's cost analysis misses cuDNN's convolutions on GPU), mfu
+where the device's peak is known, peak_memory_bytes where the backend reports
+it. With --compare_torch it then times ../shared/bench/torch_reference.py on
+the same shapes in a fresh interpreter (--torch_python, e.g. a separate
+environment with torch), with as many threads as JAX uses, and prints both
+times and the ratio.
+--what=tflite times the TFLite interpreter (XNNPACK, one thread per core) on
+an exported model.tflite (experiments.export) the same way.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import time
 
@@ -30,7 +34,7 @@ from ml_collections import config_flags
 import jax
 import numpy as np
 
-from rhpe_jax import skeleton, train_step as step_lib
+from rhpe_jax import cli, flops as flops_lib, skeleton, train_step as step_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
@@ -38,10 +42,14 @@ flags.DEFINE_enum('what', 'train_step', ['train_step', 'inference', 'input_pipel
                   'What to measure.')
 flags.DEFINE_integer('batch', 2, 'Batch size (per device for steps; per host for the pipeline).')
 flags.DEFINE_integer('image_size', None, 'Input size; default: the config\'s input_size.')
-flags.DEFINE_integer('steps', 5, 'Timed repetitions after one warm-up.')
+flags.DEFINE_integer('steps', 5, 'Timed repetitions after one warm-up; 0 measures compilation only.')
 flags.DEFINE_integer('unroll', None, 'Fusion passes per scan step (default: fully unrolled).')
-flags.DEFINE_bool('compare_torch', False, 'Also time ../shared/bench/torch_reference.py.')
-flags.DEFINE_string('torch_reference', None, 'Path of torch_reference.py.')
+flags.DEFINE_bool('compare_torch', False, 'Then time ../shared/bench/torch_reference.py in '
+                  'a fresh interpreter.')
+flags.DEFINE_string('torch_reference', None, 'Path of torch_reference.py (default: '
+                    '../shared/bench/torch_reference.py beside the repository).')
+flags.DEFINE_string('torch_python', sys.executable, 'Python interpreter with torch installed, '
+                    'for --compare_torch.')
 flags.DEFINE_bool('torch_compile', False, 'With --compare_torch: also time torch.compile.')
 flags.DEFINE_string('tflite', None, 'With --what=tflite: the model.tflite to time.')
 
@@ -99,7 +107,7 @@ def time_compiled(fn, args_fn, steps: int) -> list[float]:
   return times
 
 
-def report(what: str, batch: int, image_size: int, times: list[float], compiled=None,
+def report(what: str, batch: int, image_size: int, times: list[float], flops: int | None = None,
            compile_time: float | None = None, **extra) -> dict:
   step_time = statistics.median(times)
   out = {'what': what, 'batch': batch, 'image_size': image_size,
@@ -107,15 +115,11 @@ def report(what: str, batch: int, image_size: int, times: list[float], compiled=
          'device': jax.devices()[0].device_kind, 'backend': jax.default_backend()}
   if compile_time is not None:
     out['compile_time_s'] = round(compile_time, 2)
-  if compiled is not None:
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get('flops', 0.0)) if cost else 0.0
-    if flops:
-      out['gflop_per_image'] = round(flops / batch / 1e9, 2)
-      peak = device_peak_tflops(jax.devices()[0])
-      if peak:
-        out['mfu'] = round(flops / step_time / (peak * 1e12), 4)
+  if flops:
+    out['gflop_per_image'] = round(flops / batch / 1e9, 2)
+    peak = device_peak_tflops(jax.devices()[0])
+    if peak:
+      out['mfu'] = round(flops / step_time / (peak * 1e12), 4)
   memory = peak_memory_bytes(jax.devices()[0])
   if memory is not None:
     out['peak_memory_bytes'] = memory
@@ -140,6 +144,12 @@ def benchmark_step(config, what: str, batch: int, image_size: int, steps: int,
   start = time.perf_counter()
   compiled = fn.lower(state, batches[0]).compile()
   compile_time = time.perf_counter() - start
+  if steps == 0:  # compile time only
+    out = {'what': f'{what}_compile', 'batch': batch, 'image_size': image_size,
+           'compile_time_s': round(compile_time, 2), 'backend': jax.default_backend(),
+           'unroll': 'full' if unroll is None else unroll, 'width': config.width}
+    print(json.dumps(out), flush=True)
+    return out
 
   holder = {'state': state, 'i': 0}
 
@@ -154,7 +164,10 @@ def benchmark_step(config, what: str, batch: int, image_size: int, steps: int,
     return (batches[holder['i'] % 2],)
 
   times = time_compiled(run, args, steps)
-  return report(what, batch, image_size, times, compiled, compile_time,
+  net = step_lib.create_model(config)
+  count = flops_lib.train_step_flops if what == 'train_step' else flops_lib.forward_flops
+  return report(what, batch, image_size, times, count(net, image_size, image_size, batch),
+                compile_time,
                 unroll='full' if unroll is None else unroll, dtype=config.compute_dtype,
                 width=config.width, num_iterations=config.num_iterations)
 
@@ -218,23 +231,42 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
                 file_bytes=os.path.getsize(path))
 
 
+def torch_reference_path() -> pathlib.Path:
+  path = pathlib.Path(FLAGS.torch_reference or
+                      REPO.parent / 'shared' / 'bench' / 'torch_reference.py')
+  if not path.is_file():
+    sys.exit(f'error: torch reference not found at {path} (pass --torch_reference=PATH)')
+  return path
+
+
+def time_torch(what: str, batch: int, image_size: int, steps: int, compile_model: bool,
+               bfloat16: bool) -> dict:
+  """Runs experiments/torch_timing.py in a fresh `--torch_python` interpreter."""
+  args = [FLAGS.torch_python, str(REPO / 'experiments' / 'torch_timing.py'),
+          f'--reference={torch_reference_path()}', f'--what={what}', f'--batch={batch}',
+          f'--image_size={image_size}', f'--steps={steps}']
+  if jax.default_backend() == 'cpu':  # the threads XLA's CPU backend runs on
+    args.append(f'--threads={len(os.sched_getaffinity(0))}')
+  args += ['--compile'] * compile_model + ['--bfloat16'] * bfloat16
+  result = subprocess.run(args, capture_output=True, text=True, check=False)
+  if result.returncode:
+    if "No module named 'torch'" in result.stderr:
+      sys.exit(f'error: {FLAGS.torch_python} cannot import torch '
+               '(pass --torch_python=PATH of an environment with torch)')
+    sys.exit(f'error: the torch reference failed:\n{result.stderr.strip()}')
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def compare_torch(ours: dict, what: str, batch: int, image_size: int, steps: int,
                   bfloat16: bool) -> None:
-  """Times the PyTorch reference on the same shapes and prints the ratios."""
-  path = pathlib.Path(FLAGS.torch_reference or REPO.parent / 'shared' / 'bench' / 'torch_reference.py')
-  if not path.exists():
-    sys.exit(f'error: torch reference not found at {path} (set --torch_reference)')
-  try:
-    import torch  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    print(json.dumps({'what': 'torch_reference', 'skipped': 'torch is not installed'}))
-    return
-  from experiments import torch_timing  # pylint: disable=g-import-not-at-top
+  """Times the PyTorch reference on the same shapes, after our measurement and
+  in its own process, and prints its time and the ratio."""
   for compiled in (False, True) if FLAGS.torch_compile else (False,):
-    theirs = torch_timing.time_reference(path, what, batch, image_size, steps,
-                                         compile_model=compiled, bfloat16=bfloat16)
+    theirs = time_torch(what, batch, image_size, steps, compiled, bfloat16)
     print(json.dumps(theirs), flush=True)
     print(json.dumps({'what': f'{what}_ratio_jax_over_torch', 'torch_compiled': compiled,
+                      'jax_step_time_s': ours['step_time_s'],
+                      'torch_step_time_s': theirs['step_time_s'],
                       'ratio': round(ours['step_time_s'] / theirs['step_time_s'], 3)}),
           flush=True)
 
@@ -250,10 +282,16 @@ def main(argv):
   if FLAGS.what == 'tflite':
     benchmark_tflite(FLAGS.tflite or '', FLAGS.batch, FLAGS.steps)
     return
-  ours = benchmark_step(config, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps, FLAGS.unroll)
   if FLAGS.compare_torch:
+    torch_reference_path()  # fail before the long measurement
+    net = step_lib.create_model(config)
+    if (net.width, net.num_iterations, net.num_keypoints, net.num_parts) != (1.0, 2, 16, 15):
+      sys.exit('error: --compare_torch needs the reference network (width 1, num_iterations 2, '
+               '16 keypoints, 15 parts, as experiments/configs/mpii.py)')
+  ours = benchmark_step(config, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps, FLAGS.unroll)
+  if FLAGS.compare_torch and FLAGS.steps:
     compare_torch(ours, FLAGS.what, FLAGS.batch, image_size, FLAGS.steps,
                   bfloat16=config.compute_dtype == 'bfloat16')
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

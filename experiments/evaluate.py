@@ -187,7 +187,8 @@ def main(argv: Sequence[str]) -> int:
       raise ValueError('--config is required')
     if not FLAGS.workdir:
       raise ValueError('--workdir is required')
-    from rhpe_jax import evaluation  # pylint: disable=g-import-not-at-top
+    from rhpe_jax import evaluation, runtime  # pylint: disable=g-import-not-at-top
+    runtime.enable_compilation_cache()
     evaluation.parse_scales(FLAGS.scales)
     evaluation.find_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     run(FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,

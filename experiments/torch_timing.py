@@ -1,10 +1,22 @@
-"""Times the PyTorch reference network (../shared/bench/torch_reference.py)
+r"""Times the PyTorch reference network (../shared/bench/torch_reference.py)
 on the same shapes as our benchmark: eager or `torch.compile`, float32 or
-bfloat16 autocast, on CPU or CUDA. torch is never a dependency of rhpe_jax;
-this module is imported only when it is installed."""
+bfloat16 autocast, on CPU or CUDA.
+
+`experiments.benchmark --compare_torch` runs this file as a script in a fresh
+interpreter (which may be another environment's, with torch installed), so
+that neither runtime shares a process with the other:
+
+  python experiments/torch_timing.py --reference=../shared/bench/torch_reference.py \
+      --what=train_step --batch=2 --image_size=248 --steps=3 --threads=2
+
+It prints one JSON line. It imports nothing from rhpe_jax, and torch is never
+a dependency of the project.
+"""
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
 import pathlib
 import statistics
 import time
@@ -64,3 +76,28 @@ def time_reference(path: pathlib.Path, what: str, batch: int, image_size: int, s
   return {'what': f'torch_{what}', 'batch': batch, 'image_size': image_size,
           'device': device, 'compiled': compile_model, 'bfloat16': bfloat16,
           'step_time_s': round(step_time, 4), 'images_per_s': round(batch / step_time, 3)}
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--reference', type=pathlib.Path, required=True)
+  parser.add_argument('--what', choices=('train_step', 'inference'), required=True)
+  parser.add_argument('--batch', type=int, required=True)
+  parser.add_argument('--image_size', type=int, required=True)
+  parser.add_argument('--steps', type=int, required=True)
+  parser.add_argument('--threads', type=int, default=None,
+                      help='intra-op threads (default: torch\'s own choice)')
+  parser.add_argument('--compile', action='store_true')
+  parser.add_argument('--bfloat16', action='store_true')
+  args = parser.parse_args(argv)
+  import torch  # pylint: disable=g-import-not-at-top
+  if args.threads:
+    torch.set_num_threads(args.threads)
+  result = time_reference(args.reference, args.what, args.batch, args.image_size, args.steps,
+                          compile_model=args.compile, bfloat16=args.bfloat16)
+  result.update(threads=torch.get_num_threads(), torch_version=torch.__version__)
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  main()

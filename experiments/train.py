@@ -35,7 +35,8 @@ def main(argv):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
-  from rhpe_jax import augment, train  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import augment, runtime, train  # pylint: disable=g-import-not-at-top
+  runtime.enable_compilation_cache()
   augment.hide_gpus_from_tensorflow()
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(),
                jax.process_count(), jax.local_devices())

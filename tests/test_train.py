@@ -33,8 +33,9 @@ def compile_cache(tmp_path_factory) -> pathlib.Path:
 
 def _env(cache: pathlib.Path | None = None, devices: int = 1) -> dict:
   env = dict(os.environ)
-  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
-                      f' --xla_force_host_platform_device_count={devices}').strip()
+  env['XLA_FLAGS'] = ' '.join([env.get('XLA_FLAGS', ''),
+                               f'--xla_force_host_platform_device_count={devices}',
+                               *train_worker.comparison_xla_flags()]).strip()
   env['JAX_PLATFORMS'] = 'cpu'
   env.pop('TF_CPP_MIN_LOG_LEVEL', None)  # the command line quiets the libraries itself
   env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')

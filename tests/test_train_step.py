@@ -17,8 +17,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def _env(devices: int) -> dict:
   env = dict(os.environ)
-  env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') +
-                      f' --xla_force_host_platform_device_count={devices}').strip()
+  env['XLA_FLAGS'] = ' '.join([env.get('XLA_FLAGS', ''),
+                               f'--xla_force_host_platform_device_count={devices}',
+                               *train_worker.comparison_xla_flags()]).strip()
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')
   return env

@@ -19,6 +19,21 @@ import sys
 
 import numpy as np
 
+from rhpe_jax import runtime
+
+# The comparisons of a distributed run with a single-device one hold to 2e-5
+# with YNNPACK's convolutions, whose reduction order does not depend on the
+# batch; with Eigen's (the project's choice on CPU, for speed) the two differ
+# by up to ~1.4e-4 after a few steps. They test the distribution, not the
+# kernels, so they run on YNNPACK's where the jaxlib has it.
+YNN_CONVOLUTIONS = '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution'
+
+
+def comparison_xla_flags() -> list[str]:
+  """XLA flags for the distributed-versus-single-device comparisons."""
+  knows_ynn = any('ynn_fusion_type' in flag for flag in runtime.project_xla_flags())
+  return [YNN_CONVOLUTIONS] if knows_ynn else []
+
 # The tiny network and its schedule (SGD with momentum and ReLU outputs, as
 # the paper): small enough to compile in seconds, large enough that a step
 # moves every weight. (With linear outputs the first steps are so large that
