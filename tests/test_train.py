@@ -216,7 +216,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir,
 
 # LSP joint ids (reference.md): 2 right hip, 9 left shoulder.
 LSP_R_HIP, LSP_L_SHOULDER = 2, 9
-LSPET_STEPS = 300
+LSPET_STEPS = 500
 LSPET_TRAIN_IMAGES = 240  # images 1-240 train, 241-300 are held out
 
 
@@ -280,8 +280,8 @@ def test_learns_on_held_out_lspet_images_beyond_the_mean_pose(tmp_path):
   test_dir = _lspet_build(sample, LSPET_TRAIN_IMAGES + 1, 300, tmp_path / 'test')
   config = lspet_sample.get_config()
   config.update(dict(
-      data_dir=train_dir, width=0.0625, input_size=64, num_train_steps=LSPET_STEPS,
-      warmup_steps=30, log_every_steps=100, eval_every_steps=0,
+      data_dir=train_dir, width=0.125, input_size=64, sigma=1.3, num_train_steps=LSPET_STEPS,
+      warmup_steps=50, log_every_steps=100, eval_every_steps=0,
       checkpoint_every_steps=0))
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(config, workdir)
