@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rhpe_jax import conv, pooling
+
 Dtype = Any
 
 # (kernel, features, batch_norm) of the feed-forward module; 'pool' is a 2x2
@@ -70,8 +72,8 @@ class ConvBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
-    x = nn.Conv(self.features, (self.kernel, self.kernel), padding='SAME',
-                dtype=self.dtype, kernel_init=conv_init)(x)
+    x = conv.Conv(self.features, (self.kernel, self.kernel), dtype=self.dtype,
+                  kernel_init=conv_init)(x)
     if self.use_batch_norm and not self.batch_norm_folded:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
@@ -95,11 +97,11 @@ class Heads(nn.Module):
   @nn.compact
   def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
     activation = nn.relu if self.relu_output else (lambda x: x)
-    keypoints = activation(nn.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
-                                   kernel_init=conv_init, name='keypoints')(h))
+    keypoints = activation(conv.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
+                                     kernel_init=conv_init, name='keypoints')(h))
     if self.num_parts:
-      parts = activation(nn.Conv(self.num_parts, (1, 1), dtype=self.dtype,
-                                 kernel_init=conv_init, name='parts')(h))
+      parts = activation(conv.Conv(self.num_parts, (1, 1), dtype=self.dtype,
+                                   kernel_init=conv_init, name='parts')(h))
     else:
       parts = jnp.zeros(h.shape[:-1] + (0,), keypoints.dtype)
     return keypoints, parts
@@ -119,7 +121,7 @@ class FeedForward(nn.Module):
                               batch_norm_folded=self.batch_norm_folded)
     for layer in FEED_FORWARD_LAYERS:
       if layer == 'pool':
-        x = nn.max_pool(x, (2, 2), strides=(2, 2))
+        x = pooling.max_pool_2x2(x)
       else:
         kernel, features, bn = layer
         x = block(scaled_features(features, self.width), kernel, bn)(x, train)
