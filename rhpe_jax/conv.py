@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from rhpe_jax import winograd
+
 Dtype = Any
 Initializer = Callable[..., jax.Array]
 
@@ -49,9 +51,21 @@ def kernel_gradient_prepadded(x: jax.Array, kernel_shape: tuple[int, ...],
                                   dimension_numbers=KERNEL_GRADIENT_DIMENSIONS)
 
 
+def conv_same(x: jax.Array, kernel: jax.Array, cpu_winograd: bool = True) -> jax.Array:
+  """(B, H, W, C) * (kh, kw, C, O) -> (B, H, W, O), stride 1, 'SAME' padding.
+
+  On CPU, with `cpu_winograd`, the float32 kernels that `winograd.supports`
+  (the 9x9 layers) run by Winograd's algorithm; everything else is
+  `direct_conv_same`.
+  """
+  if cpu_winograd and winograd.supports(kernel.shape, jnp.result_type(x, kernel)):
+    return lax.platform_dependent(x, kernel, cpu=winograd.conv_same, default=direct_conv_same)
+  return direct_conv_same(x, kernel)
+
+
 @jax.custom_vjp
-def conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """(B, H, W, C) * (kh, kw, C, O) -> (B, H, W, O), stride 1, 'SAME' padding."""
+def direct_conv_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A direct convolution, with the weight gradient on a pre-padded input on CPU."""
   return _convolve(x, kernel)
 
 
@@ -69,7 +83,7 @@ def _conv_same_backward(residuals, grad):
   return x_grad, kernel_grad.astype(kernel.dtype)
 
 
-conv_same.defvjp(_conv_same_forward, _conv_same_backward)
+direct_conv_same.defvjp(_conv_same_forward, _conv_same_backward)
 
 
 class Conv(nn.Module):
@@ -77,6 +91,7 @@ class Conv(nn.Module):
 
   Same parameters ('kernel' (kh, kw, in, out), 'bias'), initialisers and
   dtype handling as `nn.Conv`, so checkpoints of either load in the other.
+  `cpu_winograd` as in `conv_same`.
   """
 
   features: int
@@ -85,6 +100,7 @@ class Conv(nn.Module):
   param_dtype: Dtype = jnp.float32
   kernel_init: Initializer = nn.linear.default_kernel_init
   bias_init: Initializer = nn.initializers.zeros_init()
+  cpu_winograd: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -92,4 +108,4 @@ class Conv(nn.Module):
                         (*self.kernel_size, x.shape[-1], self.features), self.param_dtype)
     bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return conv_same(x, kernel) + bias
+    return conv_same(x, kernel, self.cpu_winograd) + bias

@@ -59,6 +59,7 @@ class ConvBlock(nn.Module):
 
   With `batch_norm_folded` the batch norm is left out: its inference-time
   affine map is part of the convolution's weights (rhpe_jax.export).
+  `cpu_winograd`: see `RecurrentPoseNet`.
   """
 
   features: int
@@ -67,13 +68,14 @@ class ConvBlock(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   batch_norm_folded: bool = False
+  cpu_winograd: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
     x = conv.Conv(self.features, (self.kernel, self.kernel), dtype=self.dtype,
-                  kernel_init=conv_init)(x)
+                  kernel_init=conv_init, cpu_winograd=self.cpu_winograd)(x)
     if self.use_batch_norm and not self.batch_norm_folded:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
@@ -114,11 +116,13 @@ class FeedForward(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   batch_norm_folded: bool = False
+  cpu_winograd: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
-                              batch_norm_folded=self.batch_norm_folded)
+                              batch_norm_folded=self.batch_norm_folded,
+                              cpu_winograd=self.cpu_winograd)
     for layer in FEED_FORWARD_LAYERS:
       if layer == 'pool':
         x = pooling.max_pool_2x2(x)
@@ -144,11 +148,13 @@ class FusionPass(nn.Module):
   axis_name: str | None = None
   relu_output: bool = True
   batch_norm_folded: bool = False
+  cpu_winograd: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array, skip: jax.Array, train: bool):
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
-                              batch_norm_folded=self.batch_norm_folded)
+                              batch_norm_folded=self.batch_norm_folded,
+                              cpu_winograd=self.cpu_winograd)
     x = jnp.concatenate([skip, h], axis=-1)
     for kernel, features, bn in FUSION_LAYERS:
       x = block(scaled_features(features, self.width), kernel, bn)(x, train)
@@ -179,6 +185,10 @@ class RecurrentPoseNet(nn.Module):
       norm layers (their affine maps are folded into the convolutions) and,
       since every fusion pass has statistics of its own, fusion parameters
       stacked per pass instead of shared.
+    cpu_winograd: on CPU, run the 9x9 float32 convolutions by Winograd's
+      algorithm (rhpe_jax.winograd; the training step is ~1.3x faster).
+      Exported networks turn it off: other runtimes bring their own
+      convolution kernels.
   """
 
   num_keypoints: int = 16
@@ -191,6 +201,7 @@ class RecurrentPoseNet(nn.Module):
   unroll: int | None = None
   relu_output: bool = True
   batch_norm_folded: bool = False
+  cpu_winograd: bool = True
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
@@ -208,7 +219,7 @@ class RecurrentPoseNet(nn.Module):
       raise ValueError(f'image height and width must be multiples of 4, got {images.shape[1:3]}')
     x = images.astype(self.dtype)
     skip, h = FeedForward(self.width, self.dtype, self.axis_name, self.batch_norm_folded,
-                          name='feed_forward')(x, train)
+                          self.cpu_winograd, name='feed_forward')(x, train)
     first = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
                   name='heads_0')(h)
 
@@ -226,7 +237,7 @@ class RecurrentPoseNet(nn.Module):
         unroll=num_passes if self.unroll is None else self.unroll,
         **variables,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
-      self.relu_output, self.batch_norm_folded, name='fusion')
+      self.relu_output, self.batch_norm_folded, self.cpu_winograd, name='fusion')
     _, (keypoints, parts) = fusion(h, skip, train)
     keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
     part_maps = jnp.concatenate([first[1][None], parts], axis=0)
