@@ -92,6 +92,11 @@ class Conv(nn.Module):
   Same parameters ('kernel' (kh, kw, in, out), 'bias'), initialisers and
   dtype handling as `nn.Conv`, so checkpoints of either load in the other.
   `cpu_winograd` as in `conv_same`.
+
+  Several inputs are convolved as their concatenation along channels, but as
+  a sum of one convolution per input over its slice of the kernel: where one
+  input recurs with the same parameters (the fusion module's skip feature,
+  in every unrolled pass), XLA computes its convolution once.
   """
 
   features: int
@@ -103,9 +108,14 @@ class Conv(nn.Module):
   cpu_winograd: bool = True
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, *inputs: jax.Array) -> jax.Array:
+    channels = [x.shape[-1] for x in inputs]
     kernel = self.param('kernel', self.kernel_init,
-                        (*self.kernel_size, x.shape[-1], self.features), self.param_dtype)
+                        (*self.kernel_size, sum(channels), self.features), self.param_dtype)
     bias = self.param('bias', self.bias_init, (self.features,), self.param_dtype)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    return conv_same(x, kernel, self.cpu_winograd) + bias
+    *inputs, kernel, bias = nn.dtypes.promote_dtype(*inputs, kernel, bias, dtype=self.dtype)
+    out, start = bias, 0
+    for x, size in zip(inputs, channels):
+      out = conv_same(x, kernel[:, :, start:start + size], self.cpu_winograd) + out
+      start += size
+    return out

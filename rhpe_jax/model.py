@@ -71,11 +71,13 @@ class ConvBlock(nn.Module):
   cpu_winograd: bool = True
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array | tuple[jax.Array, ...], train: bool) -> jax.Array:
+    """`x`: an input, or inputs to convolve as their channel concatenation."""
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
     x = conv.Conv(self.features, (self.kernel, self.kernel), dtype=self.dtype,
-                  kernel_init=conv_init, cpu_winograd=self.cpu_winograd)(x)
+                  kernel_init=conv_init,
+                  cpu_winograd=self.cpu_winograd)(*(x if isinstance(x, tuple) else (x,)))
     if self.use_batch_norm and not self.batch_norm_folded:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
@@ -155,7 +157,9 @@ class FusionPass(nn.Module):
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
                               batch_norm_folded=self.batch_norm_folded,
                               cpu_winograd=self.cpu_winograd)
-    x = jnp.concatenate([skip, h], axis=-1)
+    # concat(skip, h) as a pair: the skip part of the first convolution is the
+    # same in every pass, and XLA computes it once (rhpe_jax.conv.Conv).
+    x = (skip, h)
     for kernel, features, bn in FUSION_LAYERS:
       x = block(scaled_features(features, self.width), kernel, bn)(x, train)
     maps = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
@@ -234,7 +238,9 @@ class RecurrentPoseNet(nn.Module):
         body,
         in_axes=(nn.broadcast, nn.broadcast),
         length=num_passes,
-        unroll=num_passes if self.unroll is None else self.unroll,
+        # 0 unrolls every pass: lax.scan keeps a one-pass loop rolled for
+        # unroll=1 (num_iterations=0), where the CPU gradient is ~80x slower.
+        unroll=0 if self.unroll is None else self.unroll,
         **variables,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
       self.relu_output, self.batch_norm_folded, self.cpu_winograd, name='fusion')

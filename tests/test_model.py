@@ -151,3 +151,15 @@ def test_effective_receptive_field_grows_with_iterations():
   # theoretical field (a 216, 336, 456 px window); the measured one must grow.
   assert extents[0] < extents[1] < extents[2], extents
   assert extents[2] <= 456
+
+
+@pytest.mark.parametrize('num_iterations', [0, 2])
+def test_default_unroll_leaves_no_loop_for_any_number_of_passes(num_iterations):
+  # A rolled loop of convolutions has a gradient ~80x slower on CPU (JAX issue
+  # 12868); lax.scan keeps a one-pass scan rolled unless told unroll=0.
+  net = model_lib.RecurrentPoseNet(num_iterations=num_iterations, width=0.0625, num_parts=0)
+  x = jnp.zeros((1, 32, 32, 3))
+  variables = net.init(jax.random.key(0), x)
+  loss = lambda params: net.apply({**variables, 'params': params}, x, train=False)[0].sum()
+  hlo = jax.jit(jax.grad(loss)).lower(variables['params']).as_text()
+  assert 'while' not in hlo
