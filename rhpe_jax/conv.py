@@ -55,8 +55,8 @@ def conv_same(x: jax.Array, kernel: jax.Array, cpu_winograd: bool = True) -> jax
   """(B, H, W, C) * (kh, kw, C, O) -> (B, H, W, O), stride 1, 'SAME' padding.
 
   On CPU, with `cpu_winograd`, the float32 kernels that `winograd.supports`
-  (the 9x9 layers) run by Winograd's algorithm; everything else is
-  `direct_conv_same`.
+  (the full-width network's 9x9 layers) run by Winograd's algorithm;
+  everything else is `direct_conv_same`.
   """
   if cpu_winograd and winograd.supports(kernel.shape, jnp.result_type(x, kernel)):
     return lax.platform_dependent(x, kernel, cpu=winograd.conv_same, default=direct_conv_same)

@@ -61,18 +61,21 @@ def transforms(points: Sequence[float] = POINTS, m: int = TILE, r: int = TILE
   return at, g, bt
 
 
-# The smallest kernel side worth it: at the network's channel counts the
-# transforms cost more than they save on 3x3 kernels (measured on CPU:
-# 3x3 64->64 at 248x248, forward and backward 0.26 s against 0.20 s direct),
-# while the 9x9 trunk layers run 2.4 times faster (docs/performance.md).
+# Where it pays on CPU (forward and backward at batch 2, against the direct
+# convolution): 9x9 128->256 at 62x62 0.39 s against 0.64 s, 256->512 1.25 s
+# against 2.94 s; but 9x9 64->128 0.17 s against 0.16 s, 3x3 64->64 at
+# 248x248 0.26 s against 0.20 s, and narrower layers lose up to 3x. Each
+# Winograd layer also adds 3-7 s of compile time.
 MIN_KERNEL = 9
+MIN_CHANNELS = 128
 
 
 def supports(kernel_shape: Sequence[int], dtype) -> bool:
-  """Square float32 kernels of side 9, 12, 15...: a multiple of 3, >= MIN_KERNEL."""
-  kh, kw = kernel_shape[:2]
+  """Square float32 kernels of side 9, 12, 15... (a multiple of 3, at least
+  MIN_KERNEL) with at least MIN_CHANNELS input and output channels."""
+  kh, kw, cin, cout = kernel_shape
   return (kh == kw and kh % TILE == 0 and kh >= MIN_KERNEL
-          and jnp.dtype(dtype) == jnp.float32)
+          and min(cin, cout) >= MIN_CHANNELS and jnp.dtype(dtype) == jnp.float32)
 
 
 def _combine(matrix: np.ndarray, parts: list[jax.Array]) -> list[jax.Array]:

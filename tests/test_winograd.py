@@ -45,17 +45,18 @@ def test_error_at_the_trunk_size_is_within_the_documented_bound():
   assert np.abs(ours - expected).max() < 1e-5 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize('side,dtype,expected', [
-    (9, jnp.float32, True), (12, jnp.float32, True), (3, jnp.float32, False),
-    (7, jnp.float32, False), (9, jnp.bfloat16, False)])
-def test_supports(side, dtype, expected):
-  assert winograd.supports((side, side, 4, 4), dtype) == expected
+@pytest.mark.parametrize('shape,dtype,expected', [
+    ((9, 9, 128, 256), jnp.float32, True), ((12, 12, 256, 128), jnp.float32, True),
+    ((3, 3, 128, 128), jnp.float32, False), ((7, 7, 384, 64), jnp.float32, False),
+    ((9, 9, 64, 128), jnp.float32, False), ((9, 9, 128, 256), jnp.bfloat16, False)])
+def test_supports(shape, dtype, expected):
+  assert winograd.supports(shape, dtype) == expected
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the Winograd path is for CPUs')
 def test_cpu_runs_9x9_kernels_by_winograd_and_others_directly():
   def convolutions(side):
-    x, kernel = jnp.zeros((1, 12, 12, 4)), jnp.zeros((side, side, 4, 4))
+    x, kernel = jnp.zeros((1, 12, 12, 128)), jnp.zeros((side, side, 128, 128))
     text = jax.jit(conv.conv_same).lower(x, kernel).compile().as_text()
     return sum(' convolution(' in line for line in text.splitlines())
   assert convolutions(9) == 0
