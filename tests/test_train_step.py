@@ -38,10 +38,11 @@ def test_pmap_over_8_devices_equals_one_device(tmp_path):
   largest_update = 0.0
   for name in names:
     pmapped, single = z['pmap' + name], z['single' + name]
-    # Float tolerance: only the order of the reductions differs (measured up
-    # to ~1e-5 in a batch-norm mean; statistics per device would differ by
-    # ~1e-1, and an update by up to ~2e-2).
-    np.testing.assert_allclose(pmapped, single, rtol=1e-3, atol=2e-5, err_msg=name)
+    # Float tolerance: only the order of the reductions differs. Measured up
+    # to 8e-5 (a first-layer batch-norm offset): the CPU weight gradients
+    # (rhpe_jax.conv) sum over the batch in an order that depends on its size.
+    # Statistics per device would differ by ~1e-1, an update by up to ~2e-2.
+    np.testing.assert_allclose(pmapped, single, rtol=1e-3, atol=1e-4, err_msg=name)
     if 'init' + name in z.files:
       largest_update = max(largest_update, float(np.abs(single - z['init' + name]).max()))
   # The steps moved the weights far more than the tolerance: a split batch
