@@ -5,9 +5,11 @@ that carries the zero padding in its window. XLA's CPU convolution kernels
 (Eigen) run that form far below their speed on the same product written as an
 unpadded convolution over an input padded beforehand: 55-90 GFLOP/s against
 150-210 on the fusion module's 7x7 and 13x13 layers (docs/performance.md).
-`conv_same` is an ordinary convolution with a VJP of its own that, on CPU,
-pads first; elsewhere (cuDNN, TPU) it returns XLA's own gradient. The
+`direct_conv_same` is an ordinary convolution with a VJP of its own that, on
+CPU, pads first; elsewhere (cuDNN, TPU) it returns XLA's own gradient. The
 arithmetic is the same either way; only the summation order may differ.
+`conv_same` also hands the wide 9x9 layers to `rhpe_jax.winograd` on CPU,
+and `Conv` is the Flax layer over it.
 """
 from __future__ import annotations
 
