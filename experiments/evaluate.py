@@ -37,7 +37,6 @@ import sys
 from typing import Any, Sequence
 
 from absl import flags
-from ml_collections import config_flags
 
 from rhpe_jax import cli
 
@@ -47,13 +46,11 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The command line's flags (defined on demand, so that importing this module
   next to other scripts of the project does not clash over --config)."""
-  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
-  flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
+  cli.define_checkpoint_flags()
   flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s eval_split).')
   flags.DEFINE_bool('flip', False, 'Average with the heat maps of the mirrored input.')
   flags.DEFINE_string('scales', '1.0',
                       'Box scales whose heat maps are averaged, e.g. 1.0,0.9,1.1.')
-  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
   flags.DEFINE_string('output_dir', None,
                       'Where to write the results (default WORKDIR/eval_SPLIT).')
   flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
@@ -195,8 +192,7 @@ def main(argv: Sequence[str]) -> int:
         checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
         mean_pose_from=FLAGS.mean_pose_from)
   except (ValueError, FileNotFoundError, OSError) as e:
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-    return 1
+    return cli.error_status(e)
   return 0
 
 

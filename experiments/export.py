@@ -20,7 +20,6 @@ import sys
 from typing import Sequence
 
 from absl import flags
-from ml_collections import config_flags
 
 from rhpe_jax import cli
 
@@ -30,9 +29,7 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The command line's flags (defined on demand, so that importing this module
   next to other scripts of the project does not clash over --config)."""
-  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
-  flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
-  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+  cli.define_checkpoint_flags()
   flags.DEFINE_string('output', None, 'Directory for the artefacts (created).')
   flags.DEFINE_string('formats', 'saved_model,tflite,jax_export',
                       'Comma-separated: saved_model, tflite, jax_export.')
@@ -69,8 +66,7 @@ def main(argv: Sequence[str]) -> int:
                 formats=FLAGS.formats, image_size=FLAGS.image_size, batch=FLAGS.batch)
     print(f'wrote {", ".join(paths.values())}')
   except (ValueError, FileNotFoundError, OSError) as e:
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-    return 1
+    return cli.error_status(e)
   return 0
 
 

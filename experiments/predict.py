@@ -30,7 +30,6 @@ import sys
 from typing import Any, Sequence
 
 from absl import flags
-from ml_collections import config_flags
 
 from rhpe_jax import cli
 
@@ -40,9 +39,7 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The command line's flags (defined on demand, so that importing this module
   next to other scripts of the project does not clash over --config)."""
-  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
-  flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
-  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+  cli.define_checkpoint_flags()
   flags.DEFINE_string('image', None, 'Image file (JPEG, PNG, ...).')
   flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
   flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
@@ -241,8 +238,7 @@ def main(argv: Sequence[str]) -> int:
                  checkpoint=FLAGS.checkpoint)
     print(f'wrote {", ".join(record["files"].values())}')
   except (ValueError, FileNotFoundError, OSError) as e:
-    print(f'error: {" ".join(str(e).split())}', file=sys.stderr)
-    return 1
+    return cli.error_status(e)
   return 0
 
 

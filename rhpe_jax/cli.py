@@ -79,6 +79,20 @@ def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> 
   app.run(main, argv=argv, flags_parser=parse_flags)
 
 
+def define_checkpoint_flags() -> None:
+  """--config, --workdir and --checkpoint, for the tools that load a trained run."""
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+  flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
+  flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
+
+
+def error_status(error: Exception) -> int:
+  """Prints `error` as one `error:` line on stderr; returns exit status 1."""
+  print(f'error: {" ".join(str(error).split())}', file=sys.stderr)
+  return 1
+
+
 def fail(message: str) -> NoReturn:
   """Ends the program with one `error:` line (exit status 1)."""
   sys.exit('error: ' + ' '.join(str(message).split()))
