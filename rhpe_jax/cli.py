@@ -32,12 +32,20 @@ QUIET = -1  # absl's WARNING: the default verbosity of the project's command lin
 
 # C++ log lines that only say how a library started (absl/glog and TSL
 # formats, severity I), with the line absl prints before its first record
-# and the second line of TensorFlow's CPU-feature notice.
+# and the second line of TensorFlow's CPU-feature notice; and libtpu's
+# start-up complaints on a host without TPUs (no TPU host settings found),
+# where it only serves to compile for abstract TPUs (experiments.aot).
 NATIVE_INFO = re.compile(
     rb'WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR'
     rb'|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] '
     rb'|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: I \S+:\d+\] '
-    rb'|To enable the following instructions: .* rebuild TensorFlow with the appropriate')
+    rb'|To enable the following instructions: .* rebuild TensorFlow with the appropriate'
+    rb'|Failed to find host bounds for accelerator type: WARNING: could not determine TPU'
+    rb'|WARNING: Logging before InitGoogle\(\) is written to STDERR'
+    rb'|E0000 [\d:.]+ +\d+ common_lib\.cc:\d+\] INVALID_ARGUMENT: Error: unexpected worker '
+    rb"hostname 'WARNING: could not determine TPU worker hostnames"
+    rb'|=== Source Location Trace: ==='
+    rb'|learning/\w+/tfrc/runtime/libtpu_init_utils\.cc:\d+')
 
 # Library warnings about something the project does on purpose (orbax warns
 # whenever a checkpoint is opened read-only, as evaluation does).

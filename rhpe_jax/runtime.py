@@ -82,6 +82,47 @@ def configure_xla_flags(environ=os.environ) -> str:
   return flags
 
 
+def _installed(distribution: str) -> bool:
+  try:
+    importlib.metadata.version(distribution)
+  except importlib.metadata.PackageNotFoundError:
+    return False
+  return True
+
+
+def has_tpu_chips(pci_root: str = '/sys/bus/pci/devices') -> bool:
+  """Whether this machine has TPU chips: PCI devices of Google's vendor id,
+  JAX's own test (jax._src.hardware_utils)."""
+  root = pathlib.Path(pci_root)
+  if not root.is_dir():
+    return False
+  for vendor in root.glob('*/vendor'):
+    try:
+      if vendor.read_text().strip() == '0x1ae0':
+        return True
+    except OSError:
+      continue
+  return False
+
+
+def skip_absent_tpu(environ=os.environ, tpu_chips: bool | None = None) -> bool:
+  """JAX_PLATFORMS=cpu where libtpu is installed (the `tpu` or `test`
+  extras, for compiling for abstract TPUs) on a machine without TPUs and
+  without any other accelerator plugin: JAX would otherwise load libtpu in
+  every process, print its start-up complaints and take its one-process
+  lock, only to fall back to the CPU. Returns whether it set the variable.
+  """
+  if environ.get('JAX_PLATFORMS') or 'jax' in sys.modules or not _installed('libtpu'):
+    return False
+  others = [dist.metadata['Name'] for dist in importlib.metadata.distributions()
+            if (dist.metadata['Name'] or '').lower().startswith(('jax-cuda', 'jax_cuda',
+                                                                   'jax-rocm', 'jax_rocm'))]
+  if others or (has_tpu_chips() if tpu_chips is None else tpu_chips):
+    return False
+  environ['JAX_PLATFORMS'] = 'cpu'
+  return True
+
+
 def default_cache_dir(environ=os.environ) -> pathlib.Path:
   """$XDG_CACHE_HOME/rhpe_jax/jax_cache (~/.cache when XDG_CACHE_HOME is unset)."""
   base = environ.get('XDG_CACHE_HOME') or pathlib.Path.home() / '.cache'

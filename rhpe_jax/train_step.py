@@ -9,7 +9,7 @@ keypoints inside the step, so the host ships keypoints rather than maps.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Sequence
 
 import flax
 import jax
@@ -189,15 +189,16 @@ def eval_step(state: TrainState, batch: dict, *,
           'confidence': confidence}
 
 
-def pmapped_train_step(config: ml_collections.ConfigDict):
-  """`train_step` pmapped over local devices, the state buffers donated."""
+def pmapped_train_step(config: ml_collections.ConfigDict, devices: Sequence | None = None):
+  """`train_step` pmapped over `devices` (default: the local ones), the state
+  buffers donated."""
   return jax.pmap(functools.partial(train_step, config=config, axis_name=AXIS),
-                  axis_name=AXIS, donate_argnums=(0,))
+                  axis_name=AXIS, donate_argnums=(0,), devices=devices)
 
 
-def pmapped_eval_step(config: ml_collections.ConfigDict):
+def pmapped_eval_step(config: ml_collections.ConfigDict, devices: Sequence | None = None):
   return jax.pmap(functools.partial(eval_step, config=config, axis_name=AXIS),
-                  axis_name=AXIS)
+                  axis_name=AXIS, devices=devices)
 
 
 def replicate(tree: Any) -> Any:

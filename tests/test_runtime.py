@@ -98,3 +98,32 @@ def test_compilation_cache_can_be_moved_or_turned_off(tmp_path):
   result = run_python(CACHED_RUN, RHPE_JAX_CACHE_DIR='', XDG_CACHE_HOME=str(off),
                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
   assert result.stdout.strip() == 'None' and not off.exists()
+
+
+def test_tpu_chips_are_found_by_googles_pci_vendor_id(tmp_path):
+  for name, vendor in (('0000:00:04.0', '0x1af4'), ('0000:00:05.0', '0x8086')):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / 'vendor').write_text(vendor + '\n')
+  assert not runtime.has_tpu_chips(str(tmp_path))
+  (tmp_path / '0000:00:06.0').mkdir()
+  (tmp_path / '0000:00:06.0' / 'vendor').write_text('0x1ae0\n')
+  assert runtime.has_tpu_chips(str(tmp_path))
+  assert not runtime.has_tpu_chips(str(tmp_path / 'absent'))
+
+
+def test_an_installed_libtpu_is_skipped_without_tpus_unless_the_user_chose():
+  if not runtime._installed('libtpu'):  # pylint: disable=protected-access
+    import pytest  # pylint: disable=g-import-not-at-top
+    pytest.skip('libtpu is not installed (the tpu or test extras bring it)')
+  code = ('import os, rhpe_jax; print(os.environ.get("JAX_PLATFORMS"), flush=True); '
+          'import jax; print(jax.default_backend())')
+  environ = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}
+  environ.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=environ, text=True,
+                          capture_output=True, timeout=120, check=True)
+  assert result.stdout.split() == ['cpu', 'cpu']
+  assert 'TPU' not in result.stderr  # libtpu was not loaded: none of its start-up lines
+  environ['JAX_PLATFORMS'] = 'cpu,tpu'  # the user's setting is kept
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=environ, text=True,
+                          capture_output=True, timeout=120)
+  assert result.stdout.split()[:1] == ['cpu,tpu']  # (jax may then fail: no TPU here)

@@ -1,0 +1,196 @@
+r"""Compiles the training and evaluation steps for a TPU slice one does not have.
+
+  python -m experiments.aot --config=experiments/configs/mpii.py --topology=v5e-1 \
+      [--batch_per_chip=N | --find_max_batch] [--what=train_step,predict_step] \
+      [--config.compute_dtype=bfloat16] [--json=FILE]
+
+Runs XLA's real TPU compiler (libtpu, the `tpu` extra) on this machine for
+abstract chips (rhpe_jax.tpu): the pmapped train step with its donated state,
+the pmapped eval step, the predict step; nothing is allocated. Prints a table
+and, last, one JSON line: memory per chip (arguments, outputs, temporaries,
+generated code, total) beside the chip's HBM and `fits`, XLA's GFLOP per chip
+per step beside the project's count (rhpe_jax.flops; XLA's figure without the
+targets' rendering, which the project does not count, is
+xla_network_gflop_per_chip), the bytes XLA accesses, and estimates (never
+measurements): the roofline bound on the step time (the larger of FLOPs over
+the chip's peak and bytes over its HBM bandwidth) and the images/s it allows;
+XLA's own optimal_seconds where it is positive; the time to train
+--epochs epochs of --epoch_examples images at that bound; and, per distinct
+convolution, how much of the matrix unit its channel counts fill.
+
+--topology: a preset (v5e-1, v6e-1, v2-8, v4-8, v5e-8, v5p-8, v6e-8) or a raw
+libtpu topology (v5e:2x2, v4:2x2x1). The compiled program runs on every chip
+of the slice (one process per host is how training runs on several hosts).
+--batch_per_chip defaults to the config's batch_size over the chips.
+--find_max_batch searches the largest per-chip batch that fits (a few compiles
+of minutes each for the full network on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Sequence
+
+from absl import flags
+from ml_collections import config_flags
+
+from rhpe_jax import cli
+
+FLAGS = flags.FLAGS
+
+# MPII's training split holds about 25,000 persons: the epoch length of the
+# time-to-train estimate unless --epoch_examples says otherwise.
+MPII_TRAIN_PERSONS = 25_000
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+  flags.DEFINE_string('topology', None, 'A preset (v5e-1, v6e-1, v2-8, v4-8, v5e-8, v5p-8, '
+                      'v6e-8) or a libtpu topology such as v5e:2x2.')
+  flags.DEFINE_integer('batch_per_chip', None, "Images per chip (default: the config's "
+                       'batch_size over the chips).')
+  flags.DEFINE_bool('find_max_batch', False, 'Search the largest per-chip batch that fits.')
+  flags.DEFINE_list('what', ['train_step', 'predict_step'],
+                    'Steps to compile: train_step, eval_step, predict_step.')
+  flags.DEFINE_integer('epochs', None, "Epochs of the time-to-train estimate (default: the "
+                       "config's num_epochs).")
+  flags.DEFINE_integer('epoch_examples', MPII_TRAIN_PERSONS, 'Images per epoch of the '
+                       'time-to-train estimate.')
+  flags.DEFINE_string('json', None, 'Also write the results to this file.')
+
+
+def default_batch_per_chip(global_batch: int, chips: int) -> int:
+  """The config's global batch split over the chips; it must divide."""
+  if global_batch % chips:
+    raise ValueError(f'batch_size {global_batch} does not split over {chips} chips: '
+                     f'give --batch_per_chip (or a batch_size that is a multiple of {chips})')
+  return global_batch // chips
+
+
+def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_step'),
+        batch_per_chip: int | None = None, find_max_batch: bool = False,
+        epochs: int | None = None, epoch_examples: int = MPII_TRAIN_PERSONS,
+        printer=print) -> dict[str, Any]:
+  """Compiles each step of `what` for the slice; returns the results."""
+  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import aot, tpu
+  unknown = [step for step in what if step not in aot.STEPS]
+  if unknown:
+    raise ValueError(f'--what: unknown step(s) {", ".join(unknown)}; '
+                     f'choose from {", ".join(aot.STEPS)}')
+  if batch_per_chip is not None and batch_per_chip < 1:
+    raise ValueError(f'--batch_per_chip must be >= 1, got {batch_per_chip}')
+  tpu_slice = tpu.resolve(topology)
+  devices = tpu.devices(tpu_slice)
+  if batch_per_chip is None:
+    batch_per_chip = default_batch_per_chip(config.batch_size, len(devices))
+  epochs = config.num_epochs if epochs is None else epochs
+  printer(f'{tpu_slice.name}: {tpu_slice.description or tpu_slice.topology}; '
+          f'{len(devices)} x {devices[0].device_kind}, {tpu.num_hosts(devices)} host(s), '
+          f'{tpu_slice.chip.hbm_bytes / tpu.GIB:.0f} GiB HBM per chip')
+  results = {'topology': tpu_slice.topology, 'preset': tpu_slice.name, 'steps': []}
+  for step in what:
+    compile_at = lambda batch, step=step: _compile(aot, step, config, tpu_slice, devices,
+                                                     batch, printer)
+    if find_max_batch:
+      largest, reports = aot.find_max_batch(compile_at, batch_per_chip)
+      fitting = [r for r in reports if r['batch_per_chip'] == largest]
+      report = dict(fitting[0] if fitting else reports[0])
+      report['max_batch_per_chip'] = largest
+      report['searched_batches'] = [r['batch_per_chip'] for r in reports]
+      printer(f'  {step}: the largest batch that fits is {largest} per chip '
+              f'({len(reports)} compiles)')
+    else:
+      report = compile_at(batch_per_chip)
+    if 'estimate' in report and step == 'train_step':
+      report['estimate']['epoch_examples'] = epoch_examples
+      report['estimate']['epochs'] = epochs
+      report['estimate']['train_hours'] = (
+          epochs * epoch_examples / report['estimate']['images_per_s'] / 3600)
+    results['steps'].append(report)
+  results['mxu_fill'] = aot.mxu_fill(config, tpu_slice.chip)
+  printer(format_table(results))
+  return results
+
+
+def _compile(aot, step, config, tpu_slice, devices, batch, printer) -> dict[str, Any]:
+  printer(f'  compiling {step} at {batch} per chip ...')
+  report = aot.compile_and_analyse(step, config, tpu_slice, devices, batch)
+  total = report['memory_per_chip']['total']
+  need = total if total is not None else report['memory_per_chip']['temporaries']
+  printer(f'    {report["compile_s"]:.0f} s; {"fits" if report["fits"] else "does not fit"}: '
+          f'{need / 1e9:.2f} GB{"" if total is not None else " of temporaries"} per chip')
+  return report
+
+
+def _gb(value) -> str:
+  return '-' if value is None else f'{value / 1e9:.2f}'
+
+
+def format_table(results: dict[str, Any]) -> str:
+  """The results as a readable table (estimates marked as such)."""
+  lines = [f'{"":30s}' + ''.join(f'{r["what"]:>16s}' for r in results['steps'])]
+
+  def row(label, fn):
+    cells = []
+    for report in results['steps']:
+      try:
+        cells.append(fn(report))
+      except (KeyError, TypeError):
+        cells.append('-')
+    lines.append(f'{label:30s}' + ''.join(f'{cell:>16s}' for cell in cells))
+
+  memory = lambda key: lambda r: _gb(r['memory_per_chip'][key])
+  row('batch per chip / global', lambda r: f'{r["batch_per_chip"]} / {r["global_batch"]}')
+  row('max batch per chip', lambda r: str(r['max_batch_per_chip']))
+  row('arguments (GB/chip)', memory('arguments'))
+  row('outputs (GB/chip)', memory('outputs'))
+  row('  of them aliased (GB/chip)', memory('aliased'))
+  row('temporaries (GB/chip)', memory('temporaries'))
+  row('generated code (GB/chip)', memory('generated_code'))
+  row('total (GB/chip)', memory('total'))
+  row('HBM (GB/chip)', lambda r: _gb(r['hbm_per_chip']))
+  row('fits', lambda r: 'yes' if r['fits'] else 'NO')
+  row('XLA GFLOP/chip/step', lambda r: f'{r["xla_gflop_per_chip"]:.1f}')
+  row('  without targets', lambda r: f'{r["xla_network_gflop_per_chip"]:.1f}')
+  row('project GFLOP/chip/step', lambda r: f'{r["project_gflop_per_chip"]:.1f}')
+  row('XLA GB accessed/chip/step', lambda r: f'{r["xla_gb_accessed_per_chip"]:.1f}')
+  row('estimate: roofline step (ms)', lambda r: f'{1e3 * r["estimate"]["roofline_step_s"]:.1f}')
+  row('estimate: bound by', lambda r: r['estimate']['bound_by'])
+  row('estimate: images/s', lambda r: f'{r["estimate"]["images_per_s"]:.0f}')
+  row('estimate: XLA optimal (ms)', lambda r: f'{1e3 * r["estimate"]["xla_optimal_seconds"]:.1f}')
+  row('estimate: training (hours)', lambda r: f'{r["estimate"]["train_hours"]:.1f}')
+  row('compile time (s)', lambda r: f'{r["compile_s"]:.0f}')
+  poor = [f'{l["kernel"]}x{l["kernel"]} {l["in_features"]}->{l["out_features"]} '
+          f'({100 * l["flop_share"]:.0f} % of FLOPs, {100 * l["fill"]:.0f} % fill)'
+          for l in results.get('mxu_fill', []) if l['fill'] is not None and l['fill'] < 0.99]
+  if poor:
+    lines.append('estimate: layers that fill the matrix unit partly: ' + '; '.join(poor))
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
+    return 2
+  from rhpe_jax import tpu  # pylint: disable=g-import-not-at-top
+  try:
+    for name in ('config', 'topology'):
+      if getattr(FLAGS, name) is None:
+        raise ValueError(f'--{name} is required')
+    results = run(FLAGS.config, FLAGS.topology, what=FLAGS.what,
+                  batch_per_chip=FLAGS.batch_per_chip, find_max_batch=FLAGS.find_max_batch,
+                  epochs=FLAGS.epochs, epoch_examples=FLAGS.epoch_examples)
+  except (ValueError, tpu.LibtpuMissing, OSError) as error:
+    return cli.error_status(error)
+  line = json.dumps(results)
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
+      f.write(line + '\n')
+  print(line)
+  return 0
+
+
+if __name__ == '__main__':
+  define_flags()
+  cli.run(main)
