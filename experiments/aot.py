@@ -28,6 +28,7 @@ of minutes each for the full network on 2 CPU cores).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Sequence
 
@@ -57,6 +58,8 @@ def define_flags() -> None:
   flags.DEFINE_integer('epoch_examples', MPII_TRAIN_PERSONS, 'Images per epoch of the '
                        'time-to-train estimate.')
   flags.DEFINE_string('json', None, 'Also write the results to this file.')
+  flags.DEFINE_string('markdown', None, 'Append one table row per step to this Markdown file '
+                      '(the header first when the file is new).')
 
 
 def default_batch_per_chip(global_batch: int, chips: int) -> int:
@@ -87,26 +90,27 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
   epochs = config.num_epochs if epochs is None else epochs
   printer(f'{tpu_slice.name}: {tpu_slice.description or tpu_slice.topology}; '
           f'{len(devices)} x {devices[0].device_kind}, {tpu.num_hosts(devices)} host(s), '
-          f'{tpu_slice.chip.hbm_bytes / tpu.GIB:.0f} GiB HBM per chip')
+          f'{tpu_slice.chip.hbm_bytes / tpu.GIB:.0f} GiB HBM per '
+          f'{"core (a JAX device)" if tpu_slice.chip.cores_per_chip > 1 else "chip"}')
   results = {'topology': tpu_slice.topology, 'preset': tpu_slice.name, 'steps': []}
   for step in what:
     compile_at = lambda batch, step=step: _compile(aot, step, config, tpu_slice, devices,
                                                      batch, printer)
     if find_max_batch:
       largest, reports = aot.find_max_batch(compile_at, batch_per_chip)
-      fitting = [r for r in reports if r['batch_per_chip'] == largest]
-      report = dict(fitting[0] if fitting else reports[0])
-      report['max_batch_per_chip'] = largest
+      report = next(r for r in reports if r['batch_per_chip'] == batch_per_chip)
       report['searched_batches'] = [r['batch_per_chip'] for r in reports]
+      report['max_batch'] = next((r for r in reports if r['batch_per_chip'] == largest), None)
       printer(f'  {step}: the largest batch that fits is {largest} per chip '
               f'({len(reports)} compiles)')
     else:
       report = compile_at(batch_per_chip)
-    if 'estimate' in report and step == 'train_step':
-      report['estimate']['epoch_examples'] = epoch_examples
-      report['estimate']['epochs'] = epochs
-      report['estimate']['train_hours'] = (
-          epochs * epoch_examples / report['estimate']['images_per_s'] / 3600)
+    if step == 'train_step':
+      for each in (report, report.get('max_batch')):
+        if each and 'estimate' in each:
+          each['estimate'].update(epochs=epochs, epoch_examples=epoch_examples,
+                                  train_hours=epochs * epoch_examples
+                                  / each['estimate']['images_per_s'] / 3600)
     results['steps'].append(report)
   results['mxu_fill'] = aot.mxu_fill(config, tpu_slice.chip)
   printer(format_table(results))
@@ -142,7 +146,6 @@ def format_table(results: dict[str, Any]) -> str:
 
   memory = lambda key: lambda r: _gb(r['memory_per_chip'][key])
   row('batch per chip / global', lambda r: f'{r["batch_per_chip"]} / {r["global_batch"]}')
-  row('max batch per chip', lambda r: str(r['max_batch_per_chip']))
   row('arguments (GB/chip)', memory('arguments'))
   row('outputs (GB/chip)', memory('outputs'))
   row('  of them aliased (GB/chip)', memory('aliased'))
@@ -161,12 +164,57 @@ def format_table(results: dict[str, Any]) -> str:
   row('estimate: XLA optimal (ms)', lambda r: f'{1e3 * r["estimate"]["xla_optimal_seconds"]:.1f}')
   row('estimate: training (hours)', lambda r: f'{r["estimate"]["train_hours"]:.1f}')
   row('compile time (s)', lambda r: f'{r["compile_s"]:.0f}')
+  largest = lambda r: r['max_batch']
+  row('largest batch per chip', lambda r: str(largest(r)['batch_per_chip']))
+  row('  its total (GB/chip)', lambda r: _gb(largest(r)['memory_per_chip']['total']))
+  row('  estimate: step (ms)', lambda r: f'{1e3 * largest(r)["estimate"]["roofline_step_s"]:.1f}')
+  row('  estimate: images/s', lambda r: f'{largest(r)["estimate"]["images_per_s"]:.0f}')
+  row('  estimate: training (hours)', lambda r: f'{largest(r)["estimate"]["train_hours"]:.1f}')
   poor = [f'{l["kernel"]}x{l["kernel"]} {l["in_features"]}->{l["out_features"]} '
           f'({100 * l["flop_share"]:.0f} % of FLOPs, {100 * l["fill"]:.0f} % fill)'
           for l in results.get('mxu_fill', []) if l['fill'] is not None and l['fill'] < 0.99]
   if poor:
     lines.append('estimate: layers that fill the matrix unit partly: ' + '; '.join(poor))
   return '\n'.join(lines)
+
+
+MARKDOWN_HEADER = (
+    '| slice | step | chips | batch per chip (global) | memory per chip, GB (of HBM) | fits '
+    '| XLA GFLOP per chip (project) | XLA GB accessed | estimate: roofline step, ms (bound) '
+    '| estimate: images/s | estimate: training, h | largest batch per chip: memory, GB '
+    '| its estimate: step ms, images/s, training h | compile, s |\n'
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n')
+
+
+def markdown_rows(results: dict[str, Any]) -> str:
+  """One Markdown table row per compiled step (MARKDOWN_HEADER's columns)."""
+  rows = []
+  for r in results['steps']:
+    memory = r['memory_per_chip']
+    need = memory['total'] if memory['total'] is not None else memory['temporaries']
+    cells = [r['preset'], r['what'], str(r['chips']),
+             f'{r["batch_per_chip"]} ({r["global_batch"]})',
+             f'{_gb(need)} ({_gb(r["hbm_per_chip"])})', 'yes' if r['fits'] else 'no']
+    estimate = r.get('estimate')
+    if estimate:
+      cells += [f'{r["xla_gflop_per_chip"]:.0f} ({r["project_gflop_per_chip"]:.0f})',
+                f'{r["xla_gb_accessed_per_chip"]:.1f}',
+                f'{1e3 * estimate["roofline_step_s"]:.1f} ({estimate["bound_by"]})',
+                f'{estimate["images_per_s"]:.0f}',
+                f'{estimate["train_hours"]:.1f}' if 'train_hours' in estimate else '-']
+    else:
+      cells += ['-'] * 5
+    largest = r.get('max_batch')
+    if largest and largest.get('estimate'):
+      e = largest['estimate']
+      cells += [f'{largest["batch_per_chip"]}: {_gb(largest["memory_per_chip"]["total"])}',
+                f'{1e3 * e["roofline_step_s"]:.1f}, {e["images_per_s"]:.0f}, '
+                + (f'{e["train_hours"]:.1f}' if 'train_hours' in e else '-')]
+    else:
+      cells += ['-', '-']
+    cells.append(f'{r["compile_s"]:.0f}')
+    rows.append('| ' + ' | '.join(cells) + ' |\n')
+  return ''.join(rows)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -184,6 +232,10 @@ def main(argv: Sequence[str]) -> int:
   except (ValueError, tpu.LibtpuMissing, OSError) as error:
     return cli.error_status(error)
   line = json.dumps(results)
+  if FLAGS.markdown:
+    new = not os.path.exists(FLAGS.markdown) or not os.path.getsize(FLAGS.markdown)
+    with open(FLAGS.markdown, 'a') as f:
+      f.write((MARKDOWN_HEADER if new else '') + markdown_rows(results))
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:
       f.write(line + '\n')
