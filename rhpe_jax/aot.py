@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from rhpe_jax import flops as flops_lib, model as model_lib, skeleton, train_step as step_lib
+from rhpe_jax import flops as flops_lib, skeleton, train_step as step_lib
 from rhpe_jax import tpu
 
 STEPS = ('train_step', 'eval_step', 'predict_step')
@@ -209,15 +209,15 @@ def compile_and_analyse(what: str, config: ml_collections.ConfigDict, tpu_slice:
 
 def find_max_batch(compile_at: Callable[[int], dict[str, Any]], start: int,
                    limit: int = 4096, max_compiles: int = 10,
-                   line_steps: int = 2) -> tuple[int, list[dict[str, Any]]]:
+                   line_steps: int = 4) -> tuple[int, list[dict[str, Any]]]:
   """The largest per-chip batch whose program fits, and every report made.
 
   `compile_at(batch)` compiles and reports (`compile_and_analyse`); each
   compile of the full network takes minutes, so few are made. Memory grows
-  about linearly with the batch: the first `line_steps` guesses extend the
-  line through the two measurements nearest the boundary to the memory
-  limit (from one measurement: memory proportional to the batch), then
-  bisection closes the bracket [largest batch known to fit, smallest known
+  about linearly with the batch: up to `line_steps` guesses extend the line
+  through the two measurements nearest the boundary to the memory limit
+  (from one measurement: memory proportional to the batch), until a guess
+  falls next to a known batch; then bisection closes the bracket [largest batch known to fit, smallest known
   not to], or, while no batch has failed yet, steps of doubling length
   climb from the largest that fits. No batch is compiled twice. Returns 0 when not even one image fits.
   """
@@ -261,8 +261,11 @@ def find_max_batch(compile_at: Callable[[int], dict[str, Any]], start: int,
     if high - low <= 1 or len(reports) >= max_compiles:
       break
     guess = line_guess() if lines < line_steps else None
+    if guess is not None and not low + 1 < guess < high - 1:
+      lines = line_steps  # the line only creeps next to known batches from here
+      guess = None
     lines += 1
-    if guess is None or not low < guess < high:
+    if guess is None:
       if high <= limit:
         guess = (low + high) // 2
       else:  # nothing has failed yet: gallop up from the largest fitting batch
