@@ -64,8 +64,10 @@ def read_variables(path: str | os.PathLike) -> dict[str, Any]:
 def _from_scipy(value: Any) -> Any:
   from scipy.io import matlab  # pylint: disable=g-import-not-at-top
   if isinstance(value, matlab.MatlabOpaque):
-    classname = value[0]['s2'].item() if value.dtype.names and 's2' in value.dtype.names else '?'
-    return MatlabObject(str(classname.decode() if isinstance(classname, bytes) else classname))
+    classname = '?'
+    if value.dtype.names and 's2' in value.dtype.names:  # (name, type system, class, ...)
+      classname = np.asarray(value['s2']).ravel()[0]
+    return MatlabObject(classname.decode() if isinstance(classname, bytes) else str(classname))
   if isinstance(value, matlab.MatlabFunction):
     raise MatFileError('a MATLAB function handle cannot be read')
   if not isinstance(value, np.ndarray):

@@ -197,8 +197,8 @@ def _struct(value: Any) -> dict[str, Any]:
     return value[0]
   if isinstance(value, dict):
     return value
-  if isinstance(value, list) and not value:
-    return {}
+  if value is None or (isinstance(value, list) and all(v is None for v in value)):
+    return {}  # struct() without fields (scipy reads it as an empty object)
   if isinstance(value, np.ndarray) and value.size == 0:
     return {}
   raise MatConvNetError(f'expected a struct, got {type(value).__name__}')

@@ -360,10 +360,11 @@ def run_network(net: dict[str, Any], image: np.ndarray) -> dict[str, np.ndarray]
   return values
 
 
-def authors_decode(heatmaps: np.ndarray, side: int) -> np.ndarray:
+def authors_decode(heatmaps: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
   """KeyPointDetector.m: per joint the first maximum in MATLAB's (column-major)
-  order, 1-based, scaled to a square image of `side` pixels and rounded:
-  (J, 2) [x, y] in 1-based pixels."""
+  order, 1-based, scaled to the (square) image and rounded: (J, 2) [x, y] in
+  1-based pixels. (The authors scale x by the image's rows and y by its
+  columns, the same for their square images; here each by its own side.)"""
   h, w, joints = heatmaps.shape
   out = np.zeros((joints, 2), np.int64)
   for j in range(joints):
@@ -371,7 +372,7 @@ def authors_decode(heatmaps: np.ndarray, side: int) -> np.ndarray:
     rows, cols = np.nonzero(hmap == hmap.max())
     order = np.lexsort((rows, cols))  # column-major: by column, then row
     hy, hx = rows[order[0]] + 1, cols[order[0]] + 1
-    x = hx / w * side  # hx / 62 * 248 / 248 * size(img, 1)
-    y = hy / h * side
+    x = hx / w * image_shape[1]  # hx / 62 * 248 / 248 * size(img, 1)
+    y = hy / h * image_shape[0]
     out[j] = [int(np.floor(x + 0.5)), int(np.floor(y + 0.5))]  # int32(): half away from zero
   return out
