@@ -161,3 +161,35 @@ def test_default_unroll_leaves_no_loop_for_any_number_of_passes(num_iterations):
   loss = lambda params: net.apply({**variables, 'params': params}, x, train=False)[0].sum()
   hlo = jax.jit(jax.grad(loss)).lower(variables['params']).as_text()
   assert 'while' not in hlo
+
+
+def test_batch_norm_per_pass_keeps_a_scale_and_offset_per_pass():
+  """The release's layout (rhpe_jax.matconvnet): 17,247,934 parameters, and
+  pass p normalises with row p of its scale and offset."""
+  full = _shapes(model_lib.RecurrentPoseNet(batch_norm_per_pass=True), (1, 248, 248, 3))
+  assert model_lib.count_parameters(full['params']) == _reference_parameter_count(3)
+  assert full['params']['fusion_batch_norm']['ConvBlock_2']['scale'].shape == (3, 128)
+
+  shared = model_lib.RecurrentPoseNet(num_iterations=1, width=0.125)
+  variables = shared.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  params = jax.tree_util.tree_map(lambda x: x, variables['params'])  # a copy
+  rows = {}
+  for k in range(3):
+    norm = params['fusion'][f'ConvBlock_{k}'].pop('BatchNorm_0')
+    rng = np.random.default_rng(k)
+    norm = {'scale': norm['scale'] * rng.uniform(0.5, 1.5, norm['scale'].shape),
+            'bias': norm['bias'] + rng.normal(0, 0.2, norm['bias'].shape)}
+    variables['params']['fusion'][f'ConvBlock_{k}']['BatchNorm_0'] = norm
+    rows[f'ConvBlock_{k}'] = {name: jnp.stack([value, value]) for name, value in norm.items()}
+  images = jnp.asarray(np.random.default_rng(9).uniform(-0.5, 0.5, (1, 32, 32, 3)), jnp.float32)
+  expected, _ = shared.apply(variables, images)
+  per_pass = shared.clone(batch_norm_per_pass=True)
+  same, _ = per_pass.apply({'params': dict(params, fusion_batch_norm=rows),
+                            'batch_stats': variables['batch_stats']}, images)
+  np.testing.assert_allclose(same, expected, rtol=1e-5, atol=1e-6)
+  rows['ConvBlock_1'] = {'scale': rows['ConvBlock_1']['scale'].at[1].multiply(-1.0),
+                         'bias': rows['ConvBlock_1']['bias']}
+  changed, _ = per_pass.apply({'params': dict(params, fusion_batch_norm=rows),
+                               'batch_stats': variables['batch_stats']}, images)
+  np.testing.assert_allclose(changed[:2], expected[:2], rtol=1e-5, atol=1e-6)  # up to pass 0
+  assert float(jnp.abs(changed[2] - expected[2]).max()) > 1e-3  # pass 1 uses its own row
