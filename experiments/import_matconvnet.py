@@ -25,11 +25,14 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from absl import flags
 
 from rhpe_jax import cli
+
+if TYPE_CHECKING:
+  from rhpe_jax import matconvnet
 
 FLAGS = flags.FLAGS
 STEP = 0  # the checkpoint's step: nothing trained here
@@ -41,7 +44,7 @@ def define_flags() -> None:
   flags.DEFINE_bool('overwrite', False, 'Replace the checkpoint of an earlier import in --output.')
 
 
-def describe(imported, mat: str) -> list[str]:
+def describe(imported: "matconvnet.Imported", mat: str) -> list[str]:
   """The lines printed after an import: what was read and how it maps."""
   arch = imported.arch
   layers = imported.network.layers
