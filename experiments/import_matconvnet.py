@@ -44,7 +44,7 @@ def define_flags() -> None:
   flags.DEFINE_bool('overwrite', False, 'Replace the checkpoint of an earlier import in --output.')
 
 
-def describe(imported: "matconvnet.Imported", mat: str) -> list[str]:
+def describe(imported: matconvnet.Imported, mat: str) -> list[str]:
   """The lines printed after an import: what was read and how it maps."""
   arch = imported.arch
   layers = imported.network.layers
