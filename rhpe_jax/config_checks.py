@@ -132,6 +132,7 @@ RULES: dict[str, Rule] = {
     'compute_dtype': one_of(COMPUTE_DTYPES),
     'remat': boolean(),
     'relu_output': boolean(),
+    'batch_norm_per_pass': boolean(),
     'scan_unroll': integer(0, note=' (0 unrolls every pass)'),
     # Targets and loss.
     'occlusion_mode': one_of(OCCLUSION_MODES),

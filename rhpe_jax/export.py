@@ -92,7 +92,12 @@ def fold_batch_norm(params: Mapping[str, Any], batch_stats: Mapping[str, Any],
   folded fusion weights are stacked per pass (num_iterations + 1).
   """
   params, batch_stats = dict(params), dict(batch_stats)
-  fusion = _fold_tree(params.pop('fusion'), batch_stats.pop('fusion'), num_iterations + 1)
+  fusion = dict(params.pop('fusion'))
+  # Scale and offset kept per pass (batch_norm_per_pass): (passes, C) each,
+  # folded like shared ones into (passes, ...) kernels.
+  for name, norm in params.pop('fusion_batch_norm', {}).items():
+    fusion[name] = dict(fusion[name], BatchNorm_0=norm)
+  fusion = _fold_tree(fusion, batch_stats.pop('fusion'), num_iterations + 1)
   return dict(_fold_tree(params, batch_stats, None), fusion=fusion)
 
 

@@ -7,8 +7,10 @@ runs the same convolution weights (`flax.linen.scan` with the parameters
 broadcast, so they are stored once) while batch-norm statistics are kept per
 pass (the `batch_stats` collection is stacked along the scan axis). The
 batch-norm scale and offset are parameters and hence shared too: 17,246,910
-parameters for the reference network (the authors' release keeps a scale and
-offset per pass, 17,247,934).
+parameters for the reference network. The authors' release keeps a scale and
+offset per pass (17,247,934 parameters); `batch_norm_per_pass=True` builds
+that network, so that their trained weights load one to one
+(rhpe_jax.matconvnet).
 
 Outputs are supervised after the feed-forward module (its own heads) and
 after every fusion pass (one set of heads shared by all passes), so the model
@@ -71,18 +73,42 @@ class ConvBlock(nn.Module):
   cpu_winograd: bool = True
 
   @nn.compact
-  def __call__(self, x: jax.Array | tuple[jax.Array, ...], train: bool) -> jax.Array:
-    """`x`: an input, or inputs to convolve as their channel concatenation."""
+  def __call__(self, x: jax.Array | tuple[jax.Array, ...], train: bool,
+               scale_offset: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    """`x`: an input, or inputs to convolve as their channel concatenation.
+
+    `scale_offset`: the batch norm's scale and offset, given from outside
+    (per-pass parameters, `PassScaleOffset`) instead of its own.
+    """
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
     x = conv.Conv(self.features, (self.kernel, self.kernel), dtype=self.dtype,
                   kernel_init=conv_init,
                   cpu_winograd=self.cpu_winograd)(*(x if isinstance(x, tuple) else (x,)))
     if self.use_batch_norm and not self.batch_norm_folded:
+      own = scale_offset is None
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
+                       use_scale=own, use_bias=own,
                        axis_name=self.axis_name if train else None)(x)
+      if not own:
+        scale, offset = scale_offset
+        x = x * scale.astype(x.dtype) + offset.astype(x.dtype)
     return nn.relu(x)
+
+
+class PassScaleOffset(nn.Module):
+  """Batch-norm scale and offset of one fusion layer, one row per pass:
+  `scale` and `bias` (passes, features), as the authors' release keeps them."""
+
+  num_passes: int
+  features: int
+
+  @nn.compact
+  def __call__(self) -> tuple[jax.Array, jax.Array]:
+    shape = (self.num_passes, self.features)
+    return (self.param('scale', nn.initializers.ones, shape, jnp.float32),
+            self.param('bias', nn.initializers.zeros, shape, jnp.float32))
 
 
 class Heads(nn.Module):
@@ -109,6 +135,20 @@ class Heads(nn.Module):
     else:
       parts = jnp.zeros(h.shape[:-1] + (0,), keypoints.dtype)
     return keypoints, parts
+
+
+class FusionScaleOffsets(nn.Module):
+  """`PassScaleOffset` of every batch-normalised fusion layer, by the name
+  of its ConvBlock in `FusionPass`."""
+
+  num_passes: int
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self) -> dict[str, tuple[jax.Array, jax.Array]]:
+    return {f'ConvBlock_{k}': PassScaleOffset(self.num_passes, scaled_features(features, self.width),
+                                              name=f'ConvBlock_{k}')()
+            for k, (_, features, bn) in enumerate(FUSION_LAYERS) if bn}
 
 
 class FeedForward(nn.Module):
@@ -153,15 +193,20 @@ class FusionPass(nn.Module):
   cpu_winograd: bool = True
 
   @nn.compact
-  def __call__(self, h: jax.Array, skip: jax.Array, train: bool):
+  def __call__(self, h: jax.Array, skip: jax.Array, train: bool,
+               scale_offsets: dict[str, tuple[jax.Array, jax.Array]] | None = None):
+    """`scale_offsets`: this pass's batch-norm scale and offset per layer
+    ('ConvBlock_k'), when they are kept per pass; None: the layers' own."""
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
                               batch_norm_folded=self.batch_norm_folded,
                               cpu_winograd=self.cpu_winograd)
     # concat(skip, h) as a pair: the skip part of the first convolution is the
     # same in every pass, and XLA computes it once (rhpe_jax.conv.Conv).
     x = (skip, h)
-    for kernel, features, bn in FUSION_LAYERS:
-      x = block(scaled_features(features, self.width), kernel, bn)(x, train)
+    for k, (kernel, features, bn) in enumerate(FUSION_LAYERS):
+      given = (scale_offsets or {}).get(f'ConvBlock_{k}')
+      x = block(scaled_features(features, self.width), kernel, bn,
+                name=f'ConvBlock_{k}')(x, train, given)
     maps = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
                  name='heads')(x)
     return x, maps
@@ -189,6 +234,10 @@ class RecurrentPoseNet(nn.Module):
       norm layers (their affine maps are folded into the convolutions) and,
       since every fusion pass has statistics of its own, fusion parameters
       stacked per pass instead of shared.
+    batch_norm_per_pass: the fusion passes keep a batch-norm scale and
+      offset of their own (params 'fusion_batch_norm', (passes, C) each), as
+      the authors' release does; the convolutions stay shared. False (the
+      default) shares them like every other fusion parameter.
     cpu_winograd: on CPU, run the 9x9 float32 convolutions by Winograd's
       algorithm (rhpe_jax.winograd; the training step is ~1.3x faster).
       Exported networks turn it off: other runtimes bring their own
@@ -205,6 +254,7 @@ class RecurrentPoseNet(nn.Module):
   unroll: int | None = None
   relu_output: bool = True
   batch_norm_folded: bool = False
+  batch_norm_per_pass: bool = False
   cpu_winograd: bool = True
 
   @nn.compact
@@ -228,6 +278,12 @@ class RecurrentPoseNet(nn.Module):
                   name='heads_0')(h)
 
     num_passes = self.num_iterations + 1
+    per_pass = self.batch_norm_per_pass and not self.batch_norm_folded
+    scan_inputs = (h, skip, train)
+    in_axes = (nn.broadcast, nn.broadcast)
+    if per_pass:  # a scanned input: row p is pass p's scale and offset
+      scan_inputs += (FusionScaleOffsets(num_passes, self.width, name='fusion_batch_norm')(),)
+      in_axes += (0,)
     body = nn.remat(FusionPass, static_argnums=(3,)) if self.remat else FusionPass
     if self.batch_norm_folded:  # weights per pass, each with its pass's statistics
       variables = {'variable_axes': {'params': 0}, 'split_rngs': {'params': True}}
@@ -236,7 +292,7 @@ class RecurrentPoseNet(nn.Module):
                    'split_rngs': {'params': False}}
     fusion = nn.scan(
         body,
-        in_axes=(nn.broadcast, nn.broadcast),
+        in_axes=in_axes,
         length=num_passes,
         # 0 unrolls every pass: lax.scan keeps a one-pass loop rolled for
         # unroll=1 (num_iterations=0), where the CPU gradient is ~80x slower.
@@ -244,7 +300,7 @@ class RecurrentPoseNet(nn.Module):
         **variables,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
       self.relu_output, self.batch_norm_folded, self.cpu_winograd, name='fusion')
-    _, (keypoints, parts) = fusion(h, skip, train)
+    _, (keypoints, parts) = fusion(*scan_inputs)
     keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
     part_maps = jnp.concatenate([first[1][None], parts], axis=0)
     return keypoint_maps, part_maps

@@ -44,7 +44,8 @@ def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
       axis_name=axis_name,
       remat=config.remat,
       unroll=config.scan_unroll or None,
-      relu_output=config.relu_output)
+      relu_output=config.relu_output,
+      batch_norm_per_pass=config.get('batch_norm_per_pass', False))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,

@@ -161,3 +161,37 @@ def test_default_unroll_leaves_no_loop_for_any_number_of_passes(num_iterations):
   loss = lambda params: net.apply({**variables, 'params': params}, x, train=False)[0].sum()
   hlo = jax.jit(jax.grad(loss)).lower(variables['params']).as_text()
   assert 'while' not in hlo
+
+
+def test_batch_norm_per_pass_keeps_a_scale_and_offset_per_pass():
+  """The release's layout (rhpe_jax.matconvnet): 17,247,934 parameters, and
+  pass p normalises with row p of its scale and offset (tests/test_matconvnet.py
+  checks the arithmetic against a NumPy interpreter of the authors' files)."""
+  full = _shapes(model_lib.RecurrentPoseNet(batch_norm_per_pass=True), (1, 248, 248, 3))
+  assert model_lib.count_parameters(full['params']) == _reference_parameter_count(3)
+  assert full['params']['fusion_batch_norm']['ConvBlock_2']['scale'].shape == (3, 128)
+  assert 'BatchNorm_0' not in full['params']['fusion']['ConvBlock_2']  # no shared copy
+
+  net = model_lib.RecurrentPoseNet(num_iterations=1, width=0.125, batch_norm_per_pass=True)
+  rng = np.random.default_rng(0)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if name.endswith("['kernel']"):
+      return rng.normal(0, 1 / np.sqrt(np.prod(leaf.shape[:-1])), leaf.shape).astype(np.float32)
+    if name.endswith("['var']"):
+      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+    return rng.normal(0.5 if name.endswith("['scale']") else 0.0, 0.2, leaf.shape).astype(np.float32)
+
+  variables = jax.tree_util.tree_map_with_path(draw, _shapes(net, (1, 32, 32, 3)))
+  images = jnp.asarray(rng.uniform(-0.5, 0.5, (1, 32, 32, 3)), jnp.float32)
+  apply = jax.jit(net.apply)
+  expected, _ = apply(variables, images)
+  norms = variables['params']['fusion_batch_norm']
+  for row, first_changed in ((1, 2), (0, 1)):  # stages: feed-forward, pass 0, pass 1
+    changed = jax.tree_util.tree_map(lambda x: x, variables)
+    scale = jnp.asarray(norms['ConvBlock_1']['scale'])
+    changed['params']['fusion_batch_norm']['ConvBlock_1']['scale'] = scale.at[row].multiply(-1.0)
+    maps, _ = apply(changed, images)
+    np.testing.assert_array_equal(maps[:first_changed], expected[:first_changed])
+    assert float(jnp.abs(maps[first_changed] - expected[first_changed]).max()) > 1e-3

@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.compute_dtype = 'float32'  # 'bfloat16' on accelerators
   config.remat = False
   config.relu_output = True  # ReLU after the prediction layers (the paper)
+  # Batch-norm scale and offset per fusion pass, as in the authors' release
+  # (experiments.import_matconvnet sets it); False shares them.
+  config.batch_norm_per_pass = False
   config.scan_unroll = 0  # fusion passes per scan step; 0 unrolls them all (fast on CPU)
 
   # Targets and loss (rhpe_jax.targets, rhpe_jax.losses).
