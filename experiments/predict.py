@@ -52,17 +52,10 @@ def define_flags() -> None:
 
 
 def load_image(path: str):
-  """(H, W, 3) uint8 RGB of an image file; one-line errors for bad files."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise FileNotFoundError(f'image {path} does not exist')
-  try:
-    with Image.open(file) as image:
-      return np.asarray(image.convert('RGB'))
-  except (UnidentifiedImageError, OSError, ValueError) as e:
-    raise ValueError(f'{path} is not a readable image ({type(e).__name__})') from None
+  """(H, W, 3) uint8 RGB of an image file, upright (rhpe_jax.image_io);
+  one-line errors for bad files."""
+  from rhpe_jax import image_io  # pylint: disable=g-import-not-at-top
+  return image_io.read_image(path)
 
 
 def dataset_image(config, split: str, index: int) -> dict[str, Any]:
