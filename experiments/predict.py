@@ -181,7 +181,7 @@ def run(config, workdir: str, output: str, *, image_path: str | None = None,
       'keypoints': np.round(result['keypoints'], 3).tolist(),
       'confidence': np.round(result['confidence'], 5).tolist(),
       'window': {'center': [float(c) for c in centre], 'side': float(side)},
-      'coordinates': '0-based pixel centres of the image (add 1 for MATLAB)',
+      'coordinates': '0-based pixel centres of the upright image (add 1 for MATLAB)',
       'files': {},
   }
   if example is not None:

@@ -27,8 +27,6 @@ import numpy as np
 
 from rhpe_jax import image_io, image_inputs
 
-COORDINATES = '0-based pixel centres of the upright image (add 1 for MATLAB)'
-
 
 def window(image_shape: tuple[int, ...], center: Sequence[float] | None,
            scale: float | None, box_scale: float) -> tuple[tuple[float, float], float]:
