@@ -43,6 +43,7 @@ Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import sys
@@ -118,17 +119,15 @@ def infer(config, state, image, centre, side) -> dict[str, Any]:
   (S, h, w, J), the last stage's part maps, keypoints in image pixels and
   confidences.
   """
-  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import augment, decode, model as model_lib, train_step
+  from rhpe_jax import augment, decode, model as model_lib
   size = config.input_size
   matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
                                           augment.identity_params())
   crop = augment.warp_image(tf.constant(image), matrix, size).numpy()
-  net = train_step.create_model(config)
-  keypoint_maps, part_maps = jax.jit(lambda v, x: net.apply(v, x, train=False))(
+  keypoint_maps, part_maps = _network(json.dumps(config.to_dict(), sort_keys=True, default=str))(
       {'params': state.params, 'batch_stats': state.batch_stats},
       model_lib.normalize_images(crop[None]))
   stages = np.asarray(keypoint_maps, np.float32)[:, 0]
@@ -138,6 +137,16 @@ def infer(config, state, image, centre, side) -> dict[str, Any]:
   return {'crop': crop, 'input_to_image': matrix, 'stages': stages,
           'parts': np.asarray(part_maps, np.float32)[-1, 0], 'keypoints': keypoints,
           'confidence': np.asarray(confidence)}
+
+
+@functools.lru_cache(maxsize=4)
+def _network(config_json: str):
+  """The jitted inference network of a config, compiled once per process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import train_step  # pylint: disable=g-import-not-at-top
+  net = train_step.create_model(ml_collections.ConfigDict(json.loads(config_json)))
+  return jax.jit(lambda v, x: net.apply(v, x, train=False))
 
 
 def run(config, workdir: str, output: str, *, image_path: str | None = None,
