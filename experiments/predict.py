@@ -230,6 +230,8 @@ def run_many(config, workdir: str, images: str, output: str, *,
   import signal  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from rhpe_jax import batch_predict, evaluation, image_inputs, runtime
+  if batch_size < 1:
+    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
   items, kind = image_inputs.list_images(images)
   runtime.enable_compilation_cache()
   out = pathlib.Path(output)
