@@ -15,6 +15,14 @@ environment with torch), with as many threads as JAX uses, and prints both
 times and the ratio.
 --what=tflite times the TFLite interpreter (XNNPACK, one thread per core) on
 an exported model.tflite (experiments.export) the same way.
+--what=predict_folder times `predict --images` on a folder: the first
+--images images of ../shared/data/lspet_sample, an untrained checkpoint of
+the config's network (throughput does not depend on the weights), batches of
+--batch, --steps runs; images/s counts from the end of the first batch
+(compilation excluded), `seconds` is each whole run:
+
+  python -m experiments.benchmark --what=predict_folder \
+      --config=experiments/configs/mpii.py --batch=8 --images=48 --steps=3
 """
 from __future__ import annotations
 
@@ -38,8 +46,10 @@ from rhpe_jax import cli, flops as flops_lib, skeleton, train_step as step_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
-flags.DEFINE_enum('what', 'train_step', ['train_step', 'inference', 'input_pipeline', 'tflite'],
+flags.DEFINE_enum('what', 'train_step',
+                  ['train_step', 'inference', 'input_pipeline', 'tflite', 'predict_folder'],
                   'What to measure.')
+flags.DEFINE_integer('images', 48, 'With --what=predict_folder: how many LSPET images.')
 flags.DEFINE_integer('batch', 2, 'Batch size (per device for steps; per host for the pipeline).')
 flags.DEFINE_integer('image_size', None, 'Input size; default: the config\'s input_size.')
 flags.DEFINE_integer('steps', 5, 'Timed repetitions after one warm-up; 0 measures compilation only.')
@@ -231,6 +241,52 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
                 file_bytes=os.path.getsize(path))
 
 
+def benchmark_predict_folder(config, batch: int, num_images: int, runs: int) -> dict:
+  """Images/s of folder prediction (rhpe_jax.batch_predict, as `predict
+  --images` runs it) on real LSPET images with an untrained checkpoint."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from rhpe_jax import batch_predict, checkpoints, evaluation, image_inputs
+  source = REPO.parent / 'shared' / 'data' / 'lspet_sample' / 'images'
+  names = sorted(source.glob('*.jpg'))[:num_images]
+  if len(names) < num_images:
+    sys.exit(f'error: --images={num_images}, but {source} has {len(names)} images')
+  with tempfile.TemporaryDirectory() as tmp:
+    workdir = pathlib.Path(tmp) / 'run'
+    folder = pathlib.Path(tmp) / 'images'
+    folder.mkdir()
+    for name in names:
+      shutil.copy(name, folder / name.name)
+    state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1,
+                                        total_steps=1)
+    manager = checkpoints.CheckpointManager(str(workdir), config)
+    manager.save(1, state, metric=0.0, force=True)
+    manager.wait()
+    manager.close()
+    state, step = evaluation.restore_state(config, str(workdir))
+    items, _ = image_inputs.list_images(str(folder))
+    rates, seconds = [], []
+    with open(os.devnull, 'w') as quiet:
+      for _ in range(runs):
+        summary = batch_predict.predict_images(
+            config, state, step, items, pathlib.Path(tmp) / 'out.jsonl', batch_size=batch,
+            overwrite=True, report=lambda line: None, progress_stream=quiet)
+        if summary.failed or summary.predicted != len(items):
+          sys.exit(f'error: {len(summary.failed)} images failed')
+        rates.append(summary.images_per_s)
+        seconds.append(summary.seconds)
+  out = {'what': 'predict_folder', 'batch': batch, 'image_size': config.input_size,
+         'width': config.width, 'num_iterations': config.num_iterations,
+         'images': len(items), 'runs': runs,
+         'images_per_s': round(statistics.median(rates), 3),
+         'images_per_s_runs': [round(r, 3) for r in rates],
+         'seconds_runs': [round(t, 1) for t in seconds],
+         'cores': len(os.sched_getaffinity(0)), 'backend': jax.default_backend()}
+  print(json.dumps(out), flush=True)
+  return out
+
+
 def torch_reference_path() -> pathlib.Path:
   path = pathlib.Path(FLAGS.torch_reference or
                       REPO.parent / 'shared' / 'bench' / 'torch_reference.py')
@@ -281,6 +337,10 @@ def main(argv):
     return
   if FLAGS.what == 'tflite':
     benchmark_tflite(FLAGS.tflite or '', FLAGS.batch, FLAGS.steps)
+    return
+  if FLAGS.what == 'predict_folder':
+    config.input_size = image_size
+    benchmark_predict_folder(config, FLAGS.batch, FLAGS.images, max(1, FLAGS.steps))
     return
   if FLAGS.compare_torch:
     torch_reference_path()  # fail before the long measurement

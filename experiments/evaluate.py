@@ -2,10 +2,12 @@ r"""Evaluates a trained checkpoint on a split, as the paper reports it.
 
   python -m experiments.evaluate --config=experiments/configs/mpii.py --workdir=runs/mpii \
       [--split=validation] [--flip] [--scales=1.0,0.9,1.1] \
-      [--checkpoint=best|latest|STEP] [--output_dir=DIR] [--mean_pose_from=config|DATA_DIR]
+      [--checkpoint=best|latest|STEP] [--output_dir=DIR] [--mean_pose_from=config|DATA_DIR] \
+      [--num_examples=N]
 
 Restores the checkpoint (default: the best by validation accuracy), predicts
-every person of the split (optionally averaging the heat maps of the mirrored
+every person of the split (the first --num_examples only, when given; the
+config's `num_eval_examples` limits only the evaluation during training) (optionally averaging the heat maps of the mirrored
 input and of several box scales: the paper's "+ Scale Aug."), maps the
 predictions to original image pixels and prints the paper's table. Written to
 --output_dir (default WORKDIR/eval_<split>):
@@ -22,6 +24,10 @@ With --mean_pose_from, the mean-pose predictor (the mean training crop pose
 in every crop, `evaluation.mean_pose_baseline`) is scored the same way and
 printed under the table: a network that does not beat it has learned nothing
 from the image.
+
+The output says how many persons were scored and how many were left out, and
+why: outside --num_examples, without annotated joints, or (PCK) without a
+torso to normalise by. results.json has the same counts under `persons`.
 
 A split without keypoints (MPII test) gives the submission files and the
 image/person index of every row in results.json instead of a table.
@@ -54,12 +60,15 @@ def define_flags() -> None:
   flags.DEFINE_string('output_dir', None,
                       'Where to write the results (default WORKDIR/eval_SPLIT).')
   flags.DEFINE_integer('batch_size', None, 'Evaluation batch size (default: the config\'s).')
+  flags.DEFINE_integer('num_examples', None, 'Score only the first N persons of the split '
+                       '(default: all of it, whatever config.num_eval_examples says).')
   flags.DEFINE_string('mean_pose_from', None,
                       'Also score the mean-pose baseline: the mean training pose of split '
                       "'train_split' of this TFDS data dir ('config': the config's data_dir).")
 
 
-def _check_split(config, split: str) -> None:
+def _check_split(config, split: str) -> int:
+  """Fails with one line unless the split is built; returns its size."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   data_dir = config.data_dir or None
   try:
@@ -73,22 +82,61 @@ def _check_split(config, split: str) -> None:
   if base not in builder.info.splits:
     raise ValueError(
         f'unknown split {split!r} of {config.dataset}; it has {sorted(builder.info.splits)}')
+  return int(builder.info.splits[base].num_examples)
+
+
+def persons_count(num_in_split: int, predictions: dict, table: dict | None,
+                  num_examples: int | None) -> dict[str, Any]:
+  """How many persons of the split were scored, and how many were left out, why."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  evaluated = int(len(predictions['pred']))
+  without_joints = int(np.sum(~np.any(predictions['keypoint_status'] > 0, axis=1)))
+  without_torso = int((table or {}).get('persons_without_torso', 0))
+  left_out = {}
+  if num_in_split > evaluated:
+    left_out[f'not among the first {num_examples} (--num_examples)' if num_examples
+             else 'outside the requested slice of the split'] = num_in_split - evaluated
+  if table is not None and without_joints:
+    left_out['no annotated joints'] = without_joints
+  if without_torso:
+    left_out['no torso to normalise by (a shoulder or hip missing)'] = without_torso
+  scored = evaluated - (without_joints if table is not None else 0) - without_torso
+  return {'in_split': num_in_split, 'predicted': evaluated,
+          'scored': scored if table is not None else 0, 'left_out': left_out}
+
+
+def format_persons(counts: dict[str, Any]) -> str:
+  """`scored 98 of 100 persons; left out: 2 no annotated joints`."""
+  text = f'scored {counts["scored"]} of {counts["in_split"]} persons'
+  if counts['left_out']:
+    return text + '; left out: ' + ', '.join(f'{n} {why}' for why, n in counts['left_out'].items())
+  return text + ' (none left out)'
 
 
 def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
         scales: str | Sequence[float] = '1.0', checkpoint: str = 'best',
         output_dir: str | None = None, batch_size: int | None = None,
-        mean_pose_from: str | None = None,
+        mean_pose_from: str | None = None, num_examples: int | None = None,
         verbose: bool = True) -> dict[str, Any]:
-  """Evaluates and writes every output; returns the results dict (as in the JSON)."""
+  """Evaluates and writes every output; returns the results dict (as in the JSON).
+
+  The whole split unless `num_examples` (the first N persons) is given:
+  `config.num_eval_examples` is the training-time evaluation's subset.
+  """
+  import ml_collections  # pylint: disable=g-import-not-at-top
   from rhpe_jax import evaluation  # pylint: disable=g-import-not-at-top
+  if num_examples is not None and num_examples < 1:
+    raise ValueError(f'--num_examples must be >= 1, got {num_examples}')
+  training_subset = config.num_eval_examples
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.num_eval_examples = num_examples or -1
   if isinstance(scales, str):
     scales = evaluation.parse_scales(scales)
   else:
     scales = evaluation.parse_scales(','.join(str(s) for s in scales))
   split = split or config.eval_split
   path, _ = evaluation.find_checkpoint(workdir, checkpoint)  # fail early
-  _check_split(config, split)
+  num_in_split = _check_split(config, split)
   import jax  # pylint: disable=g-import-not-at-top
   if batch_size is None:
     batch_size = config.batch_size
@@ -116,7 +164,18 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
   results['files']['predictions'] = str(h5)
   results['confidence'] = predictions['confidence']
 
-  if not evaluation.has_ground_truth(predictions):
+  table = None
+  if evaluation.has_ground_truth(predictions):
+    table = evaluation.score(config, predictions)
+  if split.split('[')[0] != split:
+    num_in_split = len(predictions['pred'])  # a slice asked for: that is the split here
+  results['persons'] = persons_count(num_in_split, predictions, table, num_examples)
+  if verbose and training_subset > 0 and num_examples is None:
+    print(f'(config.num_eval_examples = {training_subset} is for the evaluation during '
+          f'training; this scores the whole split: --num_examples={training_subset} for that '
+          'subset)')
+
+  if table is None:
     mat = out_dir / 'predictions.mat'
     prediction_io.save_predictions(mat, predictions['pred_image'])
     results['files']['submission'] = str(mat)
@@ -125,7 +184,6 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
       print(f'{split}: {len(predictions["pred"])} persons without ground truth; '
             f'submission written to {h5} and {mat}')
   else:
-    table = evaluation.score(config, predictions)
     results['submission'] = False
     results['metric'] = table['metric']
     results['threshold'] = table['threshold']
@@ -157,10 +215,9 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
     if verbose:
       tta = ' + flip' if flip else ''
       tta += f' + scales {",".join(f"{s:g}" for s in scales)}' if len(scales) > 1 else ''
-      print(f'{config.dataset} {split}, step {step}{tta}: {len(predictions["pred"])} persons')
+      print(f'{config.dataset} {split}, step {step}{tta}: '
+            f'{format_persons(results["persons"])}')
       print(metrics.format_table(table, joints))
-      if table.get('persons_without_torso'):
-        print(f'({table["persons_without_torso"]} persons without a torso left out)')
       if mean_pose_from:
         row = metrics.format_table(baseline, joints).splitlines()[1]
         print('mean pose' + row[len('mean pose'):])
@@ -190,7 +247,7 @@ def main(argv: Sequence[str]) -> int:
     evaluation.find_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
     run(FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
         checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
-        mean_pose_from=FLAGS.mean_pose_from)
+        mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples)
   except (ValueError, FileNotFoundError, OSError) as e:
     return cli.error_status(e)
   return 0

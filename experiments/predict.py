@@ -4,6 +4,10 @@ r"""Single-person pose on any image with a trained checkpoint.
       --image=photo.jpg [--center X Y --scale S] --output=out/photo \
       [--heatmaps] [--joints=r_wrist,l_ankle] [--checkpoint=best|latest|STEP]
 
+  # many images in one run: a folder, a glob or a list file (PATH [X Y SCALE] per line)
+  python -m experiments.predict --config=... --workdir=... --images=photos/ \
+      --output=out/photos.jsonl [--pictures=out/pictures] [--batch_size=8] [--overwrite]
+
   # the demo: the image of a dataset example instead of a file
   python -m experiments.predict --config=experiments/configs/demo.py --workdir=runs/demo \
       --from_split=validation --index=0 --output=runs/demo/predict_0 --heatmaps
@@ -20,10 +24,26 @@ config.box_scale x 200 x scale). Writes
   OUT_maps.png     (--heatmaps) all keypoint maps and all body-part maps
                    superimposed over the input, the paper's Fig. 1
 
+With --images, every image (a folder's image files, sorted; the files a glob
+matches; or the paths of a list file, each optionally with a person's centre
+X Y and scale, see rhpe_jax/image_inputs.py) goes through one compiled step in
+batches of --batch_size, with a progress bar and ETA on stderr. OUT is one
+JSON Lines file: a line per image (keypoints, confidence, joint names, window,
+checkpoint step; `picture` with --pictures=DIR, where a skeleton PNG per image
+is drawn). An image that cannot be read is reported by name and skipped; the
+run ends with the count of failures and exit status 1 if any failed. Lines are
+written batch by batch: after an interruption, the same command resumes,
+skipping the images already in OUT (--overwrite starts afresh).
+
+Images are read upright (their EXIF orientation applied), 16-bit images
+scaled to 8 bits, every colour mode to RGB (rhpe_jax/image_io.py): keypoints
+and pictures are in the frame an image viewer shows.
+
 Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import sys
@@ -41,6 +61,11 @@ def define_flags() -> None:
   next to other scripts of the project does not clash over --config)."""
   cli.define_checkpoint_flags()
   flags.DEFINE_string('image', None, 'Image file (JPEG, PNG, ...).')
+  flags.DEFINE_string('images', None, 'Many images: a folder, a glob (quote it) or a text '
+                      'file of paths, each optionally followed by centre X Y and scale.')
+  flags.DEFINE_string('pictures', None, 'With --images: draw each skeleton into this folder.')
+  flags.DEFINE_integer('batch_size', 8, 'With --images: images per network step.')
+  flags.DEFINE_bool('overwrite', False, 'With --images: replace OUT instead of resuming it.')
   flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
   flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
   flags.DEFINE_string('output', None, 'Output prefix: writes OUT.json, OUT.png, ...')
@@ -52,17 +77,10 @@ def define_flags() -> None:
 
 
 def load_image(path: str):
-  """(H, W, 3) uint8 RGB of an image file; one-line errors for bad files."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise FileNotFoundError(f'image {path} does not exist')
-  try:
-    with Image.open(file) as image:
-      return np.asarray(image.convert('RGB'))
-  except (UnidentifiedImageError, OSError, ValueError) as e:
-    raise ValueError(f'{path} is not a readable image ({type(e).__name__})') from None
+  """(H, W, 3) uint8 RGB of an image file, upright (rhpe_jax.image_io);
+  one-line errors for bad files."""
+  from rhpe_jax import image_io  # pylint: disable=g-import-not-at-top
+  return image_io.read_image(path)
 
 
 def dataset_image(config, split: str, index: int) -> dict[str, Any]:
@@ -90,16 +108,8 @@ def dataset_image(config, split: str, index: int) -> dict[str, Any]:
 def window(image_shape: tuple[int, ...], center: Sequence[float] | None,
            scale: float | None, box_scale: float) -> tuple[tuple[float, float], float]:
   """Centre and side (pixels) of the square the network sees."""
-  height, width = image_shape[:2]
-  if center is None:
-    if scale is not None:
-      raise ValueError('--scale needs --center')
-    return ((width - 1) / 2.0, (height - 1) / 2.0), float(max(height, width))
-  if len(center) != 2:
-    raise ValueError(f'--center needs two numbers X Y, got {list(center)}')
-  if scale is None or not scale > 0:
-    raise ValueError(f'--center needs a positive --scale, got {scale}')
-  return (float(center[0]), float(center[1])), float(box_scale * 200.0 * scale)
+  from rhpe_jax import batch_predict  # pylint: disable=g-import-not-at-top
+  return batch_predict.window(image_shape, center, scale, box_scale)
 
 
 def infer(config, state, image, centre, side) -> dict[str, Any]:
@@ -109,17 +119,15 @@ def infer(config, state, image, centre, side) -> dict[str, Any]:
   (S, h, w, J), the last stage's part maps, keypoints in image pixels and
   confidences.
   """
-  import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import augment, decode, model as model_lib, train_step
+  from rhpe_jax import augment, decode, model as model_lib
   size = config.input_size
   matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
                                           augment.identity_params())
   crop = augment.warp_image(tf.constant(image), matrix, size).numpy()
-  net = train_step.create_model(config)
-  keypoint_maps, part_maps = jax.jit(lambda v, x: net.apply(v, x, train=False))(
+  keypoint_maps, part_maps = _network(json.dumps(config.to_dict(), sort_keys=True, default=str))(
       {'params': state.params, 'batch_stats': state.batch_stats},
       model_lib.normalize_images(crop[None]))
   stages = np.asarray(keypoint_maps, np.float32)[:, 0]
@@ -129,6 +137,16 @@ def infer(config, state, image, centre, side) -> dict[str, Any]:
   return {'crop': crop, 'input_to_image': matrix, 'stages': stages,
           'parts': np.asarray(part_maps, np.float32)[-1, 0], 'keypoints': keypoints,
           'confidence': np.asarray(confidence)}
+
+
+@functools.lru_cache(maxsize=4)
+def _network(config_json: str):
+  """The jitted inference network of a config, compiled once per process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import train_step  # pylint: disable=g-import-not-at-top
+  net = train_step.create_model(ml_collections.ConfigDict(json.loads(config_json)))
+  return jax.jit(lambda v, x: net.apply(v, x, train=False))
 
 
 def run(config, workdir: str, output: str, *, image_path: str | None = None,
@@ -143,7 +161,7 @@ def run(config, workdir: str, output: str, *, image_path: str | None = None,
   if unknown:
     raise ValueError(f'unknown joints {unknown}; {skel.name} has {list(skel.joint_names)}')
   if (image_path is None) == (from_split is None):
-    raise ValueError('give exactly one of --image and --from_split')
+    raise ValueError('give exactly one of --image, --images and --from_split')
   out = pathlib.Path(output)
   if out.suffix.lower() in ('.json', '.png'):
     out = out.with_suffix('')
@@ -172,7 +190,7 @@ def run(config, workdir: str, output: str, *, image_path: str | None = None,
       'keypoints': np.round(result['keypoints'], 3).tolist(),
       'confidence': np.round(result['confidence'], 5).tolist(),
       'window': {'center': [float(c) for c in centre], 'side': float(side)},
-      'coordinates': '0-based pixel centres of the image (add 1 for MATLAB)',
+      'coordinates': '0-based pixel centres of the upright image (add 1 for MATLAB)',
       'files': {},
   }
   if example is not None:
@@ -204,6 +222,52 @@ def run(config, workdir: str, output: str, *, image_path: str | None = None,
   return record
 
 
+def run_many(config, workdir: str, images: str, output: str, *,
+             pictures: str | None = None, batch_size: int = 8, overwrite: bool = False,
+             checkpoint: str = 'best') -> int:
+  """Predicts every image `images` names into the JSON Lines file `output`;
+  returns the exit status (1 if any image failed)."""
+  import signal  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from rhpe_jax import batch_predict, evaluation, image_inputs, runtime
+  if batch_size < 1:
+    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
+  items, kind = image_inputs.list_images(images)
+  runtime.enable_compilation_cache()
+  out = pathlib.Path(output)
+  if not out.suffix:
+    out = out.with_suffix('.jsonl')
+  evaluation.find_checkpoint(workdir, checkpoint)
+  if not out.parent.is_dir():
+    raise FileNotFoundError(f'output directory {out.parent} does not exist')
+  state, step = evaluation.restore_state(config, workdir, checkpoint)
+  print(f'{len(items)} images ({kind} {images}), checkpoint step {step}, '
+        f'batches of {batch_size}', flush=True)
+
+  def stop(signum, frame):  # pylint: disable=unused-argument
+    raise KeyboardInterrupt
+  previous = signal.signal(signal.SIGTERM, stop)
+  try:
+    summary = batch_predict.predict_images(
+        config, state, step, items, out, batch_size=batch_size, pictures=pictures,
+        overwrite=overwrite)
+  except KeyboardInterrupt:
+    kept = len(batch_predict.read_existing(out))
+    print(f'interrupted: {out} keeps {kept} results; the same command resumes', file=sys.stderr)
+    return 130
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  rate = f', {summary.images_per_s:.2f} images/s' if summary.images_per_s else ''
+  print(f'predicted {summary.predicted} images in {summary.seconds:.1f} s{rate}'
+        + (f'; {summary.skipped_done} already in {out}' if summary.skipped_done else '')
+        + f'; wrote {out}', flush=True)
+  if summary.failed:
+    print(f'error: {len(summary.failed)} of {summary.total} images failed (reported above '
+          'as "skipped"); they are not in the output', file=sys.stderr)
+    return 1
+  return 0
+
+
 def join_center_values(argv: Sequence[str]) -> list[str]:
   """Accepts `--center X Y` (two words) as absl's `--center=X,Y`."""
   out, i = [], 0
@@ -232,6 +296,15 @@ def main(argv: Sequence[str]) -> int:
         center = [float(v) for v in FLAGS.center]
       except ValueError:
         raise ValueError(f'--center needs two numbers, got {FLAGS.center}') from None
+    if FLAGS.images is not None:
+      clashing = [f'--{name}' for name in ('image', 'from_split', 'center', 'scale')
+                  if getattr(FLAGS, name) is not None] + ['--heatmaps'] * FLAGS.heatmaps
+      if clashing:
+        raise ValueError(f'--images does not go with {", ".join(clashing)} (a list file '
+                         'gives a centre and scale per image)')
+      return run_many(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.output,
+                      pictures=FLAGS.pictures, batch_size=FLAGS.batch_size,
+                      overwrite=FLAGS.overwrite, checkpoint=FLAGS.checkpoint)
     record = run(FLAGS.config, FLAGS.workdir, FLAGS.output, image_path=FLAGS.image,
                  center=center, scale=FLAGS.scale, heatmaps=FLAGS.heatmaps,
                  joints=FLAGS.joints, from_split=FLAGS.from_split, index=FLAGS.index,

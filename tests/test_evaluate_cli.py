@@ -43,12 +43,17 @@ def _average_precision(scores, positive):
   return float(np.mean(precisions[hits]))
 
 
-def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workdir, tmp_path):
+def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workdir, tmp_path,
+                                                       capsys):
   from experiments import evaluate
   config = tiny_config(tiny_data_dir)
+  config.num_eval_examples = 2  # the training-time subset: the command scores all 6
   out = tmp_path / 'eval'
   evaluate.run(config, str(tiny_workdir), flip=True, scales='1.0,1.25', output_dir=str(out),
-               verbose=False, mean_pose_from='config')
+               mean_pose_from='config')
+  printed = capsys.readouterr().out
+  assert 'scored 6 of 6 persons (none left out)' in printed
+  assert 'config.num_eval_examples = 2' in printed and '--num_examples=2' in printed
   for name in ('results.json', 'predictions.h5', 'pck_curves.png', 'visibility_pr.png'):
     assert (out / name).is_file(), name
   for name in ('pck_curves.png', 'visibility_pr.png'):
@@ -59,6 +64,7 @@ def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workd
     preds = f['preds'][()] - 1.0  # the file is 1-based
   gt, status, image_index = _ground_truth(tiny_data_dir)
   assert preds.shape == gt.shape == (6, 16, 2)
+  assert results['persons'] == {'in_split': 6, 'predicted': 6, 'scored': 6, 'left_out': {}}
   assert results['image_index'] == image_index
   assert results['flip'] and results['scales'] == [1.0, 1.25]
 
@@ -90,6 +96,32 @@ def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workd
   confidence = np.array(results['confidence'])
   ap = _average_precision(confidence[annotated], status[annotated] == 2)
   assert results['visibility']['ap'] == pytest.approx(100 * ap)
+
+
+def test_a_subset_when_asked_for(tiny_data_dir, tiny_workdir, tmp_path,
+                                                      capsys):
+  """--num_examples limits the command (config.num_eval_examples does not),
+  and the output says what was left out and why."""
+  from experiments import evaluate
+  config = tiny_config(tiny_data_dir)
+  config.num_eval_examples = 2  # the whole split: test_evaluate_writes_files_...
+  _, status, _ = _ground_truth(tiny_data_dir)
+  subset = evaluate.run(config, str(tiny_workdir), output_dir=str(tmp_path / 'b'),
+                        num_examples=4, flip=True)  # flip: the step compiled above
+  printed = capsys.readouterr().out
+  assert subset['num_persons'] == 4
+  assert subset['persons']['left_out'] == {'not among the first 4 (--num_examples)': 2}
+  assert 'scored 4 of 6 persons; left out: 2 not among the first 4 (--num_examples)' in printed
+  written = json.loads((tmp_path / 'b' / 'results.json').read_text())
+  assert written['persons'] == subset['persons']
+  # Persons without a torso, counted by hand from the ground truth: none here,
+  # and a person without annotated joints is named as such.
+  predictions = {'pred': np.zeros((3, 16, 2)), 'keypoint_status': status[:3].copy()}
+  predictions['keypoint_status'][1] = 0
+  counts = evaluate.persons_count(5, predictions, {'persons_without_torso': 1}, None)
+  assert counts == {'in_split': 5, 'predicted': 3, 'scored': 1, 'left_out': {
+      'outside the requested slice of the split': 2, 'no annotated joints': 1,
+      'no torso to normalise by (a shoulder or hip missing)': 1}}
 
 
 def test_split_without_keypoints_gives_a_submission(tiny_data_dir, tiny_workdir, tmp_path):

@@ -285,6 +285,45 @@ def test_original_splits_convention_and_bad_input(tmp_path, caplog):
   assert 'missing image: 1 (im0008.jpg)' in log
 
 
+def test_manual_images_of_any_mode_are_read_in_the_stored_frame(tmp_path):
+  """16-bit grey, CMYK and EXIF-tagged manual images: the stored pixels
+  through rhpe_jax.image_io (16 bits scaled, not clipped), the EXIF
+  orientation not applied (the joints are coordinates of the stored pixels)."""
+  manual = tmp_path / 'manual'
+  root = manual / 'lsp_dataset'
+  _make_original(root, 4)  # 2 train, 2 test
+  rng = np.random.default_rng(1)
+  blocks = lambda rows, cols, *c: np.kron(  # 16 px blocks: JPEG keeps them nearly exact
+      rng.integers(0, 256, (rows, cols, *c), dtype=np.uint8),
+      np.ones((16, 16, *(1,) * len(c)), np.uint8))
+  grey8 = blocks(3, 2)  # image 2: 48 x 32, 16-bit grey
+  Image.fromarray(grey8.astype(np.uint16) * 257).save(root / 'images' / 'im0002.jpg',
+                                                       format='PNG')
+  sideways = blocks(3, 2, 3)  # image 1: 48 x 32 stored, EXIF orientation 6
+  picture = Image.fromarray(sideways)
+  exif = picture.getexif()
+  exif[0x0112] = 6
+  picture.save(root / 'images' / 'im0001.jpg', format='PNG', exif=exif.tobytes())
+  colours = blocks(2, 3, 3)  # image 4: 32 x 48, CMYK
+  cmyk = np.concatenate([255 - colours, np.zeros((32, 48, 1), np.uint8)], axis=-1)
+  Image.frombytes('CMYK', (48, 32), cmyk.tobytes()).save(root / 'images' / 'im0004.jpg',
+                                                         format='TIFF')
+  _build(manual, tmp_path / 'data', 'original')
+  train = _load_split(tmp_path / 'data', 'original', 'train')
+  test = _load_split(tmp_path / 'data', 'original', 'test')
+  # Pixel arrays are stored JPEG-encoded (pose_features): equal up to JPEG
+  # noise, far from the wrong readings (clipped 16 bits: nearly all white;
+  # rotated: another shape).
+  def close(stored, expected):
+    assert stored.shape == expected.shape
+    assert np.mean(np.abs(stored.astype(int) - expected)) < 3.0
+
+  close(train['im0002.jpg']['image'], np.repeat(grey8[..., None], 3, axis=-1))
+  close(train['im0001.jpg']['image'], sideways)
+  assert tuple(train['im0001.jpg']['original_size']) == (48, 32)
+  close(test['im0004.jpg']['image'], colours)  # C = 255 - R, ..., K = 0
+
+
 def test_original_config_rejects_lspet_layout(tmp_path):
   _need_lspet()
   manual = tmp_path / 'manual'

@@ -111,3 +111,30 @@ def test_command_line_helpers(tmp_path):
   Image.fromarray(picture).convert('L').save(tmp_path / 'grey.png')
   loaded = predict.load_image(str(tmp_path / 'grey.png'))
   assert loaded.shape == (5, 7, 3)  # grey images come back as RGB
+
+
+def test_single_image_keypoints_are_in_the_upright_frame(tiny_data_dir, tiny_workdir, tmp_path):
+  """A photo stored sideways with EXIF orientation 6 (as phones store portrait
+  photos) gives the upright photo's keypoints and an upright picture."""
+  from experiments import predict
+  from tests.conftest import tiny_config
+  from tests.test_batch_predict import LSPET_IMAGE, _stored
+  if not LSPET_IMAGE.is_file():
+    pytest.skip(f'the LSPET sample is not at {LSPET_IMAGE.parent}')
+  with Image.open(LSPET_IMAGE) as image:
+    upright = np.asarray(image.convert('RGB'))
+  Image.fromarray(upright).save(tmp_path / 'upright.png')
+  sideways = Image.fromarray(_stored(upright, 6))
+  exif = sideways.getexif()
+  exif[0x0112] = 6
+  sideways.save(tmp_path / 'sideways.png', exif=exif.tobytes())
+  config = tiny_config(tiny_data_dir)
+  want = predict.run(config, str(tiny_workdir), str(tmp_path / 'a'),
+                     image_path=str(tmp_path / 'upright.png'))
+  got = predict.run(config, str(tiny_workdir), str(tmp_path / 'b'),
+                    image_path=str(tmp_path / 'sideways.png'))
+  assert got['image_size'] == want['image_size'] == [upright.shape[1], upright.shape[0]]
+  np.testing.assert_allclose(got['keypoints'], want['keypoints'], atol=1.0)
+  with Image.open(tmp_path / 'a.png') as a, Image.open(tmp_path / 'b.png') as b:
+    assert a.size == b.size
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

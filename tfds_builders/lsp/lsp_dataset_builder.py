@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 from typing import Any, Iterator
 
 from absl import logging
 from etils import epath
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
+from rhpe_jax import image_io
 from rhpe_jax import lsp_annotations
 from rhpe_jax import pose_features
 from rhpe_jax import skeleton
@@ -164,17 +163,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         continue
       try:
         data = (root / 'images' / name).read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-          im.load()
-          size = (im.height, im.width)
-          # JPEG bytes are stored as they are (no second lossy encoding);
-          # anything else is converted to RGB.
-          if not (im.format == 'JPEG' and im.mode in ('RGB', 'L')):
-            data = np.asarray(im.convert('RGB'))
+        # The stored frame: the annotations are coordinates of the stored
+        # pixels (see rhpe_jax.image_io).
+        pixels = image_io.decode_image(data, name, apply_orientation=False)
+        size = pixels.shape[:2]
+        # JPEG bytes are stored as they are (no second lossy encoding);
+        # anything else as the RGB pixels image_io makes of it.
+        if not image_io.is_plain_jpeg(data):
+          data = pixels
       except FileNotFoundError:
         skipped['missing image'].append(name)
         continue
-      except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+      except (OSError, ValueError):  # image_io.ImageReadError is a ValueError
         skipped['corrupt image'].append(name)
         continue
       keypoints, status = joints.keypoints[i], joints.status[i]

@@ -16,9 +16,9 @@ from typing import Any, Iterator
 from absl import logging
 from etils import epath
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
+from rhpe_jax import image_io
 from rhpe_jax import lsp_annotations
 from rhpe_jax import mpii_annotations
 from rhpe_jax import pose_features
@@ -180,11 +180,11 @@ def crop_image(image: np.ndarray, crop_to_image: np.ndarray, resolution: int) ->
 
 
 def _read_rgb(path: epath.Path) -> np.ndarray:
-  """Decodes an image fully (so a truncated file fails here, not later)."""
+  """Decodes an image fully (so a truncated file fails here, not later), in
+  the stored frame: the annotations are coordinates of the stored pixels
+  (see rhpe_jax.image_io)."""
   with path.open('rb') as f:
-    image = Image.open(f)
-    image.load()
-    return np.asarray(image.convert('RGB'))
+    return image_io.decode_image(f, path.name, apply_orientation=False)
 
 
 def _train_key(image_index: int, person_index: int) -> int:
@@ -339,7 +339,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           cache['image'] = _read_rgb(images_dir / record.name)
         except FileNotFoundError:
           cache['error'] = 'missing image'
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        except (OSError, ValueError):  # image_io.ImageReadError is a ValueError
           cache['error'] = 'corrupt image'
       if cache['error']:
         skips.add(cache['error'], label)
