@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, NoReturn, Sequence
 
 from absl import app, flags
@@ -144,13 +145,20 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   return rest
 
 
+# asyncio's notes on the reads an orbax restore leaves behind when one fails.
+_ABANDONED_READS = ('exception was never retrieved',)
+
+
 class _ExpectedWarnings(logging.Filter):
   """Drops the records whose message starts with one of EXPECTED_WARNINGS,
-  and orbax's records that carry a traceback: the failed checkpoint read or
-  write they log is raised to the caller as well."""
+  and orbax's records that carry a traceback and asyncio's notes on abandoned
+  reads: the failed checkpoint read or write they are about is raised to the
+  caller as well."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     if record.exc_info and f'{os.sep}orbax{os.sep}' in (record.pathname or ''):
+      return False
+    if record.name == 'asyncio' and str(record.msg).split('\n', 1)[0].endswith(_ABANDONED_READS):
       return False
     return not str(record.msg).startswith(EXPECTED_WARNINGS)
 
@@ -171,6 +179,7 @@ def hide_library_logs() -> None:
   TensorFlow or JAX is imported."""
   absl_logging.get_absl_handler().addFilter(_ExpectedWarnings())
   sys.unraisablehook = _drop_closed_loop_callbacks
+  warnings.filterwarnings('ignore', r'coroutine .* was never awaited', RuntimeWarning)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # where TF/XLA still read it
   if os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '0':
     return  # asked for explicitly

@@ -199,7 +199,7 @@ def checkpoint_candidates(workdir: str, checkpoint: str = 'best') -> list[tuple[
     raise FileNotFoundError(f'no checkpoint in {root} (train first with experiments.train)')
   newest_first = [(os.path.join(root, 'latest'), step) for step in reversed(latest)]
   if checkpoint == 'best':
-    return [(os.path.join(root, 'best'), best[-1])] * bool(best) + newest_first
+    return [(os.path.join(root, 'best'), step) for step in best[-1:]] + newest_first
   if checkpoint == 'latest':
     return newest_first or [(os.path.join(root, 'best'), best[-1])]
   if not str(checkpoint).isdigit():

@@ -60,6 +60,34 @@ def tiny_workdir(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
   return workdir
 
 
+@pytest.fixture(scope='session')
+def broken_newest_template(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
+  """A workdir whose checkpoints/latest holds step 1 (the initial demo-network
+  state of seed 0) and step 2 (seed 1) with its array data cut in half, as a
+  copy that stopped half-way leaves it; no best. Tests take a copy
+  (`broken_newest_workdir`): restoring sets step 2 aside."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints, train_step  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('broken_newest')
+  config = tiny_config(tiny_data_dir)
+  manager = checkpoints.CheckpointManager(str(workdir), config)
+  for step in (1, 2):
+    state = train_step.create_train_state(config, jax.random.key(step - 1), steps_per_epoch=2)
+    manager.save(step, state.replace(step=step), force=True)
+  manager.close()
+  for path in (workdir / 'checkpoints' / 'latest' / '2' / 'default' / 'd').iterdir():
+    with open(path, 'r+b') as f:
+      f.truncate(path.stat().st_size // 2)
+  return workdir
+
+
+@pytest.fixture
+def broken_newest_workdir(broken_newest_template, tmp_path) -> pathlib.Path:
+  """A fresh copy of `broken_newest_template`."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  return pathlib.Path(shutil.copytree(broken_newest_template, tmp_path / 'broken_run'))
+
+
 # A logging record's first line: absl/glog (Python and C++), TSL's C++ format,
 # Python logging's and TFDS's formats, absl's C++ start-up notice.
 _LOG_RECORD = re.compile(r'[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]'
@@ -70,7 +98,7 @@ _LOG_RECORD = re.compile(r'[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]'
 
 def library_lines(stdout: str, stderr: str) -> list[str]:
   """The lines of a successful command that are not the project's: all of
-  stderr (the project writes only `error:` lines there) and the stdout lines
+  stderr (the project writes only `error:` and `warning:` lines there) and the stdout lines
   that look like logging."""
   return ([line for line in stderr.splitlines() if line.strip()]
           + [line for line in stdout.splitlines() if _LOG_RECORD.match(line)])
