@@ -111,3 +111,25 @@ def test_command_line_helpers(tmp_path):
   Image.fromarray(picture).convert('L').save(tmp_path / 'grey.png')
   loaded = predict.load_image(str(tmp_path / 'grey.png'))
   assert loaded.shape == (5, 7, 3)  # grey images come back as RGB
+
+
+def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
+                                                         tmp_path):
+  """As a user sees it: --checkpoint=latest with step 2 unreadable predicts
+  with step 1 after one `warning:` line. (A step asked for by number does not
+  fall back: test_evaluation.py.)"""
+  image = tmp_path / 'noise.png'
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 60, 3), np.uint8)).save(image)
+  fallback = _start(_config_flags(tiny_data_dir) + [
+      f'--image={image}', f'--workdir={broken_newest_workdir}', '--checkpoint=latest',
+      f'--output={tmp_path / "fallback"}'])
+  stdout, stderr = fallback.communicate(timeout=300)
+  assert fallback.returncode == 0, stderr[-3000:]
+  lines = stderr.splitlines()
+  assert len(lines) == 1, stderr
+  latest = broken_newest_workdir / 'checkpoints' / 'latest'
+  assert lines[0].startswith(f'warning: checkpoint step 2 cannot be read: {latest}/2/default/d/')
+  aside = broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2'
+  assert lines[0].endswith(f'(OUT_OF_RANGE); moved to {aside}; using step 1')
+  assert stdout.startswith('wrote ')
+  assert json.loads((tmp_path / 'fallback.json').read_text())['checkpoint_step'] == 1
