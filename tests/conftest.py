@@ -61,21 +61,17 @@ def tiny_workdir(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope='session')
-def broken_newest_template(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
-  """A workdir whose checkpoints/latest holds step 1 (the initial demo-network
-  state of seed 0) and step 2 (seed 1) with its array data cut in half, as a
-  copy that stopped half-way leaves it; no best. Tests take a copy
-  (`broken_newest_workdir`): restoring sets step 2 aside."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import checkpoints, train_step  # pylint: disable=g-import-not-at-top
+def broken_newest_template(tiny_workdir, tmp_path_factory) -> pathlib.Path:
+  """A workdir whose checkpoints/latest holds step 1 (that of `tiny_workdir`)
+  and a step 2 whose array data is cut in half, as a copy that stopped
+  half-way leaves it; no best. Tests take a copy (`broken_newest_workdir`):
+  restoring sets step 2 aside."""
+  import shutil  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp('broken_newest')
-  config = tiny_config(tiny_data_dir)
-  manager = checkpoints.CheckpointManager(str(workdir), config)
+  latest = workdir / 'checkpoints' / 'latest'
   for step in (1, 2):
-    state = train_step.create_train_state(config, jax.random.key(step - 1), steps_per_epoch=2)
-    manager.save(step, state.replace(step=step), force=True)
-  manager.close()
-  for path in (workdir / 'checkpoints' / 'latest' / '2' / 'default' / 'd').iterdir():
+    shutil.copytree(tiny_workdir / 'checkpoints' / 'latest' / '1', latest / str(step))
+  for path in (latest / '2' / 'default' / 'd').iterdir():
     with open(path, 'r+b') as f:
       f.truncate(path.stat().st_size // 2)
   return workdir

@@ -2,6 +2,7 @@
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax.training import train_state
 
@@ -173,6 +174,37 @@ def test_no_readable_checkpoint_is_one_error_and_moves_nothing(tmp_path):
   assert message.startswith(f'no checkpoint in {tmp_path / "checkpoints"} can be read '
                             f'(steps 2, 1); step 2: {latest / "2" / "default" / "d"}')
   assert _steps(latest) == [1, 2] and not (tmp_path / 'checkpoints' / 'unreadable').exists()
+
+
+@ABANDONED_READS
+def test_a_single_candidate_is_not_replaced(tmp_path):
+  """What a step asked for by number gets: its own error line, no fallback,
+  nothing moved."""
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  for step in (1, 2):
+    manager.save(step, _state(seed=step, step=step))
+  manager.close()
+  latest = tmp_path / 'checkpoints' / 'latest'
+  _truncate(_data_files(latest / '2')[0])
+  target = checkpoints._payload(_state(seed=0, step=0))  # pylint: disable=protected-access
+
+  def restore(directory, step):
+    reader = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        read_only=True))
+    try:
+      return reader.restore(step, args=ocp.args.StandardRestore(target))
+    finally:
+      reader.close()
+
+  with pytest.raises(checkpoints.UnreadableCheckpointError) as error:
+    checkpoints.restore_first_readable([(str(latest), 2)], restore)
+  assert str(error.value).startswith(
+      f'checkpoint step 2 in {latest} cannot be read: {_data_files(latest / "2")[0]}: ')
+  assert str(error.value).endswith('(OUT_OF_RANGE)')
+  assert _steps(latest) == [1, 2] and not (tmp_path / 'checkpoints' / 'unreadable').exists()
+  restored, directory, step = checkpoints.restore_first_readable([(str(latest), 1)], restore)
+  assert (directory, step, int(restored['step'])) == (str(latest), 1, 1)
 
 
 def test_checkpoint_of_another_config_is_reported_not_set_aside(tmp_path):
