@@ -35,10 +35,13 @@ T = TypeVar('T')
 
 UNREADABLE = 'unreadable'  # checkpoints/unreadable/<kind>_<step>: set aside, never deleted
 
-# What reading or writing a checkpoint raises when the files are at fault:
-# tensorstore's errors are ValueErrors, a bad metadata file a JSONDecodeError
-# (a ValueError) or FileNotFoundError, a full disk or a permission an OSError.
-_FILE_ERRORS = (OSError, ValueError, KeyError, TypeError)
+# What writing a checkpoint raises when the disk is at fault: tensorstore's
+# errors are ValueErrors, a full disk or a permission an OSError.
+_WRITE_ERRORS = (OSError, ValueError)
+# What reading one raises when its files (or its fit to the target) are at
+# fault: a bad metadata file adds a JSONDecodeError (a ValueError) or a
+# FileNotFoundError, a target of another structure a KeyError or TypeError.
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError)
 
 
 class UnreadableCheckpointError(ValueError):
@@ -148,7 +151,7 @@ def restore_first_readable(candidates: Sequence[tuple[str, int]],
     try:
       result = restore(directory, step)
       code = _READ
-    except _FILE_ERRORS as e:  # anything else is a bug: it propagates
+    except _READ_ERRORS as e:  # anything else is a bug: it propagates
       error = e
       problem = read_problem(directory, step)
       code = _MISFIT if problem is None else _UNREADABLE
@@ -179,19 +182,18 @@ def restore_first_readable(candidates: Sequence[tuple[str, int]],
 
 
 def _set_aside_once(directory: str, step: int, move_required: bool) -> str:
-  """Process 0 moves the checkpoint; every process waits for it."""
-  where = ''
+  """Process 0 moves the checkpoint; every process waits for it and learns
+  whether it moved."""
+  where, failed = '', False
   if jax.process_index() == 0:
     try:
       where = f'moved to {set_aside(directory, step)}'
     except OSError as error:
-      if move_required:
-        raise OSError(f'cannot move the unreadable checkpoint {directory}/{step} aside: '
-                      f'{describe_error(error)}') from None
       where = f'left in place (moving it failed: {describe_error(error)})'
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    multihost_utils.sync_global_devices(f'rhpe_set_aside_{os.path.basename(directory)}_{step}')
+      failed = True
+  if _worst_on_any_process(int(failed)) and move_required:  # also the hosts' barrier
+    raise OSError(f'cannot move the unreadable checkpoint {os.path.join(directory, str(step))} '
+                  f'aside: {where or "see process 0"}')
   return where
 
 
@@ -291,7 +293,7 @@ class CheckpointManager:
                         metrics={'score': float(metric)}, force=True)
     except ocp_manager.StepAlreadyExistsError:
       raise
-    except _FILE_ERRORS as error:
+    except _WRITE_ERRORS as error:
       raise self._save_error(step, error) from error
 
   def wait(self) -> None:
@@ -300,7 +302,7 @@ class CheckpointManager:
     try:
       self._latest.wait_until_finished()
       self._best.wait_until_finished()
-    except _FILE_ERRORS as error:
+    except _WRITE_ERRORS as error:
       raise self._save_error(self._saving, error) from error
     self._saving = None
 

@@ -207,6 +207,37 @@ def test_a_single_candidate_is_not_replaced(tmp_path):
   assert (directory, step, int(restored['step'])) == (str(latest), 1, 1)
 
 
+@ABANDONED_READS
+def test_training_stops_when_an_unreadable_checkpoint_cannot_be_moved(tmp_path, capsys):
+  """Training would meet the step again (orbax still lists it): one error.
+  The read-only tools go on and say where it stays."""
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  for step in (1, 2):
+    manager.save(step, _state(seed=step, step=step))
+  manager.close()
+  latest = tmp_path / 'checkpoints' / 'latest'
+  _truncate(_data_files(latest / '2')[0])
+  (tmp_path / 'checkpoints' / 'unreadable').write_text('a file where the folder goes\n')
+  reopened = checkpoints.CheckpointManager(str(tmp_path), config)
+  with pytest.raises(OSError, match=f'cannot move the unreadable checkpoint {latest / "2"} '
+                                    'aside: left in place'):
+    reopened.restore_latest(_state(seed=0, step=0))
+  reopened.close()
+  assert _steps(latest) == [1, 2]
+  target = checkpoints._payload(_state(seed=0, step=0))  # pylint: disable=protected-access
+  restored, _, step = checkpoints.restore_first_readable(
+      [(str(latest), 2), (str(latest), 1)],
+      lambda directory, step: ocp.CheckpointManager(directory).restore(
+          step, args=ocp.args.StandardRestore(target)),
+      move_required=False)
+  assert step == 1 and int(restored['step']) == 1
+  line = capsys.readouterr().err.strip()
+  assert line.startswith('warning: checkpoint step 2 cannot be read: ')
+  assert line.endswith('; left in place (moving it failed: File exists [Errno 17]: '
+                       f'{tmp_path / "checkpoints" / "unreadable"}); using step 1')
+
+
 def test_checkpoint_of_another_config_is_reported_not_set_aside(tmp_path):
   config = ml_collections.ConfigDict({'keep_checkpoints': 3})
   manager = checkpoints.CheckpointManager(str(tmp_path), config)
