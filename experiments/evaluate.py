@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import sys
 from typing import Any, Sequence
 
 from absl import flags
@@ -135,7 +134,7 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
   else:
     scales = evaluation.parse_scales(','.join(str(s) for s in scales))
   split = split or config.eval_split
-  path, _ = evaluation.find_checkpoint(workdir, checkpoint)  # fail early
+  evaluation.find_checkpoint(workdir, checkpoint)  # fail early
   num_in_split = _check_split(config, split)
   import jax  # pylint: disable=g-import-not-at-top
   if batch_size is None:
@@ -146,6 +145,7 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
   # pylint: disable-next=g-import-not-at-top
   from rhpe_jax import metrics, prediction_io, skeleton, visualize
   state, step = evaluation.restore_state(config, workdir, checkpoint)
+  path, _ = evaluation.find_checkpoint(workdir, str(step))  # the one restored
   predictions = evaluation.predict_split(config, state, split, flip=flip, scales=scales,
                                          batch_size=batch_size)
   out_dir = pathlib.Path(output_dir or os.path.join(workdir, f'eval_{split.split("[")[0]}'))
@@ -234,8 +234,7 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
-    return 2
+    return cli.error_status(ValueError(f'unexpected arguments: {" ".join(argv[1:])}'))
   try:
     if FLAGS.config is None:
       raise ValueError('--config is required')
@@ -248,7 +247,7 @@ def main(argv: Sequence[str]) -> int:
     run(FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
         checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
         mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples)
-  except (ValueError, FileNotFoundError, OSError) as e:
+  except (ValueError, OSError) as e:  # bad input, missing or unreadable files
     return cli.error_status(e)
   return 0
 

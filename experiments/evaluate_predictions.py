@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import pathlib
-import sys
 from typing import Sequence
 
 from absl import flags
@@ -54,8 +53,7 @@ def evaluate(predictions_path: str, annotations_path: str, threshold: float) -> 
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    return 2
+    return cli.error_status(ValueError(f'unexpected arguments: {" ".join(argv[1:])}'))
   try:
     results = evaluate(_PREDICTIONS.value, _ANNOTATIONS.value, _THRESHOLD.value)
     print(f'{results["num_persons"]} persons, {_PREDICTIONS.value}')
@@ -63,10 +61,8 @@ def main(argv: Sequence[str]) -> int:
     if _OUTPUT_JSON.value:
       path = pathlib.Path(_OUTPUT_JSON.value)
       path.write_text(json.dumps(prediction_io.jsonable(results), indent=2) + '\n')
-  except (ValueError, FileNotFoundError, OSError) as e:
-    message = ' '.join(str(e).split())
-    print(f'error: {message}', file=sys.stderr)
-    return 1
+  except (ValueError, OSError) as e:
+    return cli.error_status(e)
   return 0
 
 

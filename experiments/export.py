@@ -16,7 +16,6 @@ size is left free (symbolic).
 from __future__ import annotations
 
 import os
-import sys
 from typing import Sequence
 
 from absl import flags
@@ -56,8 +55,7 @@ def run(config, workdir: str, output: str, *, checkpoint: str = 'best',
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
-    return 2
+    return cli.error_status(ValueError(f'unexpected arguments: {" ".join(argv[1:])}'))
   try:
     for name in ('config', 'workdir', 'output'):
       if getattr(FLAGS, name) is None:
@@ -65,7 +63,7 @@ def main(argv: Sequence[str]) -> int:
     paths = run(FLAGS.config, FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
                 formats=FLAGS.formats, image_size=FLAGS.image_size, batch=FLAGS.batch)
     print(f'wrote {", ".join(paths.values())}')
-  except (ValueError, FileNotFoundError, OSError) as e:
+  except (ValueError, OSError) as e:  # bad input, missing or unreadable files
     return cli.error_status(e)
   return 0
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
-from absl import app
 from absl import flags
 import numpy as np
 import scipy.io
+
+from rhpe_jax import cli
 
 _SOURCE = flags.DEFINE_string('source', None, 'LSPET folder with joints.mat and images/.',
                               required=True)
@@ -63,13 +63,13 @@ def write_subset(source: str | os.PathLike, first: int, last: int,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   try:
     names = write_subset(_SOURCE.value, _FIRST.value, _LAST.value, _OUTPUT.value)
   except (OSError, ValueError) as e:
-    sys.exit(f'error: {e}')
+    cli.fail(str(e))
   print(f'wrote {len(names)} images ({names[0]} .. {names[-1]}) to {_OUTPUT.value}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

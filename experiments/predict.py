@@ -284,8 +284,7 @@ def join_center_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
-    return 2
+    return cli.error_status(ValueError(f'unexpected arguments: {" ".join(argv[1:])}'))
   try:
     for name in ('config', 'workdir', 'output'):
       if getattr(FLAGS, name) is None:
@@ -310,7 +309,7 @@ def main(argv: Sequence[str]) -> int:
                  joints=FLAGS.joints, from_split=FLAGS.from_split, index=FLAGS.index,
                  checkpoint=FLAGS.checkpoint)
     print(f'wrote {", ".join(record["files"].values())}')
-  except (ValueError, FileNotFoundError, OSError) as e:
+  except (ValueError, OSError) as e:  # bad input, missing or unreadable files
     return cli.error_status(e)
   return 0
 

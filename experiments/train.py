@@ -3,7 +3,9 @@ r"""Trains the recurrent pose network.
   python -m experiments.train --config=experiments/configs/mpii.py --workdir=runs/mpii \
       [--config.batch_size=24] [--config.compute_dtype=bfloat16]
 
-Resumes from --workdir when it holds checkpoints. Several hosts: start one
+Resumes from --workdir when it holds checkpoints (from the newest readable
+one: an unreadable newer one is reported in one line and moved to
+WORKDIR/checkpoints/unreadable). Several hosts: start one
 process per host with --coordinator_address, --num_processes, --process_id
 (or none of them on Cloud TPU, where JAX finds its peers). Library logging
 is hidden; --verbosity=0 shows it.
@@ -35,15 +37,16 @@ def main(argv):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
                                FLAGS.process_id)
-  from rhpe_jax import augment, runtime, train  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from rhpe_jax import augment, checkpoints, runtime, train
   runtime.enable_compilation_cache()
   augment.hide_gpus_from_tensorflow()
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, train.NonFiniteLossError) as error:
-    cli.fail(str(error))
+  except (ValueError, OSError, train.NonFiniteLossError, checkpoints.CheckpointSaveError) as error:
+    cli.fail(str(error))  # bad config or data, unreadable checkpoints, a full disk, divergence
 
 
 if __name__ == '__main__':

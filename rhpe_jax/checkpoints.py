@@ -6,16 +6,195 @@ score. Every process calls `save` and `restore_*` (orbax synchronises the
 hosts); the state is handed to orbax as host NumPy arrays, identical on every
 process after a pmean-ed step, which the primary process writes and every
 process reads back.
+
+A checkpoint can break after orbax committed it (a full disk, a copy or sync
+stopped half-way, a flaky network filesystem). Restoring the newest one then
+falls back to the newest that can be read (`restore_first_readable`): each
+unreadable one gets one `warning:` line (step, file, reason) and is moved to
+`workdir/checkpoints/unreadable/<kind>_<step>`, outside the directories orbax
+manages, so that it is never picked, counted against `keep_checkpoints` or
+deleted. A save that fails stops training with `CheckpointSaveError`, which
+names the step and the reason; the checkpoints saved before it stay as they
+were (orbax writes into a temporary directory and deletes old steps only
+after a save has committed).
 """
 from __future__ import annotations
 
 import os
-from typing import Any
+import re
+import sys
+from typing import Any, Callable, Sequence, TypeVar
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_manager as ocp_manager
+
+T = TypeVar('T')
+
+UNREADABLE = 'unreadable'  # checkpoints/unreadable/<kind>_<step>: set aside, never deleted
+
+# What writing a checkpoint raises when the disk is at fault: tensorstore's
+# errors are ValueErrors, a full disk or a permission an OSError.
+_WRITE_ERRORS = (OSError, ValueError)
+# What reading one raises when its files (or its fit to the target) are at
+# fault: a bad metadata file adds a JSONDecodeError (a ValueError) or a
+# FileNotFoundError, a target of another structure a KeyError or TypeError.
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError)
+
+
+class UnreadableCheckpointError(ValueError):
+  """No checkpoint that was asked for can be read (one-line message)."""
+
+
+class CheckpointMismatchError(ValueError):
+  """The checkpoint reads fine but does not fit the state of this config."""
+
+
+class CheckpointSaveError(RuntimeError):
+  """A save failed (no space, permission, I/O error); names the step and why."""
+
+
+def describe_error(error: BaseException) -> str:
+  """One line naming the file (where the error says) and the reason.
+
+  tensorstore's messages chain every layer ('Error opening "zarr" driver:
+  Error reading ... in OCDBT database at local file ...: ...') and end with
+  the whole spec as JSON; this keeps the innermost file and reason.
+  """
+  if isinstance(error, OSError) and error.strerror:
+    where = f': {error.filename}' if error.filename else ''
+    return f'{error.strerror} [Errno {error.errno}]{where}'
+  message = ' '.join(str(error).split())
+  message = re.split(r' \[(?:tensorstore_spec|source locations)=', message)[0]
+  status = re.match(r'([A-Z][A-Z_]+): ', message)
+  if not status:
+    return f'{type(error).__name__}: {message[:300]}'
+  os_error = re.search(r"\[os_error_code='(\d+)'\]", message)
+  message = re.sub(r" \[\w+='[^']*'\]", '', message)
+  files = list(re.finditer(r'(?:local file|Failed writing:) "([^"]+)"', message))
+  detail = message[files[-1].end():] if files else message[status.end():]
+  detail = detail.lstrip(': ').rsplit(': ', 1)[-1] if detail.strip(': ') else ''
+  if os_error:
+    detail = f'{os.strerror(int(os_error.group(1)))} [Errno {os_error.group(1)}]'
+  reason = f'{detail} ({status.group(1)})' if detail else status.group(1)
+  return f'{files[-1].group(1)}: {reason}' if files else reason
+
+
+def read_problem(directory: str, step: int) -> str | None:
+  """Why checkpoint `step` of the orbax directory `directory` cannot be read,
+  or None when every array in it reads. Needs no target, so that a
+  checkpoint of another config counts as readable."""
+  manager = ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  try:
+    manager.restore(step, args=ocp.args.StandardRestore())
+    return None
+  except Exception as error:  # pylint: disable=broad-except  # anything: it does not read
+    return describe_error(error)
+  finally:
+    manager.close()
+
+
+def set_aside(directory: str, step: int) -> str:
+  """Moves `directory/step` to `checkpoints/unreadable/<kind>_<step>` (a new
+  name if that exists); returns the new path."""
+  source = os.path.join(directory, str(step))
+  root = os.path.join(os.path.dirname(os.path.abspath(directory)), UNREADABLE)
+  os.makedirs(root, exist_ok=True)
+  target = os.path.join(root, f'{os.path.basename(os.path.normpath(directory))}_{step}')
+  base, copy = target, 1
+  while os.path.exists(target):
+    copy += 1
+    target = f'{base}_{copy}'
+  os.rename(source, target)
+  return target
+
+
+def _worst_on_any_process(code: int) -> int:
+  """The largest `code` over all processes (every process must take the same
+  branch, or the next collective hangs)."""
+  if jax.process_count() == 1:
+    return code
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(np.max(multihost_utils.process_allgather(np.int32(code))))
+
+
+def _warn(message: str) -> None:
+  if jax.process_index() == 0:
+    print(f'warning: {message}', file=sys.stderr, flush=True)
+
+
+_READ, _UNREADABLE, _MISFIT = 0, 1, 2
+
+
+def restore_first_readable(candidates: Sequence[tuple[str, int]],
+                           restore: Callable[[str, int], T], *,
+                           move_required: bool = True) -> tuple[T, str, int]:
+  """`restore(directory, step)` of the first candidate (orbax directory, step)
+  that can be read; returns (its result, directory, step).
+
+  A candidate whose files cannot be read is skipped with one `warning:` line
+  and set aside (`set_aside`) once a readable one is found; when none can be
+  read, nothing is moved and UnreadableCheckpointError says why (one line).
+  A candidate that reads but does not fit `restore`'s target raises
+  CheckpointMismatchError: an older checkpoint would not fit either. When
+  moving fails, `move_required` raises the OSError (training would otherwise
+  meet the step again); otherwise the line says so and the fallback goes on.
+  """
+  if not candidates:
+    raise ValueError('no checkpoint to restore')
+  unreadable: list[tuple[str, int, str]] = []
+  for directory, step in candidates:
+    error = None
+    try:
+      result = restore(directory, step)
+      code = _READ
+    except _READ_ERRORS as e:  # anything else is a bug: it propagates
+      error = e
+      problem = read_problem(directory, step)
+      code = _MISFIT if problem is None else _UNREADABLE
+    code = _worst_on_any_process(code)
+    if code == _MISFIT:
+      path = os.path.join(directory, str(step))
+      detail = describe_error(error) if error is not None else 'see process 0'
+      raise CheckpointMismatchError(
+          f'checkpoint {path} does not fit this config (width, iterations, parts, skeleton, '
+          f'optimizer?): {detail}')
+    if code == _READ:
+      break
+    unreadable.append((directory, step, problem if error is not None else 'on another process'))
+  else:
+    directory, step, problem = unreadable[0]
+    if len(unreadable) == 1:
+      raise UnreadableCheckpointError(
+          f'checkpoint step {step} in {directory} cannot be read: {problem}')
+    steps = ', '.join(str(step) for _, step, _ in unreadable)
+    raise UnreadableCheckpointError(
+        f'no checkpoint in {os.path.dirname(os.path.abspath(directory))} can be read '
+        f'(steps {steps}); step {step}: {problem}')
+  for bad_directory, bad_step, problem in unreadable:
+    where = _set_aside_once(bad_directory, bad_step, move_required)
+    _warn(f'checkpoint step {bad_step} cannot be read: {problem}; {where}; '
+          f'using step {step}')
+  return result, directory, step
+
+
+def _set_aside_once(directory: str, step: int, move_required: bool) -> str:
+  """Process 0 moves the checkpoint; every process waits for it and learns
+  whether it moved."""
+  where, failed = '', False
+  if jax.process_index() == 0:
+    try:
+      where = f'moved to {set_aside(directory, step)}'
+    except OSError as error:
+      where = f'left in place (moving it failed: {describe_error(error)})'
+      failed = True
+  if _worst_on_any_process(int(failed)) and move_required:  # also the hosts' barrier
+    raise OSError(f'cannot move the unreadable checkpoint {os.path.join(directory, str(step))} '
+                  f'aside: {where or "see process 0"}')
+  return where
 
 
 def _payload(state) -> dict[str, Any]:
@@ -59,48 +238,87 @@ class CheckpointManager:
             max_to_keep=1, best_fn=lambda metrics: metrics['score'], best_mode='max',
             enable_async_checkpointing=True, create=True,
             multiprocessing_options=_barriers('best')))
+    self._saving: int | None = None  # the step whose asynchronous save is under way
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
 
   def restore_latest(self, state):
-    """`state` with the newest saved values, or unchanged if there is none."""
-    return self._restore(self._latest, self._latest.latest_step(), state)
+    """`state` with the newest readable saved values, or unchanged if there
+    is none; unreadable newer ones are set aside (`restore_first_readable`)."""
+    steps = sorted(self._latest.all_steps(), reverse=True)
+    return self._restore([(self._latest, step) for step in steps], state)
 
   def restore_best(self, state):
     """`state` with the best saved values; falls back to the newest."""
     step = self._best.best_step()
     if step is None:
       return self.restore_latest(state)
-    return self._restore(self._best, step, state)
+    steps = sorted(self._latest.all_steps(), reverse=True)
+    return self._restore([(self._best, step)] + [(self._latest, s) for s in steps], state)
 
-  @staticmethod
-  def _restore(manager: ocp.CheckpointManager, step: int | None, state):
-    if step is None:
+  def _restore(self, candidates: list[tuple[ocp.CheckpointManager, int]], state):
+    if not candidates:
       return state
-    restored = manager.restore(step, args=ocp.args.StandardRestore(_payload(state)))
+    managers = {str(manager.directory): manager for manager, _ in candidates}
+    target = _payload(state)
+    restored, _, _ = restore_first_readable(
+        [(str(manager.directory), step) for manager, step in candidates],
+        lambda directory, step: managers[directory].restore(
+            step, args=ocp.args.StandardRestore(target)))
+    for manager in managers.values():
+      manager.reload()  # forget the steps set aside
     return state.replace(**restored)
 
   def save(self, step: int, state, metric: float | None = None, force: bool = False) -> None:
     """Saves `state` (unreplicated) at `step`; also as best when `metric` beats it.
 
     Asynchronous: returns once the values are on the host; `wait()` blocks
-    until they are on disk.
+    until they are on disk. A failed save raises CheckpointSaveError, here or
+    from the next `save`, `wait` or `close`.
     """
-    payload = None
-    if self._latest.latest_step() != step:
-      payload = _host_payload(state)
-      self._latest.save(step, args=ocp.args.StandardSave(payload), force=force)
-    if metric is not None:
-      payload = payload if payload is not None else _host_payload(state)
-      self._best.save(step, args=ocp.args.StandardSave(payload),
-                      metrics={'score': float(metric)}, force=True)
+    self.wait()
+    try:
+      payload = None
+      if self._latest.latest_step() != step:
+        payload = _host_payload(state)
+        self._saving = step
+        self._latest.save(step, args=ocp.args.StandardSave(payload), force=force)
+      # A step already among the best was saved before a fallback to an older
+      # checkpoint; the resumed run recomputes it bit for bit.
+      if metric is not None and step not in self._best.all_steps():
+        payload = payload if payload is not None else _host_payload(state)
+        self._saving = step
+        self._best.save(step, args=ocp.args.StandardSave(payload),
+                        metrics={'score': float(metric)}, force=True)
+    except ocp_manager.StepAlreadyExistsError:
+      raise
+    except _WRITE_ERRORS as error:
+      raise self._save_error(step, error) from error
 
   def wait(self) -> None:
-    self._latest.wait_until_finished()
-    self._best.wait_until_finished()
+    """Blocks until the saves under way are on disk (CheckpointSaveError if
+    one failed)."""
+    try:
+      self._latest.wait_until_finished()
+      self._best.wait_until_finished()
+    except _WRITE_ERRORS as error:
+      raise self._save_error(self._saving, error) from error
+    self._saving = None
+
+  def _save_error(self, step: int | None, error: BaseException) -> CheckpointSaveError:
+    self._saving = None
+    self._latest.reload()  # what is on disk now
+    kept = self._latest.latest_step()
+    kept = (f'the checkpoints saved before it are untouched (newest: step {kept} in '
+            f'{self._latest.directory})' if kept is not None else 'no earlier checkpoint')
+    return CheckpointSaveError(
+        f'saving the checkpoint of step {step} failed: {describe_error(error)}; '
+        f'training stopped; {kept}')
 
   def close(self) -> None:
-    self.wait()
-    self._latest.close()
-    self._best.close()
+    try:
+      self.wait()
+    finally:
+      self._latest.close()
+      self._best.close()

@@ -7,7 +7,15 @@
   longer silences). Warnings and errors still show. absl's `--verbosity=0`
   (or `-v 0`) brings everything back.
 - Bad flags, unknown config keys, bad config values: one `error:` line and
-  exit status 1, before anything heavy is imported or built.
+  exit status 1, before anything heavy is imported or built. The tools turn
+  every expected failure (bad input, missing or unreadable files, a full
+  disk) into one such line through `fail` or `error_status`; with
+  `--verbosity=0` the traceback comes first. Real bugs keep their traceback.
+- Hidden as well at the default verbosity: what orbax and tensorstore write
+  about a failed checkpoint read or write (orbax's logged tracebacks, and
+  tensorstore's late callbacks of abandoned reads that find asyncio's loop
+  closed); the failure itself reaches the tool as an exception, which it
+  reports in its one line.
 
 Nothing here imports TensorFlow or JAX: the settings must be in place before
 they start.
@@ -20,6 +28,8 @@ import os
 import re
 import subprocess
 import sys
+import traceback
+import warnings
 from typing import Any, Callable, NoReturn, Sequence
 
 from absl import app, flags
@@ -96,14 +106,28 @@ def define_checkpoint_flags() -> None:
 
 
 def error_status(error: Exception) -> int:
-  """Prints `error` as one `error:` line on stderr; returns exit status 1."""
-  print(f'error: {" ".join(str(error).split())}', file=sys.stderr)
+  """Prints `error` as one `error:` line on stderr (after its traceback with
+  --verbosity=0); returns exit status 1."""
+  if _verbose():
+    traceback.print_exception(error)
+  print(f'error: {" ".join(str(error).split())}', file=sys.stderr, flush=True)
   return 1
 
 
 def fail(message: str) -> NoReturn:
-  """Ends the program with one `error:` line (exit status 1)."""
+  """Ends the program with one `error:` line (exit status 1), after the
+  traceback of the exception being handled, if any, with --verbosity=0."""
+  if _verbose() and sys.exc_info()[1] is not None:
+    traceback.print_exc()
   sys.exit('error: ' + ' '.join(str(message).split()))
+
+
+def _verbose() -> bool:
+  """Whether the command line asked for the libraries' output (--verbosity >= 0)."""
+  try:
+    return FLAGS.is_parsed() and FLAGS.verbosity > QUIET
+  except (AttributeError, flags.Error):
+    return False
 
 
 def parse_flags(argv: Sequence[str]) -> list[str]:
@@ -129,11 +153,32 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   return rest
 
 
+# asyncio's notes on the reads an orbax restore leaves behind when one fails.
+_ABANDONED_READS = ('exception was never retrieved',)
+
+
 class _ExpectedWarnings(logging.Filter):
-  """Drops the records whose message starts with one of EXPECTED_WARNINGS."""
+  """Drops the records whose message starts with one of EXPECTED_WARNINGS,
+  and orbax's records that carry a traceback and asyncio's notes on abandoned
+  reads: the failed checkpoint read or write they are about is raised to the
+  caller as well."""
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.exc_info and f'{os.sep}orbax{os.sep}' in (record.pathname or ''):
+      return False
+    if record.name == 'asyncio' and str(record.msg).split('\n', 1)[0].endswith(_ABANDONED_READS):
+      return False
     return not str(record.msg).startswith(EXPECTED_WARNINGS)
+
+
+def _drop_closed_loop_callbacks(unraisable) -> None:
+  """sys.unraisablehook without tensorstore's callbacks that complete after a
+  failed orbax read or write has closed its asyncio loop (harmless: the
+  operation they belonged to has already raised)."""
+  error = unraisable.exc_value
+  if isinstance(error, RuntimeError) and str(error) == 'Event loop is closed':
+    return
+  sys.__unraisablehook__(unraisable)
 
 
 def hide_library_logs() -> None:
@@ -141,6 +186,8 @@ def hide_library_logs() -> None:
   warnings off the log (Python logging follows --verbosity). Call before
   TensorFlow or JAX is imported."""
   absl_logging.get_absl_handler().addFilter(_ExpectedWarnings())
+  sys.unraisablehook = _drop_closed_loop_callbacks
+  warnings.filterwarnings('ignore', r'coroutine .* was never awaited', RuntimeWarning)
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # where TF/XLA still read it
   if os.environ.get('TF_CPP_MIN_LOG_LEVEL') == '0':
     return  # asked for explicitly

@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from rhpe_jax import data, decode, metrics, skeleton, visualize
+from rhpe_jax import checkpoints, data, decode, metrics, skeleton, visualize
 from rhpe_jax import model as model_lib
 from rhpe_jax import train_step as step_lib
 
@@ -180,12 +180,15 @@ def _saved_steps(directory) -> list[int]:
                 if p.is_dir() and p.name.isdigit() and (p / 'default').is_dir())
 
 
-def find_checkpoint(workdir: str, checkpoint: str = 'best') -> tuple[str, int]:
-  """(`checkpoints/<kind>/<step>` directory, step) of a workdir's checkpoint.
+def checkpoint_candidates(workdir: str, checkpoint: str = 'best') -> list[tuple[str, int]]:
+  """The checkpoints (`checkpoints/<kind>` directory, step) that `checkpoint`
+  may restore, in order: the one asked for first, then those to fall back to
+  when it cannot be read.
 
-  `checkpoint` is 'best' (falls back to the newest when no best was saved, as
-  training's resume does), 'latest', or a step number (looked up in both).
-  Raises FileNotFoundError / ValueError with a one-line reason.
+  `checkpoint` is 'best' (the best by score, then the newest; only the newest
+  when no best was saved, as training's resume), 'latest' (newest first; the
+  best when no other was saved), or a step number (looked up in both; no
+  fallback). Raises FileNotFoundError / ValueError with a one-line reason.
   """
   root = os.path.join(os.path.abspath(workdir), 'checkpoints')
   if not os.path.isdir(workdir):
@@ -194,46 +197,55 @@ def find_checkpoint(workdir: str, checkpoint: str = 'best') -> tuple[str, int]:
   latest = _saved_steps(os.path.join(root, 'latest'))
   if not best and not latest:
     raise FileNotFoundError(f'no checkpoint in {root} (train first with experiments.train)')
+  newest_first = [(os.path.join(root, 'latest'), step) for step in reversed(latest)]
   if checkpoint == 'best':
-    if best:
-      return os.path.join(root, 'best', str(best[-1])), best[-1]
-    return os.path.join(root, 'latest', str(latest[-1])), latest[-1]
+    return [(os.path.join(root, 'best'), step) for step in best[-1:]] + newest_first
   if checkpoint == 'latest':
-    if latest:
-      return os.path.join(root, 'latest', str(latest[-1])), latest[-1]
-    return os.path.join(root, 'best', str(best[-1])), best[-1]
+    return newest_first or [(os.path.join(root, 'best'), best[-1])]
   if not str(checkpoint).isdigit():
     raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got {checkpoint!r}")
   step = int(checkpoint)
   for kind, steps in (('latest', latest), ('best', best)):
     if step in steps:
-      return os.path.join(root, kind, str(step)), step
+      return [(os.path.join(root, kind), step)]
   raise FileNotFoundError(
       f'no checkpoint of step {step} in {root}; saved steps: {sorted(set(best + latest))}')
 
 
+def find_checkpoint(workdir: str, checkpoint: str = 'best') -> tuple[str, int]:
+  """(`checkpoints/<kind>/<step>` directory, step): the checkpoint that
+  `checkpoint` asks for (see `checkpoint_candidates`)."""
+  directory, step = checkpoint_candidates(workdir, checkpoint)[0]
+  return os.path.join(directory, str(step)), step
+
+
 def restore_state(config: ml_collections.ConfigDict, workdir: str,
                   checkpoint: str = 'best') -> tuple[Any, int]:
-  """A train state (single device) with a workdir's saved values, and its step."""
-  path, step = find_checkpoint(workdir, checkpoint)
+  """A train state (single device) with a workdir's saved values, and its step.
+
+  'best' and 'latest' fall back to the newest readable checkpoint when the
+  one asked for cannot be read (one `warning:` line each; the unreadable one
+  is set aside, `checkpoints.restore_first_readable`); a step number does not.
+  """
+  candidates = checkpoint_candidates(workdir, checkpoint)
   state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1,
                                       total_steps=1)  # the schedule is not used
   # Only what inference needs: the optimiser state is left out, so that a
   # checkpoint evaluates whatever optimiser settings the config has now.
   target = {'step': state.step, 'params': state.params, 'batch_stats': state.batch_stats}
-  manager = ocp.CheckpointManager(
-      os.path.dirname(path), options=ocp.CheckpointManagerOptions(create=False, read_only=True))
-  try:
-    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True))
-  except (ValueError, KeyError, TypeError) as e:
-    message = ' '.join(str(e).split())[:300]
-    raise ValueError(
-        f'checkpoint {path} does not fit this config (width, iterations, parts, '
-        f'skeleton?): {message}') from None
-  finally:
-    manager.close()
+
+  def restore(directory: str, step: int):
+    manager = ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    try:
+      return manager.restore(step, args=ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True))
+    finally:
+      manager.close()
+
+  restored, _, step = checkpoints.restore_first_readable(candidates, restore,
+                                                        move_required=False)
   return state.replace(**restored), step
 
 

@@ -7,6 +7,9 @@ optimiser, step and the position in the data stream: batch k is a pure
 function of the seed and k), saves and exits cleanly on SIGTERM, and stops
 with a clear message on a non-finite loss, keeping the last good checkpoint
 (no state is saved before the metrics of every step up to it were checked).
+An unreadable newest checkpoint costs that checkpoint, not the run: training
+resumes from the newest readable one (`checkpoints.restore_first_readable`);
+a save that fails stops training (`checkpoints.CheckpointSaveError`).
 """
 from __future__ import annotations
 
@@ -226,7 +229,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           print(f'{workdir} already holds step {start_step} of {num_steps}; nothing to do',
                 flush=True)
   finally:
-    manager.close()
-    if writer:
-      writer.close()
+    try:
+      manager.close()  # raises CheckpointSaveError if the last save failed
+    finally:
+      if writer:
+        writer.close()
   return last_eval

@@ -60,6 +60,30 @@ def tiny_workdir(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
   return workdir
 
 
+@pytest.fixture(scope='session')
+def broken_newest_template(tiny_workdir, tmp_path_factory) -> pathlib.Path:
+  """A workdir whose checkpoints/latest holds step 1 (that of `tiny_workdir`)
+  and a step 2 whose array data is cut in half, as a copy that stopped
+  half-way leaves it; no best. Tests take a copy (`broken_newest_workdir`):
+  restoring sets step 2 aside."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('broken_newest')
+  latest = workdir / 'checkpoints' / 'latest'
+  for step in (1, 2):
+    shutil.copytree(tiny_workdir / 'checkpoints' / 'latest' / '1', latest / str(step))
+  for path in (latest / '2' / 'default' / 'd').iterdir():
+    with open(path, 'r+b') as f:
+      f.truncate(path.stat().st_size // 2)
+  return workdir
+
+
+@pytest.fixture
+def broken_newest_workdir(broken_newest_template, tmp_path) -> pathlib.Path:
+  """A fresh copy of `broken_newest_template`."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  return pathlib.Path(shutil.copytree(broken_newest_template, tmp_path / 'broken_run'))
+
+
 # A logging record's first line: absl/glog (Python and C++), TSL's C++ format,
 # Python logging's and TFDS's formats, absl's C++ start-up notice.
 _LOG_RECORD = re.compile(r'[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]'
@@ -70,7 +94,7 @@ _LOG_RECORD = re.compile(r'[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]'
 
 def library_lines(stdout: str, stderr: str) -> list[str]:
   """The lines of a successful command that are not the project's: all of
-  stderr (the project writes only `error:` lines there) and the stdout lines
+  stderr (the project writes only `error:` and `warning:` lines there) and the stdout lines
   that look like logging."""
   return ([line for line in stderr.splitlines() if line.strip()]
           + [line for line in stdout.splitlines() if _LOG_RECORD.match(line)])

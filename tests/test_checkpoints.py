@@ -2,6 +2,7 @@
 import ml_collections
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax.training import train_state
 
@@ -93,3 +94,223 @@ def test_saved_values_do_not_follow_later_changes(tmp_path, config):
       _state(seed=0, step=0))
   for x, y in zip(_leaves(restored), expected):
     np.testing.assert_array_equal(x, y)
+
+
+# tensorstore's callbacks of abandoned reads of a broken checkpoint (harmless; the
+# command lines hide them, `cli.hide_library_logs`).
+ABANDONED_READS = pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+
+
+def _data_files(step_dir) -> list:
+  """The array data files of a saved step (orbax's OCDBT `d/` blobs)."""
+  return sorted((step_dir / 'default' / 'd').iterdir())
+
+
+def _truncate(path, keep: int = 100) -> None:
+  with open(path, 'r+b') as f:
+    f.truncate(keep)
+
+
+def _steps(directory) -> list[int]:
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+@ABANDONED_READS
+def test_restore_latest_skips_unreadable_checkpoints_and_sets_them_aside(tmp_path, capsys):
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  for step in (1, 2, 3):
+    manager.save(step, _state(seed=step, step=step), metric=float(step))
+  manager.close()
+  latest = tmp_path / 'checkpoints' / 'latest'
+  truncated = _data_files(latest / '3')[0]
+  truncated_size = truncated.stat().st_size
+  _truncate(truncated)  # a copy that stopped half-way
+  lost = _data_files(latest / '2')
+  for path in lost:
+    path.unlink()  # files lost
+
+  reopened = checkpoints.CheckpointManager(str(tmp_path), config)
+  _assert_same(reopened.restore_latest(_state(seed=0, step=0)), _state(seed=1, step=1))
+  assert reopened.latest_step() == 1
+  lines = capsys.readouterr().err.splitlines()
+  aside = tmp_path / 'checkpoints' / 'unreadable'
+  assert lines[0] == (
+      f'warning: checkpoint step 3 cannot be read: {truncated}: Requested byte range '
+      f'[0, {truncated_size}) is not valid for value of size 100 (OUT_OF_RANGE); '
+      f'moved to {aside / "latest_3"}; using step 1')
+  assert lines[1] in [f'warning: checkpoint step 2 cannot be read: {path}: NOT_FOUND; '
+                      f'moved to {aside / "latest_2"}; using step 1' for path in lost]
+  assert len(lines) == 2
+  assert _steps(latest) == [1]
+  # Kept as they were, outside orbax's directory: saving on (keep 3) never
+  # counts or deletes them, and the steps can be saved again.
+  assert _data_files(aside / 'latest_3')[0].stat().st_size == 100
+  assert (aside / 'latest_2' / 'default' / '_METADATA').is_file()
+  for step in (2, 3, 4, 5):
+    reopened.save(step, _state(seed=step, step=step), metric=0.0)
+  reopened.close()
+  assert _steps(latest) == [3, 4, 5]
+  assert sorted(p.name for p in aside.iterdir()) == ['latest_2', 'latest_3']
+  assert _steps(tmp_path / 'checkpoints' / 'best') == [3]  # score 3.0 of the first run
+
+
+@ABANDONED_READS
+def test_no_readable_checkpoint_is_one_error_and_moves_nothing(tmp_path):
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  for step in (1, 2):
+    manager.save(step, _state(seed=step, step=step))
+  manager.close()
+  latest = tmp_path / 'checkpoints' / 'latest'
+  for step in (1, 2):
+    _truncate(_data_files(latest / str(step))[0], keep=0)
+  reopened = checkpoints.CheckpointManager(str(tmp_path), config)
+  with pytest.raises(checkpoints.UnreadableCheckpointError) as error:
+    reopened.restore_latest(_state(seed=0, step=0))
+  reopened.close()
+  message = str(error.value)
+  assert '\n' not in message
+  assert message.startswith(f'no checkpoint in {tmp_path / "checkpoints"} can be read '
+                            f'(steps 2, 1); step 2: {latest / "2" / "default" / "d"}')
+  assert _steps(latest) == [1, 2] and not (tmp_path / 'checkpoints' / 'unreadable').exists()
+
+
+@ABANDONED_READS
+def test_a_single_candidate_is_not_replaced(tmp_path):
+  """What a step asked for by number gets: its own error line, no fallback,
+  nothing moved."""
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  for step in (1, 2):
+    manager.save(step, _state(seed=step, step=step))
+  manager.close()
+  latest = tmp_path / 'checkpoints' / 'latest'
+  _truncate(_data_files(latest / '2')[0])
+  target = checkpoints._payload(_state(seed=0, step=0))  # pylint: disable=protected-access
+
+  def restore(directory, step):
+    reader = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+        read_only=True))
+    try:
+      return reader.restore(step, args=ocp.args.StandardRestore(target))
+    finally:
+      reader.close()
+
+  with pytest.raises(checkpoints.UnreadableCheckpointError) as error:
+    checkpoints.restore_first_readable([(str(latest), 2)], restore)
+  assert str(error.value).startswith(
+      f'checkpoint step 2 in {latest} cannot be read: {_data_files(latest / "2")[0]}: ')
+  assert str(error.value).endswith('(OUT_OF_RANGE)')
+  assert _steps(latest) == [1, 2] and not (tmp_path / 'checkpoints' / 'unreadable').exists()
+  restored, directory, step = checkpoints.restore_first_readable([(str(latest), 1)], restore)
+  assert (directory, step, int(restored['step'])) == (str(latest), 1, 1)
+
+
+@ABANDONED_READS
+def test_training_stops_when_an_unreadable_checkpoint_cannot_be_moved(tmp_path, capsys):
+  """Training would meet the step again (orbax still lists it): one error.
+  The read-only tools go on and say where it stays."""
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  for step in (1, 2):
+    manager.save(step, _state(seed=step, step=step))
+  manager.close()
+  latest = tmp_path / 'checkpoints' / 'latest'
+  _truncate(_data_files(latest / '2')[0])
+  (tmp_path / 'checkpoints' / 'unreadable').write_text('a file where the folder goes\n')
+  reopened = checkpoints.CheckpointManager(str(tmp_path), config)
+  with pytest.raises(OSError, match=f'cannot move the unreadable checkpoint {latest / "2"} '
+                                    'aside: left in place'):
+    reopened.restore_latest(_state(seed=0, step=0))
+  reopened.close()
+  assert _steps(latest) == [1, 2]
+  target = checkpoints._payload(_state(seed=0, step=0))  # pylint: disable=protected-access
+  restored, _, step = checkpoints.restore_first_readable(
+      [(str(latest), 2), (str(latest), 1)],
+      lambda directory, step: ocp.CheckpointManager(directory).restore(
+          step, args=ocp.args.StandardRestore(target)),
+      move_required=False)
+  assert step == 1 and int(restored['step']) == 1
+  line = capsys.readouterr().err.strip()
+  assert line.startswith('warning: checkpoint step 2 cannot be read: ')
+  assert line.endswith('; left in place (moving it failed: File exists [Errno 17]: '
+                       f'{tmp_path / "checkpoints" / "unreadable"}); using step 1')
+
+
+def test_checkpoint_of_another_config_is_reported_not_set_aside(tmp_path):
+  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
+  manager = checkpoints.CheckpointManager(str(tmp_path), config)
+  manager.save(1, _state(seed=1, step=1))
+  manager.close()
+  state = _state(seed=0, step=0)
+  adam = state.replace(opt_state=optax.adam(1e-3).init(state.params))  # optimizer changed
+  reopened = checkpoints.CheckpointManager(str(tmp_path), config)
+  with pytest.raises(checkpoints.CheckpointMismatchError, match='does not fit this config'):
+    reopened.restore_latest(adam)
+  reopened.close()
+  assert _steps(tmp_path / 'checkpoints' / 'latest') == [1]
+
+
+# Saves step 1, then lowers the file size limit (RLIMIT_FSIZE): a write past
+# it fails with EFBIG, as a full disk fails a write (Python ignores SIGXFSZ).
+# Step 2 is saved asynchronously and fails in the background; the error comes
+# from the next save. In a process of its own: pytest's captured output goes
+# to files, which the limit would cut too.
+_SAVE_FAILURE = """
+import resource, sys
+import ml_collections
+from rhpe_jax import checkpoints
+from tests.test_checkpoints import _state
+manager = checkpoints.CheckpointManager(sys.argv[1], ml_collections.ConfigDict(
+    {'keep_checkpoints': 1}))
+manager.save(1, _state(seed=1, step=1))
+manager.wait()
+resource.setrlimit(resource.RLIMIT_FSIZE, (500, resource.RLIM_INFINITY))  # arrays: ~1 kB
+manager.save(2, _state(seed=2, step=2))
+try:
+  manager.save(3, _state(seed=3, step=3))
+except checkpoints.CheckpointSaveError as error:
+  print(error)
+manager.close()
+"""
+
+
+def test_failed_save_names_the_step_and_keeps_earlier_checkpoints(tmp_path):
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
+  result = subprocess.run([sys.executable, '-c', _SAVE_FAILURE, str(tmp_path)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  latest = tmp_path / 'checkpoints' / 'latest'
+  message = result.stdout.strip()
+  assert message.startswith('saving the checkpoint of step 2 failed: '), result.stdout
+  assert 'File too large [Errno 27]' in message
+  assert message.endswith('the checkpoints saved before it are untouched (newest: step 1 '
+                          f'in {latest})')
+  assert _steps(latest) == [1]  # keep 1: step 1 would have gone had step 2 been saved
+  restored = checkpoints.CheckpointManager(str(tmp_path), ml_collections.ConfigDict(
+      {'keep_checkpoints': 1}))
+  _assert_same(restored.restore_latest(_state(seed=0, step=0)), _state(seed=1, step=1))
+  restored.close()
+
+
+@pytest.mark.parametrize('error,expected', [
+    (OSError(28, 'No space left on device', '/w/checkpoints/latest/5'),
+     'No space left on device [Errno 28]: /w/checkpoints/latest/5'),
+    (ValueError('NOT_FOUND: Error opening "zarr" driver: Error reading "step/.zarray" in '
+                'OCDBT database at local file "/w/5/default/": Error reading Byte range '
+                '[0, 9) of local file "/w/5/default/d/ab" [tensorstore_spec=\'{"a": 1}\']'),
+     '/w/5/default/d/ab: NOT_FOUND'),
+    (ValueError('PERMISSION_DENIED: Error writing "step/0" in OCDBT database at local file '
+                '"/w/5.tmp/": Failed writing: "/w/5.tmp/d/cd": Failed to open: Permission '
+                "denied [os_error_code='13'] [tensorstore_spec='{}']"),
+     '/w/5.tmp/d/cd: Permission denied [Errno 13] (PERMISSION_DENIED)'),
+    (ValueError('Unterminated string starting at: line 1 column 863 (char 862)'),
+     'ValueError: Unterminated string starting at: line 1 column 863 (char 862)'),
+])
+def test_describe_error_keeps_the_file_and_the_reason(error, expected):
+  assert checkpoints.describe_error(error) == expected

@@ -72,6 +72,15 @@ _FAKE_COMMAND = textwrap.dedent('''
       logging.info('library detail')
       logging.warning('Given directory is read only=%s', '/tmp/x')
       logging.warning('a Python warning that matters')
+      # What a failed orbax read leaves behind: asyncio's note on a future
+      # nobody awaits, a callback that finds the loop closed.
+      import logging as python_logging
+      python_logging.getLogger('asyncio').error(
+          'Future exception was never retrieved\\nfuture: <Future finished>')
+      class Callback:
+        def __del__(self):
+          raise RuntimeError('Event loop is closed')
+      Callback()
       os.write(2, b'progress 1/2\\rprogress 2/2\\r')
       print('step 1/1  the project line', flush=True)
       os.write(2, b'last words before a crash\\n')
@@ -99,6 +108,35 @@ def test_library_lines_hidden_unless_verbosity_asks(tmp_path):
     assert 'a Python warning that matters' in result.stderr
     assert 'progress 1/2\rprogress 2/2\r' in result.stderr
   for hidden in ('absl::InitializeLog', 'oneDNN', 'cpu_feature_guard', 'library detail',
-                 'read only'):
+                 'read only', 'exception was never retrieved', 'Event loop is closed'):
     assert hidden not in quiet.stderr, quiet.stderr
     assert hidden in verbose.stderr, verbose.stderr
+
+
+_FAILING_COMMAND = textwrap.dedent('''
+    from rhpe_jax import cli
+
+    def main(argv):
+      try:
+        open('/nonexistent/checkpoint')
+      except OSError as error:
+        cli.fail(f'cannot read it: {error}')
+
+    cli.run(main)
+''')
+
+
+def test_expected_failure_is_one_line_with_its_traceback_on_request(tmp_path):
+  script = tmp_path / 'failing_command.py'
+  script.write_text(_FAILING_COMMAND)
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  quiet, verbose = (subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
+                                   capture_output=True, text=True, timeout=60)
+                    for args in ([], ['--verbosity=0']))
+  line = ("error: cannot read it: [Errno 2] No such file or directory: "
+          "'/nonexistent/checkpoint'\n")
+  assert quiet.returncode == verbose.returncode == 1
+  assert quiet.stderr == line
+  assert verbose.stderr.startswith('Traceback (most recent call last):')
+  assert verbose.stderr.endswith('FileNotFoundError: [Errno 2] No such file or directory: '
+                                 "'/nonexistent/checkpoint'\n" + line)

@@ -187,3 +187,17 @@ def test_bad_input_gives_one_line_errors(tiny_data_dir, tiny_workdir, tmp_path):
     errors = [line for line in stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and expected in errors[0], stderr
     assert stderr.strip().splitlines()[-1] == errors[0]
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # abandoned reads
+def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
+                                                         tmp_path, capsys):
+  from experiments import evaluate
+  results = evaluate.run(tiny_config(tiny_data_dir), str(broken_newest_workdir),
+                         checkpoint='latest', output_dir=str(tmp_path / 'eval'), verbose=False)
+  latest = broken_newest_workdir / 'checkpoints' / 'latest'
+  assert results['step'] == 1 and results['checkpoint'] == str(latest / '1')
+  assert json.loads((tmp_path / 'eval' / 'results.json').read_text())['step'] == 1
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('warning: checkpoint step 2 cannot be read: ')
+  assert lines[0].endswith('; using step 1')

@@ -212,3 +212,37 @@ def test_find_checkpoint_errors(tmp_path):
     evaluation.find_checkpoint(str(tmp_path), '4')
   with pytest.raises(ValueError, match='step number'):
     evaluation.find_checkpoint(str(tmp_path), 'newest')
+  root = tmp_path / 'checkpoints'
+  assert evaluation.checkpoint_candidates(str(tmp_path), 'best') == [
+      (str(root / 'best'), 3), (str(root / 'latest'), 5), (str(root / 'latest'), 3)]
+  assert evaluation.checkpoint_candidates(str(tmp_path), 'latest') == [
+      (str(root / 'latest'), 5), (str(root / 'latest'), 3)]
+  assert evaluation.checkpoint_candidates(str(tmp_path), '3') == [(str(root / 'latest'), 3)]
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # abandoned reads
+def test_restore_state_falls_back_past_an_unreadable_checkpoint(
+    tiny_data_dir, broken_newest_workdir, capsys):
+  """'latest' (and 'best' without a best) take step 1 when step 2 cannot be
+  read, with one line, and set 2 aside. (A step asked for by number does not
+  fall back: test_checkpoints.py.)"""
+  import jax  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
+  latest = broken_newest_workdir / 'checkpoints' / 'latest'
+  state, step = evaluation.restore_state(tiny_config(tiny_data_dir), str(broken_newest_workdir),
+                                         'latest')
+  assert step == 1
+  saved = ocp.StandardCheckpointer().restore(latest / '1' / 'default')  # as saved, untyped
+  got = jax.tree_util.tree_leaves_with_path(state.params)
+  want = dict(jax.tree_util.tree_leaves_with_path(saved['params']))
+  assert len(got) == len(want) > 10
+  for path, value in got:
+    np.testing.assert_array_equal(value, want[path])
+  lines = capsys.readouterr().err.splitlines()
+  aside = broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2'
+  assert len(lines) == 1 and lines[0].startswith(
+      f'warning: checkpoint step 2 cannot be read: {latest}/2/default/d/')
+  assert lines[0].endswith(f'(OUT_OF_RANGE); moved to {aside}; using step 1')
+  assert sorted(p.name for p in latest.iterdir()) == ['1'] and aside.is_dir()
+  assert evaluation.find_checkpoint(str(broken_newest_workdir), 'best') == (str(latest / '1'), 1)

@@ -204,3 +204,17 @@ def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_pat
   assert process.returncode == 1
   assert 'Traceback' not in stderr
   assert stderr.strip().splitlines()[-1].startswith('error: unknown export formats')
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # abandoned reads
+def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
+                                                         tmp_path, capsys):
+  from experiments import export as cli  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'export'
+  cli.run(tiny_config(tiny_data_dir), str(broken_newest_workdir), str(out),
+          checkpoint='latest', formats='jax_export')
+  assert 'step 1' in (out / 'README.md').read_text()
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and lines[0].startswith('warning: checkpoint step 2 cannot be read: ')
+  assert lines[0].endswith('; using step 1')
+  assert (broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2').is_dir()

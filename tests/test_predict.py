@@ -138,3 +138,25 @@ def test_single_image_keypoints_are_in_the_upright_frame(tiny_data_dir, tiny_wor
   with Image.open(tmp_path / 'a.png') as a, Image.open(tmp_path / 'b.png') as b:
     assert a.size == b.size
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
+                                                         tmp_path):
+  """As a user sees it: --checkpoint=latest with step 2 unreadable predicts
+  with step 1 after one `warning:` line. (A step asked for by number does not
+  fall back: test_evaluation.py.)"""
+  image = tmp_path / 'noise.png'
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 60, 3), np.uint8)).save(image)
+  fallback = _start(_config_flags(tiny_data_dir) + [
+      f'--image={image}', f'--workdir={broken_newest_workdir}', '--checkpoint=latest',
+      f'--output={tmp_path / "fallback"}'])
+  stdout, stderr = fallback.communicate(timeout=300)
+  assert fallback.returncode == 0, stderr[-3000:]
+  lines = stderr.splitlines()
+  assert len(lines) == 1, stderr
+  latest = broken_newest_workdir / 'checkpoints' / 'latest'
+  assert lines[0].startswith(f'warning: checkpoint step 2 cannot be read: {latest}/2/default/d/')
+  aside = broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2'
+  assert lines[0].endswith(f'(OUT_OF_RANGE); moved to {aside}; using step 1')
+  assert stdout.startswith('wrote ')
+  assert json.loads((tmp_path / 'fallback.json').read_text())['checkpoint_step'] == 1

@@ -105,18 +105,28 @@ RESUME = dict(num_train_steps=48, checkpoint_every_steps=4, eval_every_steps=0,
               keep_checkpoints=50)
 
 
-def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cache, tmp_path):
-  env = _env(compile_cache)
-  steps = RESUME['num_train_steps']
-
+@pytest.fixture(scope='module')
+def straight_run(tiny_data_dir, compile_cache, tmp_path_factory) -> pathlib.Path:
+  """The workdir of an uninterrupted RESUME run (checkpoints every 4 steps),
+  the reference of the resumed runs."""
+  tmp_path = tmp_path_factory.mktemp('straight_run')
   straight = tmp_path / 'straight'
-  run = _Run(_train_args(straight, tiny_data_dir, **RESUME), env, tmp_path / 'a.log')
+  run = _Run(_train_args(straight, tiny_data_dir, **RESUME), _env(compile_cache),
+             tmp_path / 'a.log')
   assert run.finish() == 0, run.text()
-  assert _saved_steps(straight)[-1] == steps
+  assert _saved_steps(straight)[-1] == RESUME['num_train_steps']
   # What a user sees: the project's lines, hardly any library logging
   # (48 steps, 12 checkpoints saved).
   logged = library_lines(''.join(run.lines), pathlib.Path(run.log.name).read_text())
   assert len(logged) <= 10, '\n'.join(logged)
+  return straight
+
+
+def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cache, straight_run,
+                                                      tmp_path):
+  env = _env(compile_cache)
+  steps = RESUME['num_train_steps']
+  straight = straight_run
 
   resumed = tmp_path / 'resumed'
   rng = random.Random()
@@ -155,6 +165,75 @@ def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cac
   # Not vacuous: the weights did change over the resumed part.
   before = _flat(_checkpoint(resumed, stopped))
   assert any(not np.array_equal(before[k], want[k]) for k in want if "['params']" in k)
+
+
+def _data_files(workdir: pathlib.Path, step: int) -> list[pathlib.Path]:
+  """The array data files of a saved step (orbax's OCDBT `d/` blobs)."""
+  return sorted((workdir / 'checkpoints' / 'latest' / str(step) / 'default' / 'd').iterdir())
+
+
+def _with_file_size_limit(kilobytes: int, args: list[str]) -> list[str]:
+  """`args` run where writing a file past `kilobytes` kB fails with EFBIG, as
+  writing to a full disk fails (bash's ulimit; Python ignores SIGXFSZ)."""
+  return ['bash', '-c', f'ulimit -f {kilobytes} && exec "$@"', 'bash', *args]
+
+
+def test_unreadable_checkpoints_and_a_failed_save_cost_those_checkpoints_only(
+    tiny_data_dir, compile_cache, straight_run, tmp_path):
+  """The newest two checkpoints broken (48 truncated, 44's data lost): training
+  resumes from 40 with one line for each and sets them aside; its first save
+  (44) fails on a full disk: one error line, exit 1, 4..40 untouched. Run
+  again with space: from 40 to the end, bit for bit the uninterrupted run."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  env = _env(compile_cache)
+  steps = RESUME['num_train_steps']
+  workdir = tmp_path / 'broken'
+  shutil.copytree(straight_run, workdir)
+  for path in _data_files(workdir, steps):
+    with open(path, 'r+b') as f:
+      f.truncate(path.stat().st_size // 2)
+  for path in _data_files(workdir, steps - 4):
+    path.unlink()
+  limit_kb = 16  # above a run's TensorBoard and log files, below its arrays
+  assert max(p.stat().st_size for p in _data_files(workdir, 40)) > limit_kb * 1024
+  aside = workdir / 'checkpoints' / 'unreadable'
+
+  run = _Run(_with_file_size_limit(limit_kb, _train_args(workdir, tiny_data_dir, **RESUME)),
+             env, tmp_path / 'full.log')
+  assert run.finish() == 1, run.text()
+  err = pathlib.Path(run.log.name).read_text()
+  print(err)  # what a user sees, for the record (pytest -s)
+  lines = err.strip().splitlines()
+  assert 'Traceback' not in err, err
+  latest = workdir / 'checkpoints' / 'latest'
+  assert lines[0].startswith(
+      f'warning: checkpoint step {steps} cannot be read: {latest / str(steps)}/default/d/')
+  assert lines[0].endswith(
+      f'(OUT_OF_RANGE); moved to {aside / f"latest_{steps}"}; using step 40')
+  assert lines[1].startswith(
+      f'warning: checkpoint step {steps - 4} cannot be read: {latest / str(steps - 4)}/default/d/')
+  assert lines[1].endswith(
+      f': NOT_FOUND; moved to {aside / f"latest_{steps - 4}"}; using step 40')
+  assert lines[2].startswith('error: saving the checkpoint of step 44 failed: ')
+  assert 'File too large [Errno 27]' in lines[2]
+  assert lines[2].endswith(
+      f'the checkpoints saved before it are untouched (newest: step 40 in {latest})')
+  assert len(lines) == 3, err
+  assert 'resumed from step 40' in ''.join(run.lines)
+  assert _saved_steps(workdir) == list(range(4, 41, 4))
+  assert sorted(p.name for p in aside.iterdir()) == [f'latest_{steps - 4}', f'latest_{steps}']
+  want, got = _flat(_checkpoint(straight_run, 40)), _flat(_checkpoint(workdir, 40))
+  assert all(np.array_equal(value, got[name]) for name, value in want.items())
+
+  run = _Run(_train_args(workdir, tiny_data_dir, **RESUME), env, tmp_path / 'again.log')
+  assert run.finish() == 0, run.text()
+  assert 'resumed from step 40' in ''.join(run.lines)
+  assert 'warning:' not in pathlib.Path(run.log.name).read_text()
+  want, got = _flat(_checkpoint(straight_run, steps)), _flat(_checkpoint(workdir, steps))
+  assert want.keys() == got.keys() and len(want) > 10
+  for name, value in want.items():
+    assert np.array_equal(value, got[name]), f'{name} differs after the fallback'
+  assert sorted(p.name for p in aside.iterdir()) == [f'latest_{steps - 4}', f'latest_{steps}']
 
 
 def _free_port() -> int:
