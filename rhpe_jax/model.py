@@ -59,7 +59,7 @@ class ConvBlock(nn.Module):
 
   With `batch_norm_folded` the batch norm is left out: its inference-time
   affine map is part of the convolution's weights (rhpe_jax.export).
-  `cpu_winograd`: see `RecurrentPoseNet`.
+  `tuned_convolutions`: see `RecurrentPoseNet`.
   """
 
   features: int
@@ -68,7 +68,7 @@ class ConvBlock(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array | tuple[jax.Array, ...], train: bool) -> jax.Array:
@@ -76,8 +76,8 @@ class ConvBlock(nn.Module):
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
     x = conv.Conv(self.features, (self.kernel, self.kernel), dtype=self.dtype,
-                  kernel_init=conv_init,
-                  cpu_winograd=self.cpu_winograd)(*(x if isinstance(x, tuple) else (x,)))
+                  kernel_init=conv_init, tuned_convolutions=self.tuned_convolutions)(
+                      *(x if isinstance(x, tuple) else (x,)))
     if self.use_batch_norm and not self.batch_norm_folded:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                        epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
@@ -91,21 +91,23 @@ class Heads(nn.Module):
   The paper follows them with ReLU. A ReLU output channel that an update
   pushes below zero everywhere never receives gradient again (seen on small
   networks trained with Adam), so `relu_output=False` leaves them linear.
+  `tuned_convolutions`: see `RecurrentPoseNet`.
   """
 
   num_keypoints: int
   num_parts: int
   dtype: Dtype = jnp.float32
   relu_output: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
     activation = nn.relu if self.relu_output else (lambda x: x)
-    keypoints = activation(conv.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
-                                     kernel_init=conv_init, name='keypoints')(h))
+    head = functools.partial(conv.Conv, kernel_size=(1, 1), dtype=self.dtype,
+                             kernel_init=conv_init, tuned_convolutions=self.tuned_convolutions)
+    keypoints = activation(head(self.num_keypoints, name='keypoints')(h))
     if self.num_parts:
-      parts = activation(conv.Conv(self.num_parts, (1, 1), dtype=self.dtype,
-                                   kernel_init=conv_init, name='parts')(h))
+      parts = activation(head(self.num_parts, name='parts')(h))
     else:
       parts = jnp.zeros(h.shape[:-1] + (0,), keypoints.dtype)
     return keypoints, parts
@@ -118,13 +120,13 @@ class FeedForward(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
                               batch_norm_folded=self.batch_norm_folded,
-                              cpu_winograd=self.cpu_winograd)
+                              tuned_convolutions=self.tuned_convolutions)
     for layer in FEED_FORWARD_LAYERS:
       if layer == 'pool':
         x = pooling.max_pool_2x2(x)
@@ -150,20 +152,20 @@ class FusionPass(nn.Module):
   axis_name: str | None = None
   relu_output: bool = True
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array, skip: jax.Array, train: bool):
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
                               batch_norm_folded=self.batch_norm_folded,
-                              cpu_winograd=self.cpu_winograd)
+                              tuned_convolutions=self.tuned_convolutions)
     # concat(skip, h) as a pair: the skip part of the first convolution is the
     # same in every pass, and XLA computes it once (rhpe_jax.conv.Conv).
     x = (skip, h)
     for kernel, features, bn in FUSION_LAYERS:
       x = block(scaled_features(features, self.width), kernel, bn)(x, train)
     maps = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
-                 name='heads')(x)
+                 self.tuned_convolutions, name='heads')(x)
     return x, maps
 
 
@@ -189,10 +191,11 @@ class RecurrentPoseNet(nn.Module):
       norm layers (their affine maps are folded into the convolutions) and,
       since every fusion pass has statistics of its own, fusion parameters
       stacked per pass instead of shared.
-    cpu_winograd: on CPU, run the 9x9 float32 convolutions by Winograd's
-      algorithm (rhpe_jax.winograd; the training step is ~1.3x faster).
-      Exported networks turn it off: other runtimes bring their own
-      convolution kernels.
+    tuned_convolutions: run each convolution in the form rhpe_jax.conv's
+      table names for its platform and shape (on CPU the 9x9 float32 layers
+      by Winograd's algorithm, rhpe_jax.winograd: the training step is ~1.3x
+      faster). Exported networks turn it off: the runtimes that load them
+      bring their own convolution kernels.
   """
 
   num_keypoints: int = 16
@@ -205,7 +208,7 @@ class RecurrentPoseNet(nn.Module):
   unroll: int | None = None
   relu_output: bool = True
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
@@ -223,9 +226,9 @@ class RecurrentPoseNet(nn.Module):
       raise ValueError(f'image height and width must be multiples of 4, got {images.shape[1:3]}')
     x = images.astype(self.dtype)
     skip, h = FeedForward(self.width, self.dtype, self.axis_name, self.batch_norm_folded,
-                          self.cpu_winograd, name='feed_forward')(x, train)
+                          self.tuned_convolutions, name='feed_forward')(x, train)
     first = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
-                  name='heads_0')(h)
+                  self.tuned_convolutions, name='heads_0')(h)
 
     num_passes = self.num_iterations + 1
     body = nn.remat(FusionPass, static_argnums=(3,)) if self.remat else FusionPass
@@ -243,7 +246,7 @@ class RecurrentPoseNet(nn.Module):
         unroll=0 if self.unroll is None else self.unroll,
         **variables,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
-      self.relu_output, self.batch_norm_folded, self.cpu_winograd, name='fusion')
+      self.relu_output, self.batch_norm_folded, self.tuned_convolutions, name='fusion')
     _, (keypoints, parts) = fusion(h, skip, train)
     keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
     part_maps = jnp.concatenate([first[1][None], parts], axis=0)
