@@ -186,7 +186,8 @@ def network_layers(net: model_lib.RecurrentPoseNet, batch: int, image_size: int)
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   net = net.clone(tuned_convolutions=False)  # every convolution as XLA's convolution
   images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.float32)
-  variables = jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0), images)
+  variables = jax.eval_shape(  # abstract: this process starts no backend
+      lambda: net.init(jax.random.key(0), jnp.zeros(images.shape, images.dtype), train=False))
   jaxpr = jax.make_jaxpr(functools.partial(net.apply, train=False))(variables, images)
   counts, order = collections.Counter(), []
   _count_convolutions(jaxpr.jaxpr, 1, counts, order)
@@ -294,8 +295,10 @@ def lowering_platform() -> str:
   return backend
 
 
-def jax_worker(spec: dict) -> dict:
-  """Times spec['variants'] on spec['layers'] in this process."""
+def jax_worker(spec: dict, save: Callable[[dict], None]) -> None:
+  """Times spec['variants'] on spec['layers'] in this process; `save`s the
+  results after every item (a process stopped at its timeout keeps them),
+  then again with the kernels."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from jax import lax  # pylint: disable=g-import-not-at-top
@@ -306,6 +309,9 @@ def jax_worker(spec: dict) -> dict:
   batch = spec['batch']
   layers = [Layer(**layer) for layer in spec['layers']]
   results, to_profile = [], []
+  part = {'flag_set': spec['flag_set'], 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+          'platform': lowering_platform(), 'device': jax.devices()[0].device_kind,
+          'jax': jax.__version__, 'results': results}
   key = jax.random.key(0)
   # Within a variant, the layers with the most work first.
   by_work = sorted(range(len(layers)), key=lambda i: -layers[i].gflop(1) * layers[i].count)
@@ -348,11 +354,12 @@ def jax_worker(spec: dict) -> dict:
           item['error'] = ' '.join(str(e).split())[:300]
         results.append(item)
         _progress(layer, item)
-  if spec['profile'] and to_profile and jax.default_backend() != 'cpu':
+        save(part)
+  # The profiled calls take seconds; not when the grace time is half gone.
+  if (spec['profile'] and to_profile and jax.default_backend() != 'cpu'
+      and time.time() < deadline + GRACE_S / 2):
     _profile_kernels(results, to_profile)
-  return {'flag_set': spec['flag_set'], 'xla_flags': os.environ.get('XLA_FLAGS', ''),
-          'platform': lowering_platform(), 'device': jax.devices()[0].device_kind,
-          'jax': jax.__version__, 'results': results}
+    save(part)
 
 
 def _profile_kernels(results: list[dict], to_profile: list) -> None:
@@ -375,8 +382,9 @@ def _profile_kernels(results: list[dict], to_profile: list) -> None:
 
 # -------------------------------------------------------------- torch worker
 
-def torch_worker(spec: dict) -> dict:
-  """The same layers in PyTorch: cuDNN autotuning, channels_last."""
+def torch_worker(spec: dict, save: Callable[[dict], None]) -> None:
+  """The same layers in PyTorch: cuDNN autotuning, channels_last; forward
+  (F.conv2d) and each gradient alone (aten.convolution_backward)."""
   import torch  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
   torch.backends.cudnn.benchmark = True
@@ -385,16 +393,18 @@ def torch_worker(spec: dict) -> dict:
   deadline = spec['deadline']
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
   results = []
+  part = {'flag_set': 'torch', 'platform': device, 'torch': torch.__version__,
+          'device': torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
+          'results': results}
   for index, layer in enumerate(Layer(**layer) for layer in spec['layers']):
     base = {'layer': index, 'variant': 'torch', 'flags': 'cudnn_benchmark'}
     if time.time() > deadline:
       results += [dict(base, op=op, skipped='budget') for op in spec['passes']]
       continue
     x = torch.randn(spec['batch'], layer.in_features, layer.height, layer.width, device=device,
-                    dtype=dtype).to(memory_format=torch.channels_last).requires_grad_()
+                    dtype=dtype).to(memory_format=torch.channels_last)
     w = (torch.randn(layer.out_features, layer.in_features, layer.kernel, layer.kernel,
-                     device=device, dtype=dtype) * 0.01).to(
-                         memory_format=torch.channels_last).requires_grad_()
+                     device=device, dtype=dtype) * 0.01).to(memory_format=torch.channels_last)
     pad = layer.kernel // 2  # odd kernels: 'SAME'
     grad = torch.randn(spec['batch'], layer.out_features, layer.height, layer.width,
                        device=device, dtype=dtype).to(memory_format=torch.channels_last)
@@ -404,9 +414,11 @@ def torch_worker(spec: dict) -> dict:
           with torch.no_grad():
             return F.conv2d(x, w, padding=pad)
       else:
-        target = x if op == 'input_grad' else w
-        def fn(target=target):
-          return torch.autograd.grad(F.conv2d(x, w, padding=pad), target, grad)[0]
+        mask = [op == 'input_grad', op == 'weight_grad', False]
+        def fn(mask=mask):
+          with torch.no_grad():
+            return torch.ops.aten.convolution_backward(
+                grad, x, w, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1, mask)
       item = dict(base, op=op)
       try:
         fn()
@@ -431,9 +443,7 @@ def torch_worker(spec: dict) -> dict:
         item['error'] = ' '.join(str(e).split())[:300]
       results.append(item)
       _progress(layer, item)
-  return {'flag_set': 'torch', 'platform': device, 'torch': torch.__version__,
-          'device': torch.cuda.get_device_name() if device == 'cuda' else 'cpu',
-          'results': results}
+      save(part)
 
 
 def _torch_kernels(fn: Callable, top: int = 3) -> list[tuple[str, float]]:
@@ -476,16 +486,19 @@ def run_worker(kind: str, spec: dict, xla_flags: str, timeout_s: float) -> dict:
           [sys.executable, '-m', 'experiments.gpu_conv_matrix', f'--worker={kind}',
            f'--spec={spec_path}'], env=env, stderr=subprocess.PIPE, text=True, check=False,
           timeout=max(timeout_s, 1.0))
-      part_path = spec_path.with_suffix('.out.json')
-      if proc.returncode == 0 and part_path.exists():
-        part = json.loads(part_path.read_text())
-      else:
+      error = None
+      if proc.returncode:
         tail = ' '.join(proc.stderr.strip().splitlines()[-3:])
-        part = {'flag_set': spec['flag_set'], 'results': [],
-                'error': f'exit status {proc.returncode}: {tail[-400:]}'}
+        error = f'exit status {proc.returncode}: {tail[-400:]}'
     except subprocess.TimeoutExpired:
-      part = {'flag_set': spec['flag_set'], 'results': [],
-              'error': f'timed out ({timeout_s:.0f} s)'}
+      error = f'stopped at its timeout ({timeout_s:.0f} s)'
+    part_path = spec_path.with_suffix('.out.json')
+    try:  # what the process saved, even if it failed later
+      part = json.loads(part_path.read_text())
+    except (OSError, ValueError):
+      part = {'flag_set': spec['flag_set'], 'results': []}
+    if error:
+      part['error'] = error
     part['wall_s'] = round(time.time() - start, 1)
     part['xla_flags_added'] = xla_flags
     return part
@@ -637,7 +650,7 @@ def run_matrix() -> dict:
   first = parts[0]
   meta = dict(batch=settings['batch'], image_size=settings['image_size'],
               width=settings['width'], dtype=FLAGS.dtype, passes=FLAGS.passes,
-              repeats=settings['repeats'], platform=first.get('platform', jax.default_backend()),
+              repeats=settings['repeats'], platform=first.get('platform', '?'),
               device=first.get('device', '?'), jax=jax.__version__,
               wall_s=round(time.time() - start, 1),
               processes=[{k: v for k, v in part.items() if k != 'results'} for part in parts])
@@ -719,8 +732,13 @@ def main(argv):
   if FLAGS.worker:
     spec_path = pathlib.Path(FLAGS.spec)
     spec = json.loads(spec_path.read_text())
-    part = jax_worker(spec) if FLAGS.worker == 'jax' else torch_worker(spec)
-    spec_path.with_suffix('.out.json').write_text(json.dumps(part))
+    out_path = spec_path.with_suffix('.out.json')
+
+    def save(part: dict) -> None:  # whole or not at all
+      out_path.with_suffix('.tmp').write_text(json.dumps(part))
+      out_path.with_suffix('.tmp').replace(out_path)
+
+    (jax_worker if FLAGS.worker == 'jax' else torch_worker)(spec, save)
     return
   if FLAGS.write_table:
     write_table(FLAGS.write_table, FLAGS.table_module)
