@@ -152,8 +152,21 @@ def _subjaxprs(value) -> Iterable[Any]:
       yield from _subjaxprs(item)
 
 
+def _live_equations(jaxpr) -> list:
+  """The equations that contribute to the jaxpr's outputs (or have effects):
+  flax's scan leaves a dead copy of the loop-invariant skip convolution
+  outside the loop, which XLA removes."""
+  live = {v for v in jaxpr.outvars if not hasattr(v, 'val')}  # literals have .val
+  kept = []
+  for eqn in reversed(jaxpr.eqns):
+    if eqn.effects or any(v in live for v in eqn.outvars):
+      kept.append(eqn)
+      live.update(v for v in eqn.invars if not hasattr(v, 'val'))
+  return kept[::-1]
+
+
 def _count_convolutions(jaxpr, times: int, counts: collections.Counter, order: list) -> None:
-  for eqn in jaxpr.eqns:
+  for eqn in _live_equations(jaxpr):
     name = eqn.primitive.name
     if name == 'conv_general_dilated':
       lhs, rhs = (v.aval for v in eqn.invars[:2])
