@@ -76,6 +76,7 @@ flags.DEFINE_list('passes', ['forward', 'input_grad', 'weight_grad'], 'What to t
 flags.DEFINE_integer('repeats', 3, 'Timed loops per item (the median is reported).')
 flags.DEFINE_float('loop_s', 0.02, 'Least seconds per timed loop (calls are repeated to fill it).')
 flags.DEFINE_integer('max_layers', 0, 'Only the N layers with the most FLOPs (0: all).')
+flags.DEFINE_list('layers', [], 'Only these layers: indices in the order the network runs them.')
 flags.DEFINE_float('budget_s', 330.0, 'Seconds for the whole matrix, all processes.')
 flags.DEFINE_enum('torch', 'auto', ['auto', 'on', 'off'], 'The torch yardstick: where '
                   'torch imports (auto), required (on) or not run (off).')
@@ -630,6 +631,11 @@ def run_matrix() -> dict:
     cli.fail(f'--passes: unknown {unknown or "(none given)"}; known: {list(PASSES)}')
   net = model_lib.RecurrentPoseNet(width=settings['width'], dtype=jnp.dtype(FLAGS.dtype))
   layers = network_layers(net, settings['batch'], settings['image_size'])
+  if FLAGS.layers:
+    try:
+      layers = [layers[int(i)] for i in FLAGS.layers]
+    except (ValueError, IndexError):
+      cli.fail(f'--layers: indices from 0 to {len(layers) - 1}, got {",".join(FLAGS.layers)}')
   if FLAGS.max_layers:
     keep = sorted(range(len(layers)), key=lambda i: -layers[i].gflop(1) * layers[i].count)
     layers = [layers[i] for i in sorted(keep[:FLAGS.max_layers])]
@@ -723,13 +729,15 @@ def rewrite_table(source: str, platform: str, winners: dict[tuple, str]) -> str:
   return source[:match.start(2)] + ''.join(body) + source[match.end(2):]
 
 
-def write_table(matrix_path: str, module_path: str) -> None:
+def write_table(matrix_path: str, module_path: str, min_gain: float,
+                max_error_ratio: float) -> None:
+  """--write_table: the matrix's winners into the module's CONV_TABLE."""
   try:
     matrix = json.loads(pathlib.Path(matrix_path).read_text())
   except (OSError, ValueError) as error:
     cli.fail(f'--write_table {matrix_path}: {error}')
   try:
-    winners = table_winners(matrix, FLAGS.min_gain, FLAGS.max_error_ratio)
+    winners = table_winners(matrix, min_gain, max_error_ratio)
     module = pathlib.Path(module_path)
     module.write_text(rewrite_table(module.read_text(), matrix['meta']['platform'], winners))
   except (OSError, ValueError, KeyError) as error:
@@ -754,7 +762,7 @@ def main(argv):
     (jax_worker if FLAGS.worker == 'jax' else torch_worker)(spec, save)
     return
   if FLAGS.write_table:
-    write_table(FLAGS.write_table, FLAGS.table_module)
+    write_table(FLAGS.write_table, FLAGS.table_module, FLAGS.min_gain, FLAGS.max_error_ratio)
     return
   if not FLAGS.out:
     cli.fail('--out is required (where to write the JSON results)')
