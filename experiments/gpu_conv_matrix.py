@@ -369,6 +369,7 @@ def jax_worker(spec: dict, save: Callable[[dict], None]) -> None:
         results.append(item)
         _progress(layer, item)
         save(part)
+  save(part)  # with the items skipped at the end
   # The profiled calls take seconds; not when the grace time is half gone.
   if (spec['profile'] and to_profile and jax.default_backend() != 'cpu'
       and time.time() < deadline + GRACE_S / 2):
@@ -451,13 +452,17 @@ def torch_worker(spec: dict, save: Callable[[dict], None]) -> None:
         item['ms'] = round(statistics.median(times) * 1e3, 4)
         item['times_ms'] = [round(t * 1e3, 4) for t in times]
         item['tflops'] = round(layer.gflop(spec['batch']) / statistics.median(times) / 1e3, 2)
-        if spec['profile'] and device == 'cuda':
-          item['kernels'] = _torch_kernels(fn)
       except Exception as e:  # pylint: disable=broad-except
         item['error'] = ' '.join(str(e).split())[:300]
+      if spec['profile'] and device == 'cuda' and 'ms' in item:
+        try:
+          item['kernels'] = _torch_kernels(fn)
+        except Exception as e:  # pylint: disable=broad-except
+          item['kernels_error'] = ' '.join(str(e).split())[:200]
       results.append(item)
       _progress(layer, item)
       save(part)
+  save(part)  # with the items skipped at the end
 
 
 def _torch_kernels(fn: Callable, top: int = 3) -> list[tuple[str, float]]:
