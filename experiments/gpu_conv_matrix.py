@@ -59,38 +59,44 @@ from absl import flags
 from rhpe_jax import cli, conv, conv_forms, flops as flops_lib, model as model_lib, runtime
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('out', None, 'Where to write the JSON results.')
-flags.DEFINE_integer('batch', 20, 'Batch size.')
-flags.DEFINE_integer('image_size', 248, 'Input image size (a multiple of 4).')
-flags.DEFINE_float('width', 1.0, 'Channel multiplier of the network.')
-flags.DEFINE_enum('dtype', 'bfloat16', ['bfloat16', 'float32', 'float16'], 'Compute dtype.')
-flags.DEFINE_bool('tiny', False, 'Tiny shapes for a CPU check: batch 2, 32 px, width 0.125, '
-                  'one repeat (overrides those flags).')
-# The most promising first: a process that runs out of time skips the last.
-flags.DEFINE_list('variants', ['xla', 'im2col', 'channels_padded', 'im2col_rows', 'taps',
-                               'winograd'], 'Forms of rhpe_jax.conv.FORMS to time, in order.')
-flags.DEFINE_list('flag_sets', ['base', 'nhwc_off', 'autotune_0', 'autotune_5'],
-                  'XLA flag sets (FLAG_SETS), one process each; XLA\'s convolution only '
-                  'except in the first, which times every variant.')
-flags.DEFINE_list('passes', ['forward', 'input_grad', 'weight_grad'], 'What to time per layer.')
-flags.DEFINE_integer('repeats', 3, 'Timed loops per item (the median is reported).')
-flags.DEFINE_float('loop_s', 0.02, 'Least seconds per timed loop (calls are repeated to fill it).')
-flags.DEFINE_integer('max_layers', 0, 'Only the N layers with the most FLOPs (0: all).')
-flags.DEFINE_list('layers', [], 'Only these layers: indices in the order the network runs them.')
-flags.DEFINE_float('budget_s', 330.0, 'Seconds for the whole matrix, all processes.')
-flags.DEFINE_enum('torch', 'auto', ['auto', 'on', 'off'], 'The torch yardstick: where '
-                  'torch imports (auto), required (on) or not run (off).')
-flags.DEFINE_bool('profile', True, 'Record kernel names (one profiled call per item).')
-flags.DEFINE_string('write_table', None, 'A matrix JSON: write its winners into CONV_TABLE.')
-flags.DEFINE_string('table_module', str(pathlib.Path(conv.__file__)),
-                    'The module whose CONV_TABLE --write_table rewrites.')
-flags.DEFINE_float('min_gain', 0.05, 'A form replaces XLA\'s convolution only when it '
-                   'saves at least this fraction of the layer\'s training time.')
-flags.DEFINE_float('max_error_ratio', 4.0, 'A form qualifies only when its output error is at '
-                   'most this many times XLA\'s (plus 1e-3).')
-# Internal: one process of the matrix.
-flags.DEFINE_string('worker', None, 'jax or torch: run one process of the matrix.')
-flags.DEFINE_string('spec', None, 'The worker\'s JSON spec (written by the main process).')
+
+
+def define_flags() -> None:
+  """The command line's flags (defined when run, not on import: other
+  experiments define --batch too, and tests import several)."""
+  flags.DEFINE_string('out', None, 'Where to write the JSON results.')
+  flags.DEFINE_integer('batch', 20, 'Batch size.')
+  flags.DEFINE_integer('image_size', 248, 'Input image size (a multiple of 4).')
+  flags.DEFINE_float('width', 1.0, 'Channel multiplier of the network.')
+  flags.DEFINE_enum('dtype', 'bfloat16', ['bfloat16', 'float32', 'float16'], 'Compute dtype.')
+  flags.DEFINE_bool('tiny', False, 'Tiny shapes for a CPU check: batch 2, 32 px, width 0.125, '
+                    'one repeat (overrides those flags).')
+  # The most promising first: a process that runs out of time skips the last.
+  flags.DEFINE_list('variants', ['xla', 'im2col', 'channels_padded', 'im2col_rows', 'taps',
+                                 'winograd'], 'Forms of rhpe_jax.conv.FORMS to time, in order.')
+  flags.DEFINE_list('flag_sets', ['base', 'nhwc_off', 'autotune_0', 'autotune_5'],
+                    'XLA flag sets (FLAG_SETS), one process each; XLA\'s convolution only '
+                    'except in the first, which times every variant.')
+  flags.DEFINE_list('passes', ['forward', 'input_grad', 'weight_grad'], 'What to time per layer.')
+  flags.DEFINE_integer('repeats', 3, 'Timed loops per item (the median is reported).')
+  flags.DEFINE_float('loop_s', 0.02, 'Least seconds per timed loop (calls are repeated to fill it).')
+  flags.DEFINE_integer('max_layers', 0, 'Only the N layers with the most FLOPs (0: all).')
+  flags.DEFINE_list('layers', [], 'Only these layers: indices in the order the network runs them.')
+  flags.DEFINE_float('budget_s', 330.0, 'Seconds for the whole matrix, all processes.')
+  flags.DEFINE_enum('torch', 'auto', ['auto', 'on', 'off'], 'The torch yardstick: where '
+                    'torch imports (auto), required (on) or not run (off).')
+  flags.DEFINE_bool('profile', True, 'Record kernel names (one profiled call per item).')
+  flags.DEFINE_string('write_table', None, 'A matrix JSON: write its winners into CONV_TABLE.')
+  flags.DEFINE_string('table_module', str(pathlib.Path(conv.__file__)),
+                      'The module whose CONV_TABLE --write_table rewrites.')
+  flags.DEFINE_float('min_gain', 0.05, 'A form replaces XLA\'s convolution only when it '
+                     'saves at least this fraction of the layer\'s training time.')
+  flags.DEFINE_float('max_error_ratio', 4.0, 'A form qualifies only when its output error is at '
+                     'most this many times XLA\'s (plus 1e-3).')
+  # Internal: one process of the matrix.
+  flags.DEFINE_string('worker', None, 'jax or torch: run one process of the matrix.')
+  flags.DEFINE_string('spec', None, 'The worker\'s JSON spec (written by the main process).')
+
 
 # XLA flag sets, each measured in its own process; 'base' is the project's
 # own (rhpe_jax.runtime adds --xla_gpu_force_conv_nhwc=true on GPU).
@@ -781,4 +787,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   cli.run(main)
