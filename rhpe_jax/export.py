@@ -105,7 +105,7 @@ def inference_model(config: ml_collections.ConfigDict) -> model_lib.RecurrentPos
   """The config's network with batch norm folded, float32, no body-part heads,
   and plain convolutions (the runtimes that load an export have their own)."""
   return train_step.create_model(config).clone(
-      num_parts=0, dtype=jnp.float32, batch_norm_folded=True, remat=False, cpu_winograd=False)
+      num_parts=0, dtype=jnp.float32, batch_norm_folded=True, remat=False, tuned_convolutions=False)
 
 
 def inference_params(config: ml_collections.ConfigDict, state) -> dict[str, Any]:

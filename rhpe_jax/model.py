@@ -61,7 +61,7 @@ class ConvBlock(nn.Module):
 
   With `batch_norm_folded` the batch norm is left out: its inference-time
   affine map is part of the convolution's weights (rhpe_jax.export).
-  `cpu_winograd`: see `RecurrentPoseNet`.
+  `tuned_convolutions`: see `RecurrentPoseNet`.
   """
 
   features: int
@@ -70,7 +70,7 @@ class ConvBlock(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array | tuple[jax.Array, ...], train: bool,
@@ -83,8 +83,8 @@ class ConvBlock(nn.Module):
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
     x = conv.Conv(self.features, (self.kernel, self.kernel), dtype=self.dtype,
-                  kernel_init=conv_init,
-                  cpu_winograd=self.cpu_winograd)(*(x if isinstance(x, tuple) else (x,)))
+                  kernel_init=conv_init, tuned_convolutions=self.tuned_convolutions)(
+                      *(x if isinstance(x, tuple) else (x,)))
     if self.use_batch_norm and not self.batch_norm_folded:
       own = scale_offset is None
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
@@ -117,21 +117,23 @@ class Heads(nn.Module):
   The paper follows them with ReLU. A ReLU output channel that an update
   pushes below zero everywhere never receives gradient again (seen on small
   networks trained with Adam), so `relu_output=False` leaves them linear.
+  `tuned_convolutions`: see `RecurrentPoseNet`.
   """
 
   num_keypoints: int
   num_parts: int
   dtype: Dtype = jnp.float32
   relu_output: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
     activation = nn.relu if self.relu_output else (lambda x: x)
-    keypoints = activation(conv.Conv(self.num_keypoints, (1, 1), dtype=self.dtype,
-                                     kernel_init=conv_init, name='keypoints')(h))
+    head = functools.partial(conv.Conv, kernel_size=(1, 1), dtype=self.dtype,
+                             kernel_init=conv_init, tuned_convolutions=self.tuned_convolutions)
+    keypoints = activation(head(self.num_keypoints, name='keypoints')(h))
     if self.num_parts:
-      parts = activation(conv.Conv(self.num_parts, (1, 1), dtype=self.dtype,
-                                   kernel_init=conv_init, name='parts')(h))
+      parts = activation(head(self.num_parts, name='parts')(h))
     else:
       parts = jnp.zeros(h.shape[:-1] + (0,), keypoints.dtype)
     return keypoints, parts
@@ -158,13 +160,13 @@ class FeedForward(nn.Module):
   dtype: Dtype = jnp.float32
   axis_name: str | None = None
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
                               batch_norm_folded=self.batch_norm_folded,
-                              cpu_winograd=self.cpu_winograd)
+                              tuned_convolutions=self.tuned_convolutions)
     for layer in FEED_FORWARD_LAYERS:
       if layer == 'pool':
         x = pooling.max_pool_2x2(x)
@@ -190,7 +192,7 @@ class FusionPass(nn.Module):
   axis_name: str | None = None
   relu_output: bool = True
   batch_norm_folded: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, h: jax.Array, skip: jax.Array, train: bool,
@@ -199,7 +201,7 @@ class FusionPass(nn.Module):
     ('ConvBlock_k'), when they are kept per pass; None: the layers' own."""
     block = functools.partial(ConvBlock, dtype=self.dtype, axis_name=self.axis_name,
                               batch_norm_folded=self.batch_norm_folded,
-                              cpu_winograd=self.cpu_winograd)
+                              tuned_convolutions=self.tuned_convolutions)
     # concat(skip, h) as a pair: the skip part of the first convolution is the
     # same in every pass, and XLA computes it once (rhpe_jax.conv.Conv).
     x = (skip, h)
@@ -208,7 +210,7 @@ class FusionPass(nn.Module):
       x = block(scaled_features(features, self.width), kernel, bn,
                 name=f'ConvBlock_{k}')(x, train, given)
     maps = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
-                 name='heads')(x)
+                 self.tuned_convolutions, name='heads')(x)
     return x, maps
 
 
@@ -238,10 +240,11 @@ class RecurrentPoseNet(nn.Module):
       offset of their own (params 'fusion_batch_norm', (passes, C) each), as
       the authors' release does; the convolutions stay shared. False (the
       default) shares them like every other fusion parameter.
-    cpu_winograd: on CPU, run the 9x9 float32 convolutions by Winograd's
-      algorithm (rhpe_jax.winograd; the training step is ~1.3x faster).
-      Exported networks turn it off: other runtimes bring their own
-      convolution kernels.
+    tuned_convolutions: run each convolution in the form rhpe_jax.conv's
+      table names for its platform and shape (on CPU the 9x9 float32 layers
+      by Winograd's algorithm, rhpe_jax.winograd: the training step is ~1.3x
+      faster). Exported networks turn it off: the runtimes that load them
+      bring their own convolution kernels.
   """
 
   num_keypoints: int = 16
@@ -255,7 +258,7 @@ class RecurrentPoseNet(nn.Module):
   relu_output: bool = True
   batch_norm_folded: bool = False
   batch_norm_per_pass: bool = False
-  cpu_winograd: bool = True
+  tuned_convolutions: bool = True
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False
@@ -273,9 +276,9 @@ class RecurrentPoseNet(nn.Module):
       raise ValueError(f'image height and width must be multiples of 4, got {images.shape[1:3]}')
     x = images.astype(self.dtype)
     skip, h = FeedForward(self.width, self.dtype, self.axis_name, self.batch_norm_folded,
-                          self.cpu_winograd, name='feed_forward')(x, train)
+                          self.tuned_convolutions, name='feed_forward')(x, train)
     first = Heads(self.num_keypoints, self.num_parts, self.dtype, self.relu_output,
-                  name='heads_0')(h)
+                  self.tuned_convolutions, name='heads_0')(h)
 
     num_passes = self.num_iterations + 1
     per_pass = self.batch_norm_per_pass and not self.batch_norm_folded
@@ -299,7 +302,7 @@ class RecurrentPoseNet(nn.Module):
         unroll=0 if self.unroll is None else self.unroll,
         **variables,
     )(self.num_keypoints, self.num_parts, self.width, self.dtype, self.axis_name,
-      self.relu_output, self.batch_norm_folded, self.cpu_winograd, name='fusion')
+      self.relu_output, self.batch_norm_folded, self.tuned_convolutions, name='fusion')
     _, (keypoints, parts) = fusion(*scan_inputs)
     keypoint_maps = jnp.concatenate([first[0][None], keypoints], axis=0)
     part_maps = jnp.concatenate([first[1][None], parts], axis=0)

@@ -91,3 +91,60 @@ def test_conv_module_has_nn_conv_parameters_and_outputs():
   half = conv.Conv(5, (3, 3), dtype=jnp.bfloat16)
   assert half.apply(variables, x).dtype == jnp.bfloat16
   assert variables['params']['kernel'].dtype == jnp.float32
+
+
+def _hlo_ops(function, *args):
+  # a new function each time: jit caches traces, and the table is read when tracing
+  text = jax.jit(lambda *a: function(*a)).lower(*args).compile().as_text()
+  return {op: sum(f' {op}(' in line for line in text.splitlines())
+          for op in ('convolution', 'dot')}
+
+
+def test_platform_forms_reads_the_table_and_the_cpu_winograd_rule(monkeypatch):
+  wide_9x9 = ((2, 62, 62, 128), (9, 9, 128, 256))
+  assert conv.platform_forms(*wide_9x9, jnp.float32) == {'cpu': 'winograd'}
+  assert conv.platform_forms(*wide_9x9, jnp.bfloat16) == {}
+  monkeypatch.setattr(conv, 'CONV_TABLE', {
+      ('cuda', 62, 62, 9, 9, 128, 256, 'bfloat16'): 'im2col',
+      ('cpu', 62, 62, 9, 9, 128, 256, 'float32'): 'xla',
+      ('tpu', 62, 62, 9, 9, 128, 256, 'float32'): 'taps'})
+  assert conv.platform_forms(*wide_9x9, jnp.bfloat16) == {'cuda': 'im2col'}
+  # 'xla' overrides the Winograd rule; the batch is not part of the key
+  assert conv.platform_forms((5, 62, 62, 128), (9, 9, 128, 256), jnp.float32) == {'tpu': 'taps'}
+  assert conv.platform_forms((2, 60, 62, 128), (9, 9, 128, 256), jnp.bfloat16) == {}
+
+
+def test_conv_same_runs_the_form_the_table_names_for_this_platform(monkeypatch):
+  platform = 'cuda' if jax.default_backend() == 'gpu' else jax.default_backend()
+  rng = np.random.default_rng(2)
+  x, kernel = rng.standard_normal((2, 9, 8, 3)), rng.standard_normal((3, 3, 3, 4))
+  grad = rng.standard_normal((2, 9, 8, 4))
+  args = (jnp.float32(x), jnp.float32(kernel))
+  assert _hlo_ops(conv.conv_same, *args)['convolution'] == 1
+  monkeypatch.setattr(conv, 'CONV_TABLE', {(platform, 9, 8, 3, 3, 3, 4, 'float32'): 'im2col'})
+  assert _hlo_ops(conv.conv_same, *args) == {'convolution': 0, 'dot': 1}
+  assert _hlo_ops(lambda x, k: conv.conv_same(x, k, tuned=False), *args)['convolution'] == 1
+  out, vjp = jax.vjp(conv.conv_same, *args)
+  x_grad, kernel_grad = vjp(jnp.float32(grad))
+  expected_x_grad, expected_kernel_grad = _numpy_gradients(x, kernel, grad)
+  np.testing.assert_allclose(out, _numpy_conv(x, kernel), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(x_grad, expected_x_grad, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(kernel_grad, expected_kernel_grad, rtol=1e-5, atol=1e-4)
+
+
+def test_model_takes_its_layers_forms_from_the_table(monkeypatch):
+  from rhpe_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  platform = 'cuda' if jax.default_backend() == 'gpu' else jax.default_backend()
+  net = model_lib.RecurrentPoseNet(width=0.125, num_iterations=0)
+  images = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+  variables = jax.eval_shape(lambda: model_lib.init_variables(net, jax.random.key(1), images.shape))
+
+  def convolutions(network):  # in the program lowered for this platform (not compiled)
+    text = jax.jit(lambda v, x: network.apply(v, x)).lower(variables, images).as_text()
+    return text.count('stablehlo.convolution')
+
+  before = convolutions(net)
+  # the fusion module's 13x13 64>64 layer at width 1/8 (8 channels), 8x8
+  monkeypatch.setattr(conv, 'CONV_TABLE', {(platform, 8, 8, 13, 13, 8, 8, 'float32'): 'taps'})
+  assert convolutions(net) == before - 1
+  assert convolutions(net.clone(tuned_convolutions=False)) == before

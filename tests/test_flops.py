@@ -21,7 +21,7 @@ class PlainConv(nn.Module):
   kernel_size: tuple[int, int]
   dtype: Any = None
   kernel_init: Any = nn.linear.default_kernel_init
-  cpu_winograd: bool = True  # unused
+  tuned_convolutions: bool = True  # unused
 
   @nn.compact
   def __call__(self, *inputs):

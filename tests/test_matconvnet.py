@@ -94,7 +94,7 @@ def test_one_tap_kernel_pins_the_orientation(network, tmp_path):
 
   # The imported kernel under the network's own convolution (ConvBlock_0's).
   layer = imported.params['feed_forward']['ConvBlock_0']['Conv_0']
-  first = np.asarray(conv.conv_same(image[None], layer['kernel'], cpu_winograd=False))[0]
+  first = np.asarray(conv.conv_same(image[None], layer['kernel'], tuned=False))[0]
   np.testing.assert_allclose(first[:, :, 0], expected, atol=1e-7)
   assert np.abs(first[:, :, 1:]).max() == 0.0 and np.abs(layer['bias']).max() == 0.0
 
