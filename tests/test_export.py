@@ -204,3 +204,27 @@ def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_pat
   assert process.returncode == 1
   assert 'Traceback' not in stderr
   assert stderr.strip().splitlines()[-1].startswith('error: unknown export formats')
+
+
+def test_a_stablehlo_gap_stops_the_tf_formats_before_writing_and_spares_jax_export(
+    tiny_data_dir, tiny_workdir, tmp_path, monkeypatch):
+  """A TensorFlow that reads none of JAX's StableHLO (simulated: its reader
+  refuses everything): the TF formats stop with one line before anything is
+  written; jax_export alone still works."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from tensorflow.compiler.mlir.stablehlo import stablehlo  # pylint: disable=g-import-not-at-top
+  from experiments import export as cli  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import tf_stablehlo  # pylint: disable=g-import-not-at-top
+
+  def reads_nothing(serialized):
+    raise Exception('failed to deserialize module')  # pylint: disable=broad-exception-raised
+
+  monkeypatch.setattr(stablehlo, 'deserialize_portable_artifact_str', reads_nothing)
+  config = tiny_config(tiny_data_dir)
+  with pytest.raises(tf_stablehlo.StableHloMismatch, match=r'writes StableHLO [\d.]+, which'):
+    cli.run(config, str(tiny_workdir), str(tmp_path / 'both'), formats='jax_export,tflite')
+  assert not (tmp_path / 'both').exists()
+  paths = cli.run(config, str(tiny_workdir), str(tmp_path / 'jax'), formats='jax_export')
+  assert sorted(paths) == ['jax_export', 'readme']
+  exported = jax.export.deserialize(bytearray((tmp_path / 'jax' / 'model.jax_export').read_bytes()))
+  assert exported.out_avals[0].shape[1:] == (16,)  # confidence (B, J)
