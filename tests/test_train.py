@@ -307,7 +307,7 @@ def test_learns_on_held_out_lspet_images_beyond_the_mean_pose(tmp_path, record_p
   baseline = evaluation.mean_pose_baseline(config, predictions, data_dir=train_dir)
   print('held-out LSPET PCK@0.2:', {k: round(v, 2) for k, v in expected.items()})
   for name, value in expected.items():  # in --junitxml reports
-    record_property(f'pck_{name}', round(value, 2))
+    record_property(f'pck_{name}', round(float(value), 2))
   assert ours['Total'] == pytest.approx(expected['ours'], abs=1e-6)
   assert baseline['Total'] == pytest.approx(expected['mean_pose'], abs=1e-6)
   assert expected['ours'] > expected['mean_pose'] + LSPET_MARGIN, expected
