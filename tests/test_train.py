@@ -223,7 +223,7 @@ LSPET_TRAIN_IMAGES = 240  # images 1-240 train, 241-300 are held out
 # recipe (seed 0) on 2 CPU cores, network vs mean pose:
 #   Python 3.11 lock (jax 0.10.2, flax 0.12.8, TF 2.21):      7.60 vs 4.32
 #   Python 3.12 newest (jax 0.12.0.1, flax 0.12.12, TF 2.21): 7.25 vs 4.32
-# (8.1 at 849bf5d, before later changes to the convolutions). The margin of
+# (8.1 was reported at 849bf5d, with earlier code). The margin of
 # 3.0 this test had left 0.3 and -0.07 points; 1.5 leaves 1.8 and 1.4, about
 # four times the spread between the stacks, and a network that learns
 # nothing still fails (it scores at or below the mean pose).
