@@ -1,22 +1,34 @@
 # Set-up and the project's two main commands; see README.md.
-#   make demo   set everything up, build the synthetic dataset, train the demo
-#               network on CPU for a few minutes, evaluate and draw predictions
-#   make test   set everything up and run the whole test suite
+#   make demo         set everything up, build the synthetic dataset, train the demo
+#                     network on CPU for a few minutes, evaluate and draw predictions
+#   make test         set everything up and run the whole test suite
+# and, for CI and maintainers:
+#   make test-latest  the suite on Python 3.12 with the newest versions pip
+#                     resolves today (no lock), in .venv-latest
+#   make lock         re-resolve requirements/py311.txt and py312.txt (uv)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= $(CURDIR)/tensorflow_datasets
 DEMO   ?= $(CURDIR)/runs/demo
+PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean
+# The versions the suite passed with, one constraints file per supported
+# Python (requirements/py311.txt for Python 3.11, ...), chosen by $(PYTHON).
+PY_TAG := $(shell $(PYTHON) -c 'import sys; print("py%d%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK   := requirements/$(PY_TAG).txt
+LOCKED_PYTHONS := 3.11 3.12
+
+.PHONY: setup demo test test-latest setup-latest lock clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(wildcard $(LOCK))
+	@test -f "$(LOCK)" || { echo "error: no lock for $(PYTHON) ($(or $(PY_TAG),not found)); supported: Python $(LOCKED_PYTHONS) (make PYTHON=python3.12 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
 	touch $@
 
 # TFDS's build command prints its own logging and a summary of the dataset:
@@ -37,7 +49,34 @@ demo: setup
 	  --output=$(DEMO)/prediction
 
 test: setup
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# The newest versions within pyproject.toml's bounds, re-resolved on every run.
+LATEST_PYTHON ?= $(shell command -v python3.12)
+LATEST_VENV   ?= .venv-latest
+
+setup-latest:
+	@test -n "$(LATEST_PYTHON)" || { echo "error: make test-latest needs python3.12 on PATH (or LATEST_PYTHON=...)" >&2; exit 1; }
+	test -x $(LATEST_VENV)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	@$(LATEST_VENV)/bin/python -c 'import sys; print("newest versions, Python", sys.version.split()[0])'
+	@$(LATEST_VENV)/bin/python -m pip freeze | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|tensorflow(-cpu|_cpu)?|tensorflow-datasets|numpy|libtpu)==' | tr '\n' ' '; echo
+
+test-latest: setup-latest
+	$(LATEST_VENV)/bin/python -m pytest -n 2 -q $(PYTEST_ARGS)
+
+# Re-resolves the locks with uv (pinned here, installed into .venv-lock) for
+# Linux x86-64 with glibc >= 2.31 (libtpu's wheels), from PyPI.
+UV_VERSION ?= 0.13.9
+lock:
+	test -x .venv-lock/bin/uv || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/python -m pip install --quiet uv==$(UV_VERSION); }
+	for v in $(LOCKED_PYTHONS); do \
+	  .venv-lock/bin/uv pip compile pyproject.toml --extra test --upgrade --quiet \
+	    --python-version $$v --python-platform x86_64-manylinux_2_31 \
+	    --custom-compile-command "make lock  (uv pip compile pyproject.toml --extra test --python-version $$v --python-platform x86_64-manylinux_2_31)" \
+	    -o requirements/py$$(echo $$v | tr -d .).txt || exit 1; \
+	done
 
 clean:
-	rm -rf $(VENV) $(DATA) runs
+	rm -rf $(VENV) $(LATEST_VENV) .venv-lock $(DATA) runs

@@ -8,12 +8,15 @@ runs the network with batch norm folded into the convolutions, in float32.
 
 Three writers serialise it:
   jax_export   `jax.export` (StableHLO), callable from any JAX program;
-  saved_model  a TF SavedModel through jax2tf (its StableHLO in one
-               XlaCallModule op), for TF Serving and TF programs;
+  saved_model  a TF SavedModel (the `jax.export` StableHLO in one
+               XlaCallModule op, as jax2tf makes it), for TF Serving and TF
+               programs;
   tflite       the TFLite converter's translation of that StableHLO into
                builtin TFLite ops (no SELECT_TF_OPS, no Flex delegate).
 The batch size is symbolic in all three unless a fixed one is asked for.
-jax2tf can only serialise natively in current JAX (its graph-of-TF-ops mode
+The two TF artefacts carry StableHLO in the version the installed TensorFlow
+reads (rhpe_jax.tf_stablehlo), or stop with one line saying why not. JAX can
+only serialise to StableHLO in current versions (jax2tf's graph-of-TF-ops mode
 is gone), so the TFLite file comes from the converter's StableHLO
 legalisation; decode.heatmaps_to_keypoints avoids the two operations that it
 cannot translate (a two-operand argmax reduction, a gather on a batch of
@@ -31,7 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rhpe_jax import decode, model as model_lib, skeleton, train_step
+from rhpe_jax import decode, model as model_lib, skeleton, tf_stablehlo, train_step
 
 FORMATS = ('saved_model', 'tflite', 'jax_export')
 STRIDE = 4  # input pixels per heat-map pixel
@@ -161,31 +164,41 @@ def write_jax_export(path: str | os.PathLike, exported: jax.export.Exported) -> 
   pathlib.Path(path).write_bytes(exported.serialize())
 
 
-def _tf_module(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
-               batch: int | None, platforms: Sequence[str]):
+def export_for_tensorflow(config: ml_collections.ConfigDict, params: Mapping[str, Any],
+                          image_size: int, batch: int | None,
+                          platforms: Sequence[str]) -> jax.export.Exported:
+  """`inference_fn` exported with the parameters as arguments (so that the
+  TF artefacts store them once, as variables), in StableHLO the installed
+  TensorFlow reads (tf_stablehlo.for_tensorflow: one-line error otherwise)."""
+  param_specs = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  exported = jax.export.export(jax.jit(inference_fn(config)), platforms=tuple(platforms))(
+      param_specs, input_spec(image_size, batch))
+  return tf_stablehlo.for_tensorflow(exported)
+
+
+def _tf_module(exported: jax.export.Exported, params: Mapping[str, Any]):
   """A tf.Module holding the parameters as tf.Variables (stored once, outside
-  the graph) and, as `serve`, the inference function converted by jax2tf."""
+  the graph) and, as `serve`, the exported inference function as one
+  XlaCallModule op (what jax2tf makes, from a module TensorFlow reads)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  input_spec(image_size, batch)  # validates
-  images_shape = f'(batch, {image_size}, {image_size}, 3)' if batch is None else None
-  converted = jax2tf.convert(inference_fn(config), polymorphic_shapes=[None, images_shape],
-                             with_gradient=False, native_serialization_platforms=tuple(platforms))
+  images = exported.in_avals[-1]
   module = tf.Module()
-  module.params = tf.nest.map_structure(lambda x: tf.Variable(x, trainable=False), params)
+  # In the export's argument order: the parameters' leaves, then the images.
+  module.params = [tf.Variable(x, trainable=False) for x in jax.tree_util.tree_leaves(params)]
   module.serve = tf.function(
-      lambda images: converted(module.params, images), autograph=False,
-      input_signature=[tf.TensorSpec([batch, image_size, image_size, 3], tf.uint8,
-                                     name='images')])
+      lambda images: tf_stablehlo.call_exported(exported, [*module.params, images]),
+      autograph=False,
+      input_signature=[tf.TensorSpec([d if isinstance(d, int) else None for d in images.shape],
+                                     tf.uint8, name='images')])
   return module
 
 
-def write_saved_model(directory: str | os.PathLike, config: ml_collections.ConfigDict,
-                      params: Mapping[str, Any], image_size: int, batch: int | None = None,
-                      platforms: Sequence[str] = PLATFORMS) -> None:
-  """SavedModel with signature `serving_default`: images -> the three outputs."""
+def write_saved_model(directory: str | os.PathLike, exported: jax.export.Exported,
+                      params: Mapping[str, Any]) -> None:
+  """SavedModel with signature `serving_default`: images -> the three outputs,
+  from `export_for_tensorflow(..., platforms=PLATFORMS)` and its parameters."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  module = _tf_module(config, params, image_size, batch, platforms)
+  module = _tf_module(exported, params)
   tf.saved_model.save(module, str(directory),
                       signatures={'serving_default': module.serve.get_concrete_function()})
 
@@ -202,20 +215,24 @@ def _name_tensors_after_signature(model: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def tflite_model(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
-                 batch: int | None = None) -> bytes:
-  """The TFLite flatbuffer (float32, builtin ops only) of the inference function."""
+def tflite_model(exported: jax.export.Exported, params: Mapping[str, Any]) -> bytes:
+  """The TFLite flatbuffer (float32, builtin ops only) of a CPU-only
+  `export_for_tensorflow` and its parameters."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  module = _tf_module(config, params, image_size, batch, ('cpu',))
+  module = _tf_module(exported, params)
   function = module.serve.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
   return _name_tensors_after_signature(converter.convert())
 
 
-def write_tflite(path: str | os.PathLike, config: ml_collections.ConfigDict,
-                 params: Mapping[str, Any], image_size: int, batch: int | None = None) -> None:
-  pathlib.Path(path).write_bytes(tflite_model(config, params, image_size, batch))
+def write_tflite(path: str | os.PathLike, exported: jax.export.Exported,
+                 params: Mapping[str, Any]) -> None:
+  pathlib.Path(path).write_bytes(tflite_model(exported, params))
+
+
+# The platforms each TF artefact is lowered for.
+_TF_PLATFORMS = {'saved_model': PLATFORMS, 'tflite': ('cpu',)}
 
 
 _README = """\
@@ -287,18 +304,22 @@ def export(config: ml_collections.ConfigDict, state, output: str | os.PathLike, 
   formats = parse_formats(formats)
   image_size = config.input_size if image_size is None else image_size
   input_spec(image_size, batch)  # validates before any work
+  params = inference_params(config, state)
+  # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
+  # the export here, before anything is written.
+  for_tf = {name: export_for_tensorflow(config, params, image_size, batch, _TF_PLATFORMS[name])
+            for name in formats if name in _TF_PLATFORMS}
   out = pathlib.Path(output)
   out.mkdir(parents=True, exist_ok=True)
-  params = inference_params(config, state)
   paths = {}
   for name in formats:
     path = out / _FILE_NOTES[name][0]
     if name == 'jax_export':
       write_jax_export(path, export_jax(config, params, image_size, batch))
     elif name == 'saved_model':
-      write_saved_model(path, config, params, image_size, batch)
+      write_saved_model(path, for_tf[name], params)
     else:
-      write_tflite(path, config, params, image_size, batch)
+      write_tflite(path, for_tf[name], params)
     paths[name] = str(path)
   readme = out / 'README.md'
   readme.write_text(readme_text(config, step, image_size, batch, formats))

@@ -218,3 +218,24 @@ def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_n
   assert len(lines) == 1 and lines[0].startswith('warning: checkpoint step 2 cannot be read: ')
   assert lines[0].endswith('; using step 1')
   assert (broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2').is_dir()
+
+
+def test_a_stablehlo_gap_stops_the_tf_formats_before_anything_is_written(
+    tiny_data_dir, tiny_workdir, tmp_path, monkeypatch):
+  """A TensorFlow that reads none of JAX's StableHLO (simulated: its reader
+  refuses everything): the TF formats stop with one line before anything is
+  written, jax_export included (jax_export alone never calls TensorFlow:
+  rhpe_jax.export.export asks tf_stablehlo only for the TF formats)."""
+  from tensorflow.compiler.mlir.stablehlo import stablehlo  # pylint: disable=g-import-not-at-top
+  from experiments import export as cli  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import tf_stablehlo  # pylint: disable=g-import-not-at-top
+
+  def reads_nothing(serialized):
+    raise Exception('failed to deserialize module')  # pylint: disable=broad-exception-raised
+
+  monkeypatch.setattr(stablehlo, 'deserialize_portable_artifact_str', reads_nothing)
+  config = tiny_config(tiny_data_dir)
+  with pytest.raises(tf_stablehlo.StableHloMismatch,
+                     match=r'writes StableHLO [\d.]+, which .* --formats=jax_export'):
+    cli.run(config, str(tiny_workdir), str(tmp_path / 'both'), formats='jax_export,tflite')
+  assert not (tmp_path / 'both').exists()
