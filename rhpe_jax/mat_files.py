@@ -65,8 +65,11 @@ def _from_scipy(value: Any) -> Any:
   from scipy.io import matlab  # pylint: disable=g-import-not-at-top
   if isinstance(value, matlab.MatlabOpaque):
     classname = '?'
-    if value.dtype.names and 's2' in value.dtype.names:  # (name, type system, class, ...)
-      classname = np.asarray(value['s2']).ravel()[0]
+    names = value.dtype.names or ()
+    # scipy < 1.18: (name, type system, class, ...) as s0, s1, s2; 1.18: named fields
+    field = '_Class' if '_Class' in names else 's2' if 's2' in names else None
+    if field:
+      classname = np.asarray(value[field]).ravel()[0]
     return MatlabObject(classname.decode() if isinstance(classname, bytes) else str(classname))
   if isinstance(value, matlab.MatlabFunction):
     raise MatFileError('a MATLAB function handle cannot be read')
