@@ -155,14 +155,20 @@ def test_restore_latest_skips_unreadable_checkpoints_and_sets_them_aside(tmp_pat
   assert _steps(tmp_path / 'checkpoints' / 'best') == [3]  # score 3.0 of the first run
 
 
-@ABANDONED_READS
-def test_no_readable_checkpoint_is_one_error_and_moves_nothing(tmp_path):
+def _saved_steps_1_and_2(tmp_path):
+  """A workdir with checkpoints of steps 1 and 2; returns the config and the
+  `latest` folder."""
   config = ml_collections.ConfigDict({'keep_checkpoints': 3})
   manager = checkpoints.CheckpointManager(str(tmp_path), config)
   for step in (1, 2):
     manager.save(step, _state(seed=step, step=step))
   manager.close()
-  latest = tmp_path / 'checkpoints' / 'latest'
+  return config, tmp_path / 'checkpoints' / 'latest'
+
+
+@ABANDONED_READS
+def test_no_readable_checkpoint_is_one_error_and_moves_nothing(tmp_path):
+  config, latest = _saved_steps_1_and_2(tmp_path)
   for step in (1, 2):
     _truncate(_data_files(latest / str(step))[0], keep=0)
   reopened = checkpoints.CheckpointManager(str(tmp_path), config)
@@ -180,12 +186,7 @@ def test_no_readable_checkpoint_is_one_error_and_moves_nothing(tmp_path):
 def test_a_single_candidate_is_not_replaced(tmp_path):
   """What a step asked for by number gets: its own error line, no fallback,
   nothing moved."""
-  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
-  manager = checkpoints.CheckpointManager(str(tmp_path), config)
-  for step in (1, 2):
-    manager.save(step, _state(seed=step, step=step))
-  manager.close()
-  latest = tmp_path / 'checkpoints' / 'latest'
+  config, latest = _saved_steps_1_and_2(tmp_path)
   _truncate(_data_files(latest / '2')[0])
   target = checkpoints._payload(_state(seed=0, step=0))  # pylint: disable=protected-access
 
@@ -211,12 +212,7 @@ def test_a_single_candidate_is_not_replaced(tmp_path):
 def test_training_stops_when_an_unreadable_checkpoint_cannot_be_moved(tmp_path, capsys):
   """Training would meet the step again (orbax still lists it): one error.
   The read-only tools go on and say where it stays."""
-  config = ml_collections.ConfigDict({'keep_checkpoints': 3})
-  manager = checkpoints.CheckpointManager(str(tmp_path), config)
-  for step in (1, 2):
-    manager.save(step, _state(seed=step, step=step))
-  manager.close()
-  latest = tmp_path / 'checkpoints' / 'latest'
+  config, latest = _saved_steps_1_and_2(tmp_path)
   _truncate(_data_files(latest / '2')[0])
   (tmp_path / 'checkpoints' / 'unreadable').write_text('a file where the folder goes\n')
   reopened = checkpoints.CheckpointManager(str(tmp_path), config)
