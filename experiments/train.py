@@ -32,11 +32,9 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.coordinator_address or FLAGS.distributed:
-    # CPU hosts need a collectives backend; GPU/TPU ignore this setting.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,
-                               FLAGS.process_id)
+  from rhpe_jax import processes  # pylint: disable=g-import-not-at-top
+  if FLAGS.coordinator_address or FLAGS.distributed:  # before JAX starts a backend
+    processes.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   # pylint: disable-next=g-import-not-at-top
   from rhpe_jax import augment, checkpoints, runtime, train
   runtime.enable_compilation_cache()
