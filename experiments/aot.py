@@ -23,7 +23,9 @@ libtpu topology (v5e:2x2, v4:2x2x1). The compiled program runs on every chip
 of the slice (one process per host is how training runs on several hosts).
 --batch_per_chip defaults to the config's batch_size over the chips.
 --find_max_batch searches the largest per-chip batch that fits (a few compiles
-of minutes each for the full network on 2 CPU cores).
+of minutes each for the full network on 2 CPU cores); --max_compiles caps the
+compiles, and a search cut short reports the bracket it reached (at least N
+fit, M does not).
 """
 from __future__ import annotations
 
@@ -51,6 +53,8 @@ def define_flags() -> None:
   flags.DEFINE_integer('batch_per_chip', None, "Images per chip (default: the config's "
                        'batch_size over the chips).')
   flags.DEFINE_bool('find_max_batch', False, 'Search the largest per-chip batch that fits.')
+  flags.DEFINE_integer('max_compiles', 10, 'At most this many compiles per step in '
+                       '--find_max_batch; the search then reports the bracket it reached.')
   flags.DEFINE_list('what', ['train_step', 'predict_step'],
                     'Steps to compile: train_step, eval_step, predict_step.')
   flags.DEFINE_integer('epochs', None, "Epochs of the time-to-train estimate (default: the "
@@ -72,7 +76,8 @@ def default_batch_per_chip(global_batch: int, chips: int) -> int:
 
 def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_step'),
         batch_per_chip: int | None = None, find_max_batch: bool = False,
-        epochs: int | None = None, epoch_examples: int = MPII_TRAIN_PERSONS,
+        max_compiles: int = 10, epochs: int | None = None,
+        epoch_examples: int = MPII_TRAIN_PERSONS,
         printer=print) -> dict[str, Any]:
   """Compiles each step of `what` for the slice; returns the results."""
   # pylint: disable=g-import-not-at-top
@@ -83,6 +88,8 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
                      f'choose from {", ".join(aot.STEPS)}')
   if batch_per_chip is not None and batch_per_chip < 1:
     raise ValueError(f'--batch_per_chip must be >= 1, got {batch_per_chip}')
+  if max_compiles < 1:
+    raise ValueError(f'--max_compiles must be >= 1, got {max_compiles}')
   tpu_slice = tpu.resolve(topology)
   devices = tpu.devices(tpu_slice)
   if batch_per_chip is None:
@@ -97,12 +104,16 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
     compile_at = lambda batch, step=step: _compile(aot, step, config, tpu_slice, devices,
                                                      batch, printer)
     if find_max_batch:
-      largest, reports = aot.find_max_batch(compile_at, batch_per_chip)
+      largest, reports = aot.find_max_batch(compile_at, batch_per_chip,
+                                            max_compiles=max_compiles)
       report = next(r for r in reports if r['batch_per_chip'] == batch_per_chip)
       report['searched_batches'] = [r['batch_per_chip'] for r in reports]
       report['max_batch'] = next((r for r in reports if r['batch_per_chip'] == largest), None)
-      printer(f'  {step}: the largest batch that fits is {largest} per chip '
-              f'({len(reports)} compiles)')
+      refused = [r['batch_per_chip'] for r in reports if not r['fits']]
+      report['smallest_batch_not_fitting'] = min(refused) if refused else None
+      exact = report['smallest_batch_not_fitting'] == largest + 1
+      printer(f'  {step}: largest batch per chip that fits: {largest_batch_cell(report)} '
+              f'({len(reports)} compiles{"" if exact else "; cut short by --max_compiles"})')
     else:
       report = compile_at(batch_per_chip)
     if step == 'train_step':
@@ -125,6 +136,16 @@ def _compile(aot, step, config, tpu_slice, devices, batch, printer) -> dict[str,
   printer(f'    {report["compile_s"]:.0f} s; {"fits" if report["fits"] else "does not fit"}: '
           f'{need / 1e9:.2f} GB{"" if total is not None else " of temporaries"} per chip')
   return report
+
+
+def largest_batch_cell(report: dict[str, Any]) -> str:
+  """What a search established: '292' when it closed its bracket, '>= 292
+  (< 366)' when cut short."""
+  largest = report['max_batch']['batch_per_chip'] if report['max_batch'] else 0
+  refused = report.get('smallest_batch_not_fitting')
+  if refused == largest + 1:
+    return str(largest)
+  return f'>= {largest}' + (f' (< {refused})' if refused is not None else '')
 
 
 def _gb(value) -> str:
@@ -165,7 +186,7 @@ def format_table(results: dict[str, Any]) -> str:
   row('estimate: training (hours)', lambda r: f'{r["estimate"]["train_hours"]:.1f}')
   row('compile time (s)', lambda r: f'{r["compile_s"]:.0f}')
   largest = lambda r: r['max_batch']
-  row('largest batch per chip', lambda r: str(largest(r)['batch_per_chip']))
+  row('largest batch per chip', lambda r: largest_batch_cell(r))
   row('  its total (GB/chip)', lambda r: _gb(largest(r)['memory_per_chip']['total']))
   row('  estimate: step (ms)', lambda r: f'{1e3 * largest(r)["estimate"]["roofline_step_s"]:.1f}')
   row('  estimate: images/s', lambda r: f'{largest(r)["estimate"]["images_per_s"]:.0f}')
@@ -207,7 +228,7 @@ def markdown_rows(results: dict[str, Any]) -> str:
     largest = r.get('max_batch')
     if largest and largest.get('estimate'):
       e = largest['estimate']
-      cells += [f'{largest["batch_per_chip"]}: {_gb(largest["memory_per_chip"]["total"])}',
+      cells += [f'{largest_batch_cell(r)}: {_gb(largest["memory_per_chip"]["total"])}',
                 f'{1e3 * e["roofline_step_s"]:.1f}, {e["images_per_s"]:.0f}, '
                 + (f'{e["train_hours"]:.1f}' if 'train_hours' in e else '-')]
     else:
@@ -228,6 +249,7 @@ def main(argv: Sequence[str]) -> int:
         raise ValueError(f'--{name} is required')
     results = run(FLAGS.config, FLAGS.topology, what=FLAGS.what,
                   batch_per_chip=FLAGS.batch_per_chip, find_max_batch=FLAGS.find_max_batch,
+                  max_compiles=FLAGS.max_compiles,
                   epochs=FLAGS.epochs, epoch_examples=FLAGS.epoch_examples)
   except (ValueError, tpu.LibtpuMissing, OSError) as error:
     return cli.error_status(error)

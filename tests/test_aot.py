@@ -71,6 +71,18 @@ def test_the_search_reports_zero_when_nothing_fits_and_stops_at_its_limit():
   assert max(calls) == 64
 
 
+def test_a_search_cut_short_reports_the_bracket_it_reached():
+  from experiments import aot as aot_cli  # pylint: disable=g-import-not-at-top
+  compile_at, calls = fake_compiler(100.0, 1000.0, 10_000.0)  # 88 is the largest
+  largest, reports = aot.find_max_batch(compile_at, 20, max_compiles=2)
+  assert len(calls) == 2 and largest == max(b for b in calls if b <= 88)
+  report = lambda low, high: {'max_batch': {'batch_per_chip': low},
+                              'smallest_batch_not_fitting': high}
+  assert aot_cli.largest_batch_cell(report(88, 89)) == '88'
+  assert aot_cli.largest_batch_cell(report(20, 120)) == '>= 20 (< 120)'
+  assert aot_cli.largest_batch_cell(report(20, None)) == '>= 20'
+
+
 def test_the_roofline_bound_is_the_slower_of_compute_and_memory():
   chip = tpu.CHIPS['v5e']  # 197 TFLOP/s, 819 GB/s
   compute_heavy = aot.roofline_seconds(197e12 * 0.01, 819e9 * 0.002, chip)
@@ -205,6 +217,8 @@ def test_four_abstract_chips_run_the_pmapped_step_and_memory_grows_with_the_batc
      'batch_size 6 does not split over 4 chips'),
     (('--topology=v5e-1', '--what=train_step,backward'), 'unknown step(s) backward'),
     (('--topology=v5e-1', '--batch_per_chip=0'), '--batch_per_chip must be >= 1'),
+    (('--topology=v5e-1', '--find_max_batch', '--max_compiles=0'),
+     '--max_compiles must be >= 1'),
     ((), '--topology is required'),
 ])
 @needs_libtpu
