@@ -111,9 +111,9 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
       report['max_batch'] = next((r for r in reports if r['batch_per_chip'] == largest), None)
       refused = [r['batch_per_chip'] for r in reports if not r['fits']]
       report['smallest_batch_not_fitting'] = min(refused) if refused else None
-      exact = report['smallest_batch_not_fitting'] == largest + 1
-      printer(f'  {step}: largest batch per chip that fits: {largest_batch_cell(report)} '
-              f'({len(reports)} compiles{"" if exact else "; cut short by --max_compiles"})')
+      cell = largest_batch_cell(report)
+      printer(f'  {step}: largest batch per chip that fits: {cell} ({len(reports)} compiles'
+              f'{"; cut short by --max_compiles" if cell.startswith(">=") else ""})')
     else:
       report = compile_at(batch_per_chip)
     if step == 'train_step':
@@ -186,7 +186,7 @@ def format_table(results: dict[str, Any]) -> str:
   row('estimate: training (hours)', lambda r: f'{r["estimate"]["train_hours"]:.1f}')
   row('compile time (s)', lambda r: f'{r["compile_s"]:.0f}')
   largest = lambda r: r['max_batch']
-  row('largest batch per chip', lambda r: largest_batch_cell(r))
+  row('largest batch per chip', largest_batch_cell)
   row('  its total (GB/chip)', lambda r: _gb(largest(r)['memory_per_chip']['total']))
   row('  estimate: step (ms)', lambda r: f'{1e3 * largest(r)["estimate"]["roofline_step_s"]:.1f}')
   row('  estimate: images/s', lambda r: f'{largest(r)["estimate"]["images_per_s"]:.0f}')
