@@ -223,6 +223,11 @@ def network_layers(net: model_lib.RecurrentPoseNet, batch: int, image_size: int)
 
 # ---------------------------------------------------------------- JAX worker
 
+def _one_line(error: Exception, limit: int = 300) -> str:
+  """An exception's message on one line, cut to `limit` characters for the JSON."""
+  return ' '.join(str(error).split())[:limit]
+
+
 def _progress(layer: Layer, item: dict) -> None:
   outcome = f'{item["ms"]:.3f} ms' if 'ms' in item else f'error: {item.get("error")}'
   print(f'   {layer.name:24s} {item["variant"]:16s} {item["op"]:11s} {outcome}', flush=True)
@@ -371,7 +376,7 @@ def jax_worker(spec: dict, save: Callable[[dict], None]) -> None:
           item['max_error'] = error
           to_profile.append((len(results), compiled, (x, kernel, grad)))
         except Exception as e:  # pylint: disable=broad-except
-          item['error'] = ' '.join(str(e).split())[:300]
+          item['error'] = _one_line(e)
         results.append(item)
         _progress(layer, item)
         save(part)
@@ -459,12 +464,12 @@ def torch_worker(spec: dict, save: Callable[[dict], None]) -> None:
         item['times_ms'] = [round(t * 1e3, 4) for t in times]
         item['tflops'] = round(layer.gflop(spec['batch']) / statistics.median(times) / 1e3, 2)
       except Exception as e:  # pylint: disable=broad-except
-        item['error'] = ' '.join(str(e).split())[:300]
+        item['error'] = _one_line(e)
       if spec['profile'] and device == 'cuda' and 'ms' in item:
         try:
           item['kernels'] = _torch_kernels(fn)
         except Exception as e:  # pylint: disable=broad-except
-          item['kernels_error'] = ' '.join(str(e).split())[:200]
+          item['kernels_error'] = _one_line(e, 200)
       results.append(item)
       _progress(layer, item)
       save(part)

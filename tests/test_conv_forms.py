@@ -22,15 +22,20 @@ def _case(shape, kernel_shape, seed=0):
   return x, kernel, grad
 
 
+def _outputs_beside_numpy(name, x, kernel, grad, dtype):
+  """(ours, NumPy's) for the form's output and both of its gradients, run in `dtype`."""
+  out, vjp = jax.vjp(conv.FORMS[name], dtype(x), dtype(kernel))
+  x_grad, kernel_grad = vjp(dtype(grad))
+  expected_x_grad, expected_kernel_grad = _numpy_gradients(x, kernel, grad)
+  return ((out, _numpy_conv(x, kernel)), (x_grad, expected_x_grad),
+          (kernel_grad, expected_kernel_grad))
+
+
 @pytest.mark.parametrize('name', FORMS)
 @pytest.mark.parametrize('shape,kernel_shape', SHAPES)
 def test_form_and_its_gradients_match_numpy_in_float32(name, shape, kernel_shape):
   x, kernel, grad = _case(shape, kernel_shape)
-  out, vjp = jax.vjp(conv.FORMS[name], jnp.float32(x), jnp.float32(kernel))
-  x_grad, kernel_grad = vjp(jnp.float32(grad))
-  expected_x_grad, expected_kernel_grad = _numpy_gradients(x, kernel, grad)
-  for ours, expected in ((out, _numpy_conv(x, kernel)), (x_grad, expected_x_grad),
-                         (kernel_grad, expected_kernel_grad)):
+  for ours, expected in _outputs_beside_numpy(name, x, kernel, grad, jnp.float32):
     assert ours.dtype == jnp.float32
     np.testing.assert_allclose(ours, expected, rtol=0, atol=2e-5 * np.abs(expected).max())
 
@@ -42,11 +47,7 @@ def test_form_in_bfloat16_is_within_bfloat16_rounding(name):
   x, kernel, grad = _case((2, 6, 7, 5), (3, 3, 5, 4), seed=1)
   x, kernel, grad = (np.asarray(jnp.asarray(a, jnp.bfloat16), np.float64)
                      for a in (x, kernel, grad))
-  out, vjp = jax.vjp(conv.FORMS[name], jnp.bfloat16(x), jnp.bfloat16(kernel))
-  x_grad, kernel_grad = vjp(jnp.bfloat16(grad))
-  expected_x_grad, expected_kernel_grad = _numpy_gradients(x, kernel, grad)
-  for ours, expected in ((out, _numpy_conv(x, kernel)), (x_grad, expected_x_grad),
-                         (kernel_grad, expected_kernel_grad)):
+  for ours, expected in _outputs_beside_numpy(name, x, kernel, grad, jnp.bfloat16):
     assert ours.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(ours, np.float64), expected, rtol=0,
                                atol=2 ** -8 * np.abs(expected).max())
