@@ -7,7 +7,14 @@
 #                     resolves today (no lock), in .venv-latest
 #   make lock         re-resolve requirements/py311.txt and py312.txt (uv)
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# $(call first_python,X.Y): the first Python X.Y that runs, from PATH or else
+# from pyenv's installs (a pyenv shim is on PATH for every installed version
+# but runs only the selected ones).
+PYENV_DIR ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)
+first_python = $(firstword $(foreach p,$(shell command -v python$(1)) \
+  $(wildcard $(PYENV_DIR)/versions/$(1).*/bin/python$(1)),$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
+
+PYTHON ?= $(or $(call first_python,3.11),$(shell command -v python3))
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DATA   ?= $(CURDIR)/tensorflow_datasets
@@ -52,11 +59,11 @@ test: setup
 	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 # The newest versions within pyproject.toml's bounds, re-resolved on every run.
-LATEST_PYTHON ?= $(shell command -v python3.12)
+LATEST_PYTHON ?= $(call first_python,3.12)
 LATEST_VENV   ?= .venv-latest
 
 setup-latest:
-	@test -n "$(LATEST_PYTHON)" || { echo "error: make test-latest needs python3.12 on PATH (or LATEST_PYTHON=...)" >&2; exit 1; }
+	@test -n "$(LATEST_PYTHON)" || { echo "error: make test-latest needs a Python 3.12 that runs, on PATH or installed by pyenv (or LATEST_PYTHON=...)" >&2; exit 1; }
 	test -x $(LATEST_VENV)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
