@@ -10,7 +10,7 @@
 # $(call first_python,X.Y): the first Python X.Y that runs, from PATH or else
 # from pyenv's installs (a pyenv shim is on PATH for every installed version
 # but runs only the selected ones).
-PYENV_DIR ?= $(or $(PYENV_ROOT),$(HOME)/.pyenv)
+PYENV_DIR ?= $(or $(PYENV_ROOT),$(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
 first_python = $(firstword $(foreach p,$(shell command -v python$(1)) \
   $(wildcard $(PYENV_DIR)/versions/$(1).*/bin/python$(1)),$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
 
