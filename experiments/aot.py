@@ -111,9 +111,9 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
       report['max_batch'] = next((r for r in reports if r['batch_per_chip'] == largest), None)
       refused = [r['batch_per_chip'] for r in reports if not r['fits']]
       report['smallest_batch_not_fitting'] = min(refused) if refused else None
-      cell = largest_batch_cell(report)
-      printer(f'  {step}: largest batch per chip that fits: {cell} ({len(reports)} compiles'
-              f'{"; cut short by --max_compiles" if cell.startswith(">=") else ""})')
+      printer(f'  {step}: largest batch per chip that fits: {largest_batch_cell(report)} '
+              f'({len(reports)} compiles'
+              f'{"" if _search_closed(report) else "; cut short by --max_compiles"})')
     else:
       report = compile_at(batch_per_chip)
     if step == 'train_step':
@@ -138,13 +138,22 @@ def _compile(aot, step, config, tpu_slice, devices, batch, printer) -> dict[str,
   return report
 
 
+def _largest_fitting(report: dict[str, Any]) -> int:
+  return report['max_batch']['batch_per_chip'] if report['max_batch'] else 0
+
+
+def _search_closed(report: dict[str, Any]) -> bool:
+  """Whether a search's bracket closed: the batch after the largest that fits was refused."""
+  return report.get('smallest_batch_not_fitting') == _largest_fitting(report) + 1
+
+
 def largest_batch_cell(report: dict[str, Any]) -> str:
-  """What a search established: '292' when it closed its bracket, '>= 292
-  (< 366)' when cut short."""
-  largest = report['max_batch']['batch_per_chip'] if report['max_batch'] else 0
-  refused = report.get('smallest_batch_not_fitting')
-  if refused == largest + 1:
+  """What a search established: '404' when it closed its bracket, '>= 404
+  (< 415)' when cut short."""
+  largest = _largest_fitting(report)
+  if _search_closed(report):
     return str(largest)
+  refused = report.get('smallest_batch_not_fitting')
   return f'>= {largest}' + (f' (< {refused})' if refused is not None else '')
 
 
