@@ -5,11 +5,11 @@ r"""Compiles the training and evaluation steps for a TPU slice one does not have
       [--config.compute_dtype=bfloat16] [--json=FILE]
 
 Runs XLA's real TPU compiler (libtpu, the `tpu` extra) on this machine for
-abstract chips (rhpe_jax.tpu): the pmapped train step with its donated state,
+abstract chips (rhpe_jax.perf.tpu): the pmapped train step with its donated state,
 the pmapped eval step, the predict step; nothing is allocated. Prints a table
 and, last, one JSON line: memory per chip (arguments, outputs, temporaries,
 generated code, total) beside the chip's HBM and `fits`, XLA's GFLOP per chip
-per step beside the project's count (rhpe_jax.flops; XLA's figure without the
+per step beside the project's count (rhpe_jax.model.flops; XLA's figure without the
 targets' rendering, which the project does not count, is
 xla_network_gflop_per_chip), the bytes XLA accesses, and estimates (never
 measurements): the roofline bound on the step time (the larger of FLOPs over
@@ -81,7 +81,8 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
         printer=print) -> dict[str, Any]:
   """Compiles each step of `what` for the slice; returns the results."""
   # pylint: disable=g-import-not-at-top
-  from rhpe_jax import aot, tpu
+  from rhpe_jax.perf import aot
+  from rhpe_jax.perf import tpu
   unknown = [step for step in what if step not in aot.STEPS]
   if unknown:
     raise ValueError(f'--what: unknown step(s) {", ".join(unknown)}; '
@@ -251,7 +252,7 @@ def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
     return 2
-  from rhpe_jax import tpu  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.perf import tpu  # pylint: disable=g-import-not-at-top
   try:
     for name in ('config', 'topology'):
       if getattr(FLAGS, name) is None:

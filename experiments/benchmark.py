@@ -7,7 +7,7 @@ r"""Benchmarks: training step, inference and the input pipeline.
 Prints one JSON line per measurement: what, batch, image_size, step_time_s
 (median over `--steps` timed runs after a warm-up), images_per_s,
 compile_time_s, gflop_per_image (the project's count of the step,
-rhpe_jax.flops: XLA's cost analysis misses cuDNN's convolutions on GPU), mfu
+rhpe_jax.model.flops: XLA's cost analysis misses cuDNN's convolutions on GPU), mfu
 where the device's peak is known, peak_memory_bytes where the backend reports
 it. With --compare_torch it then times ../shared/bench/torch_reference.py on
 the same shapes in a fresh interpreter (--torch_python, e.g. a separate
@@ -42,7 +42,10 @@ from ml_collections import config_flags
 import jax
 import numpy as np
 
-from rhpe_jax import cli, flops as flops_lib, skeleton, train_step as step_lib
+from rhpe_jax import cli
+from rhpe_jax.model import flops as flops_lib
+from rhpe_jax.core import skeleton
+from rhpe_jax.training import steps as step_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
@@ -188,7 +191,7 @@ def mpii_style_crops(num_examples: int, resolution: int = 384):
   import io  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import synthetic  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   examples = [synthetic.generate_example(seed, resolution) for seed in range(num_examples)]
 
   def jpeg(image):
@@ -208,7 +211,8 @@ def mpii_style_crops(num_examples: int, resolution: int = 384):
 def benchmark_input_pipeline(config, batch: int, steps: int) -> dict:
   """Images/s of the training pipeline with the config's augmentation on
   MPII-style 384 px JPEG crops, per process and per available core."""
-  from rhpe_jax import augment, input_pipeline  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import input_pipeline
   raw = mpii_style_crops(64)
   rate = input_pipeline.benchmark_input_pipeline(
       raw, steps, batch, config=augment.AugmentConfig.from_mapping(config))
@@ -242,12 +246,15 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
 
 
 def benchmark_predict_folder(config, batch: int, num_images: int, runs: int) -> dict:
-  """Images/s of folder prediction (rhpe_jax.batch_predict, as `predict
+  """Images/s of folder prediction (rhpe_jax.inference.batch, as `predict
   --images` runs it) on real LSPET images with an untrained checkpoint."""
   import shutil  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import batch_predict, checkpoints, evaluation, image_inputs
+  from rhpe_jax.inference import batch as batch_predict
+  from rhpe_jax import checkpoints
+  from rhpe_jax.evaluation import evaluator as evaluation
+  from rhpe_jax.data import image_inputs
   source = REPO.parent / 'shared' / 'data' / 'lspet_sample' / 'images'
   names = sorted(source.glob('*.jpg'))[:num_images]
   if len(names) < num_images:

@@ -123,7 +123,7 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
   `config.num_eval_examples` is the training-time evaluation's subset.
   """
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
   if num_examples is not None and num_examples < 1:
     raise ValueError(f'--num_examples must be >= 1, got {num_examples}')
   training_subset = config.num_eval_examples
@@ -143,7 +143,10 @@ def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
   batch_size = max(devices, (batch_size // devices) * devices)
 
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import metrics, prediction_io, skeleton, visualize
+  from rhpe_jax.evaluation import metrics
+  from rhpe_jax.evaluation import prediction_io
+  from rhpe_jax.core import skeleton
+  from rhpe_jax.core import visualize
   state, step = evaluation.restore_state(config, workdir, checkpoint)
   path, _ = evaluation.find_checkpoint(workdir, str(step))  # the one restored
   predictions = evaluation.predict_split(config, state, split, flip=flip, scales=scales,
@@ -240,7 +243,8 @@ def main(argv: Sequence[str]) -> int:
       raise ValueError('--config is required')
     if not FLAGS.workdir:
       raise ValueError('--workdir is required')
-    from rhpe_jax import evaluation, runtime  # pylint: disable=g-import-not-at-top
+    from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
+    from rhpe_jax.core import runtime
     runtime.enable_compilation_cache()
     evaluation.parse_scales(FLAGS.scales)
     evaluation.find_checkpoint(FLAGS.workdir, FLAGS.checkpoint)

@@ -5,7 +5,7 @@
       [--output_json=results.json]
 
 Prints the paper's MPII table (Head .. Ankle, Total, AUC), computed as the
-official evalMPII does (see rhpe_jax.metrics). Row i of the predictions must
+official evalMPII does (see rhpe_jax.evaluation.metrics). Row i of the predictions must
 be the person of row i of the annotations.
 
 Library logging is hidden; --verbosity=0 shows it.
@@ -20,9 +20,9 @@ from typing import Sequence
 from absl import flags
 
 from rhpe_jax import cli
-from rhpe_jax import metrics
-from rhpe_jax import prediction_io
-from rhpe_jax import skeleton as skeleton_lib
+from rhpe_jax.evaluation import metrics
+from rhpe_jax.evaluation import prediction_io
+from rhpe_jax.core import skeleton as skeleton_lib
 
 _PREDICTIONS = flags.DEFINE_string(
     'predictions', None, 'Prediction file (.h5 dataset or .mat variable "preds", 1-based).')

@@ -1,4 +1,4 @@
-r"""Exports a trained checkpoint for deployment (rhpe_jax.export).
+r"""Exports a trained checkpoint for deployment (rhpe_jax.deploy.export).
 
   python -m experiments.export --config=experiments/configs/mpii.py --workdir=runs/mpii \
       --output=runs/mpii/export [--checkpoint=best|latest|STEP] \
@@ -42,7 +42,8 @@ def run(config, workdir: str, output: str, *, checkpoint: str = 'best',
   """Checks the arguments, restores the checkpoint, writes the artefacts;
   returns their paths."""
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import evaluation, export
+  from rhpe_jax.evaluation import evaluator as evaluation
+  from rhpe_jax.deploy import export
   formats = export.parse_formats(formats)
   export.input_spec(config.input_size if image_size is None else image_size, batch)
   evaluation.find_checkpoint(workdir, checkpoint)

@@ -8,7 +8,7 @@ it: forward, input gradient and weight gradient, per layer shape.
 The layers come from the network itself (the convolutions in the jaxpr of
 its forward pass, at --batch, --image_size, --width, --dtype; bfloat16 at
 batch 20 and 248 px by default). The ways ("variants") are the forms of
-`rhpe_jax.conv.FORMS` (XLA's convolution, im2col, per-row im2col, a sum over
+`rhpe_jax.model.conv.FORMS` (XLA's convolution, im2col, per-row im2col, a sum over
 taps of 1x1 products, Winograd for kernels of side 3k, zero-padded channels)
 where they apply, and XLA's convolution again under other XLA flag sets
 (`FLAG_SETS`), each set in a process of its own, since XLA reads its flags
@@ -16,7 +16,7 @@ once per process; and the same layer in PyTorch (cuDNN autotuning on,
 channels_last) as a yardstick, in its own process, where torch imports.
 
 Each (layer, variant, pass) is compiled once (the persistent compilation cache
-of `rhpe_jax.runtime` is on), run once to warm up, then timed as the median
+of `rhpe_jax.core.runtime` is on), run once to warm up, then timed as the median
 over --repeats loops of back-to-back calls; a process stops starting new
 items at its share of --budget_s and records the rest as skipped. On GPUs one
 profiled call per item gives the kernels it ran (jax.profiler trace,
@@ -30,7 +30,7 @@ ms), the best variant per layer with its kernels beside the default's, and
 the network's convolution time per training step under each variant; writes
 everything to --out as JSON.
 
---write_table=JSON rewrites CONV_TABLE in rhpe_jax/conv.py (--table_module)
+--write_table=JSON rewrites CONV_TABLE in rhpe_jax/model/conv.py (--table_module)
 with the form that wins each layer's training time (forward + both
 gradients, by at least --min_gain over XLA's, with an output error within
 --max_error_ratio of XLA's), for the platform the matrix ran on.
@@ -56,7 +56,12 @@ from typing import Any, Callable, Iterable, Sequence
 
 from absl import flags
 
-from rhpe_jax import cli, conv, conv_forms, flops as flops_lib, model as model_lib, runtime
+from rhpe_jax import cli
+from rhpe_jax.model import conv
+from rhpe_jax.model import conv_forms
+from rhpe_jax.model import flops as flops_lib
+from rhpe_jax.model import network as model_lib
+from rhpe_jax.core import runtime
 
 FLAGS = flags.FLAGS
 
@@ -73,7 +78,7 @@ def define_flags() -> None:
                     'one repeat (overrides those flags).')
   # The most promising first: a process that runs out of time skips the last.
   flags.DEFINE_list('variants', ['xla', 'im2col', 'channels_padded', 'im2col_rows', 'taps',
-                                 'winograd'], 'Forms of rhpe_jax.conv.FORMS to time, in order.')
+                                 'winograd'], 'Forms of rhpe_jax.model.conv.FORMS to time, in order.')
   flags.DEFINE_list('flag_sets', ['base', 'nhwc_off', 'autotune_0', 'autotune_5'],
                     'XLA flag sets (FLAG_SETS), one process each; XLA\'s convolution only '
                     'except in the first, which times every variant.')
@@ -99,7 +104,7 @@ def define_flags() -> None:
 
 
 # XLA flag sets, each measured in its own process; 'base' is the project's
-# own (rhpe_jax.runtime adds --xla_gpu_force_conv_nhwc=true on GPU).
+# own (rhpe_jax.core.runtime adds --xla_gpu_force_conv_nhwc=true on GPU).
 FLAG_SETS = {
     'base': '',
     # XLA's own layout choice for cuDNN convolutions (what the H200 profile
@@ -507,7 +512,7 @@ def run_worker(kind: str, spec: dict, xla_flags: str, timeout_s: float) -> dict:
     spec_path.write_text(json.dumps(spec))
     env = dict(os.environ)
     # The set's flags win over the same flags in this process's XLA_FLAGS
-    # (which hold the project's, rhpe_jax.runtime).
+    # (which hold the project's, rhpe_jax.core.runtime).
     env['XLA_FLAGS'] = runtime.merged_xla_flags(xla_flags, os.environ.get('XLA_FLAGS', '').split())
     env.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
     start = time.time()

@@ -3,7 +3,7 @@
 # root with ../shared/bench/gpu copied to .gpu (docs/performance.md, "GPU: the
 # device call"):
 #   1. the convolution matrix, experiments/gpu_conv_matrix.py (MATRIX_S s);
-#   2. its winners written into rhpe_jax/conv.py's CONV_TABLE;
+#   2. its winners written into rhpe_jax/model/conv.py's CONV_TABLE;
 #   3. the bfloat16 training step and inference on them (experiments.benchmark,
 #      as .gpu/run.sh runs it), then tuned torch (.gpu/torch_tuned.py):
 #      inference, then the torch.compile training step, while time is left.
@@ -42,7 +42,7 @@ tail -3 "$O/conv_matrix.err"
 
 echo "== table"
 $PY -m experiments.gpu_conv_matrix --write_table="$O/conv_matrix.json" 2>&1 | tee "$O/table.txt"
-cp rhpe_jax/conv.py "$O/conv.py"
+cp rhpe_jax/model/conv.py "$O/conv.py"
 
 jx() {
   local t; t=$(left)

@@ -5,7 +5,7 @@ r"""The authors' trained network (MatConvNet .mat) as a checkpoint of this proje
 Reads keypoint-v3.mat or keypoint-v4.mat (ox-vgg/keypoint_models; MAT v5 or
 v7.3, `net` as a struct, as top-level fields, or as a dagnn.DagNN object
 where the mat-io package can decode it), checks it against the network the
-authors' code builds (rhpe_jax.matconvnet) and writes
+authors' code builds (rhpe_jax.interop.matconvnet) and writes
 
   OUTPUT/config.py                    the config describing it (the MPII
                                       setting, batch_norm_per_pass=True)
@@ -32,7 +32,7 @@ from absl import flags
 from rhpe_jax import cli
 
 if TYPE_CHECKING:
-  from rhpe_jax import matconvnet
+  from rhpe_jax.interop import matconvnet
 
 FLAGS = flags.FLAGS
 STEP = 0  # the checkpoint's step: nothing trained here
@@ -72,7 +72,7 @@ def describe(imported: matconvnet.Imported, mat: str) -> list[str]:
 def run(mat: str, output: str, *, overwrite: bool = False, verbose: bool = True
         ) -> dict[str, str]:
   """Imports `mat` into `output`; returns the paths written."""
-  from rhpe_jax import matconvnet  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.interop import matconvnet  # pylint: disable=g-import-not-at-top
   out = pathlib.Path(output)
   if out.is_file():
     raise FileExistsError(f'--output {output} is a file, not a directory')
@@ -85,7 +85,9 @@ def run(mat: str, output: str, *, overwrite: bool = False, verbose: bool = True
   # pylint: disable=g-import-not-at-top
   import importlib.util
   import jax
-  from rhpe_jax import checkpoints, model as model_lib, train_step
+  from rhpe_jax import checkpoints
+  from rhpe_jax.model import network as model_lib
+  from rhpe_jax.training import steps as train_step
   # pylint: enable=g-import-not-at-top
   out.mkdir(parents=True, exist_ok=True)
   config_path = out / 'config.py'

@@ -26,7 +26,7 @@ config.box_scale x 200 x scale). Writes
 
 With --images, every image (a folder's image files, sorted; the files a glob
 matches; or the paths of a list file, each optionally with a person's centre
-X Y and scale, see rhpe_jax/image_inputs.py) goes through one compiled step in
+X Y and scale, see rhpe_jax/data/image_inputs.py) goes through one compiled step in
 batches of --batch_size, with a progress bar and ETA on stderr. OUT is one
 JSON Lines file: a line per image (keypoints, confidence, joint names, window,
 checkpoint step; `picture` with --pictures=DIR, where a skeleton PNG per image
@@ -36,7 +36,7 @@ written batch by batch: after an interruption, the same command resumes,
 skipping the images already in OUT (--overwrite starts afresh).
 
 Images are read upright (their EXIF orientation applied), 16-bit images
-scaled to 8 bits, every colour mode to RGB (rhpe_jax/image_io.py): keypoints
+scaled to 8 bits, every colour mode to RGB (rhpe_jax/data/image_io.py): keypoints
 and pictures are in the frame an image viewer shows.
 
 Library logging is hidden; --verbosity=0 shows it.
@@ -77,9 +77,9 @@ def define_flags() -> None:
 
 
 def load_image(path: str):
-  """(H, W, 3) uint8 RGB of an image file, upright (rhpe_jax.image_io);
+  """(H, W, 3) uint8 RGB of an image file, upright (rhpe_jax.data.image_io);
   one-line errors for bad files."""
-  from rhpe_jax import image_io  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import image_io  # pylint: disable=g-import-not-at-top
   return image_io.read_image(path)
 
 
@@ -87,7 +87,8 @@ def dataset_image(config, split: str, index: int) -> dict[str, Any]:
   """The stored image, window and ground truth of example `index` of a split."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import augment, input_pipeline  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import input_pipeline
   data_dir = config.data_dir or None
   ds = input_pipeline.load_split(config.dataset, split, data_dir, shard_for_process=False)
   if index < 0:
@@ -108,7 +109,7 @@ def dataset_image(config, split: str, index: int) -> dict[str, Any]:
 def window(image_shape: tuple[int, ...], center: Sequence[float] | None,
            scale: float | None, box_scale: float) -> tuple[tuple[float, float], float]:
   """Centre and side (pixels) of the square the network sees."""
-  from rhpe_jax import batch_predict  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.inference import batch as batch_predict  # pylint: disable=g-import-not-at-top
   return batch_predict.window(image_shape, center, scale, box_scale)
 
 
@@ -122,7 +123,9 @@ def infer(config, state, image, centre, side) -> dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import augment, decode, model as model_lib
+  from rhpe_jax.data import augment
+  from rhpe_jax.codec import decode
+  from rhpe_jax.model import network as model_lib
   size = config.input_size
   matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
                                           augment.identity_params())
@@ -144,7 +147,7 @@ def _network(config_json: str):
   """The jitted inference network of a config, compiled once per process."""
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import train_step  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.training import steps as train_step  # pylint: disable=g-import-not-at-top
   net = train_step.create_model(ml_collections.ConfigDict(json.loads(config_json)))
   return jax.jit(lambda v, x: net.apply(v, x, train=False))
 
@@ -155,7 +158,8 @@ def run(config, workdir: str, output: str, *, image_path: str | None = None,
         from_split: str | None = None, index: int = 0,
         checkpoint: str = 'best') -> dict[str, Any]:
   """Predicts, writes OUT.json and the pictures; returns the JSON's contents."""
-  from rhpe_jax import evaluation, skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import skeleton
   skel = skeleton.get_skeleton(config.skeleton)
   unknown = [j for j in joints if j not in skel.joint_names]
   if unknown:
@@ -179,7 +183,7 @@ def run(config, workdir: str, output: str, *, image_path: str | None = None,
     centre, side = window(image.shape, center, scale, config.box_scale)
 
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import visualize  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
   state, step = evaluation.restore_state(config, workdir, checkpoint)
   result = infer(config, state, image, centre, side)
   record: dict[str, Any] = {
@@ -229,7 +233,10 @@ def run_many(config, workdir: str, images: str, output: str, *,
   returns the exit status (1 if any image failed)."""
   import signal  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import batch_predict, evaluation, image_inputs, runtime
+  from rhpe_jax.inference import batch as batch_predict
+  from rhpe_jax.evaluation import evaluator as evaluation
+  from rhpe_jax.data import image_inputs
+  from rhpe_jax.core import runtime
   if batch_size < 1:
     raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
   items, kind = image_inputs.list_images(images)

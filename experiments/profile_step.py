@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from experiments import benchmark
-from rhpe_jax import train_step as step_lib
+from rhpe_jax.training import steps as step_lib
 
 # --config, --what, --batch and --image_size are the benchmark's flags.
 FLAGS = flags.FLAGS

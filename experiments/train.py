@@ -32,11 +32,14 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
   import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import processes  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import processes  # pylint: disable=g-import-not-at-top
   if FLAGS.coordinator_address or FLAGS.distributed:  # before JAX starts a backend
     processes.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax import augment, checkpoints, runtime, train
+  from rhpe_jax.data import augment
+  from rhpe_jax import checkpoints
+  from rhpe_jax.core import runtime
+  from rhpe_jax.training import loop as train
   runtime.enable_compilation_cache()
   augment.hide_gpus_from_tensorflow()
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(),

@@ -48,7 +48,8 @@ def tiny_workdir(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
   and compiling a train step would cost most of the suite's time budget.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import checkpoints, train_step  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.training import steps as train_step
   workdir = tmp_path_factory.mktemp('tiny_run')
   config = tiny_config(tiny_data_dir)
   state = train_step.create_train_state(config, jax.random.key(0), steps_per_epoch=2)

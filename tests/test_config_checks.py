@@ -122,7 +122,11 @@ def test_unknown_and_missing_keys_are_left_alone():
 
 
 def test_named_values_are_the_ones_the_code_accepts():
-  from rhpe_jax import augment, metrics, skeleton, targets, train_step  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.evaluation import metrics
+  from rhpe_jax.core import skeleton
+  from rhpe_jax.codec import targets
+  from rhpe_jax.training import steps as train_step
   assert config_checks.OCCLUSION_MODES == targets.OCCLUSION_MODES
   assert config_checks.JOINT_MAPPINGS == augment.JOINT_MAPPINGS
   assert config_checks.TORSO_DEFINITIONS == metrics._TORSO_DEFINITIONS  # pylint: disable=protected-access

@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.shuffle_buffer = 2048
   config.max_other_people = 8
 
-  # Input and augmentation (rhpe_jax.input_pipeline).
+  # Input and augmentation (rhpe_jax.data.input_pipeline).
   config.input_size = 248
   config.box_scale = 1.5 * 248 / 256  # the release's 300 x scale patch at 256 px, cropped to 248
   config.rotation_deg = 30.0
@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.translate_frac = 0.03
   config.flip_prob = 0.5
 
-  # Network (rhpe_jax.model.RecurrentPoseNet).
+  # Network (rhpe_jax.model.network.RecurrentPoseNet).
   config.num_iterations = 2
   config.use_parts = True
   config.width = 1.0
@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_norm_per_pass = False
   config.scan_unroll = 0  # fusion passes per scan step; 0 unrolls them all (fast on CPU)
 
-  # Targets and loss (rhpe_jax.targets, rhpe_jax.losses).
+  # Targets and loss (rhpe_jax.codec.targets, rhpe_jax.training.losses).
   config.occlusion_mode = 'include'  # 'include' | 'ignore' | 'exclude'
   config.sigma = 1.3
   config.peak = 12.0

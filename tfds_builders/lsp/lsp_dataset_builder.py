@@ -3,7 +3,7 @@
 Config `original`: lsp_dataset.zip, joints (3, 14, N), third row 1 = occluded;
 train = first half (images 1-1000 of 2000), test = second half.
 Config `extended`: lspet_dataset.zip, joints (14, 3, N), third column
-1 = visible, 0 = no location (MISSING); train only. The layouts are read by `rhpe_jax.lsp_annotations`;
+1 = visible, 0 = no location (MISSING); train only. The layouts are read by `rhpe_jax.data.lsp_annotations`;
 conventions in README.md.
 """
 from __future__ import annotations
@@ -17,10 +17,10 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rhpe_jax import image_io
-from rhpe_jax import lsp_annotations
-from rhpe_jax import pose_features
-from rhpe_jax import skeleton
+from rhpe_jax.data import image_io
+from rhpe_jax.data import lsp_annotations
+from rhpe_jax.data import pose_features
+from rhpe_jax.core import skeleton
 
 URLS = {
     'original': 'http://sam.johnson.io/research/lsp_dataset.zip',
@@ -164,7 +164,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       try:
         data = (root / 'images' / name).read_bytes()
         # The stored frame: the annotations are coordinates of the stored
-        # pixels (see rhpe_jax.image_io).
+        # pixels (see rhpe_jax.data.image_io).
         pixels = image_io.decode_image(data, name, apply_orientation=False)
         size = pixels.shape[:2]
         # JPEG bytes are stored as they are (no second lossy encoding);

@@ -1,7 +1,7 @@
 """MPII Human Pose as person-centred crops, one example per person.
 
 Reads the official `mpii_human_pose_v1_u12_1.mat` (via
-`rhpe_jax.mpii_annotations`), the images, and Tompson et al.'s `valid.h5`.
+`rhpe_jax.data.mpii_annotations`), the images, and Tompson et al.'s `valid.h5`.
 Splits: `train` (annotated persons of training images minus validation),
 `validation` (the `valid.h5` pairs, in that file's order) and `test` (persons
 of test images: position and scale only). Conventions: README.md.
@@ -18,11 +18,11 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rhpe_jax import image_io
-from rhpe_jax import lsp_annotations
-from rhpe_jax import mpii_annotations
-from rhpe_jax import pose_features
-from rhpe_jax import skeleton
+from rhpe_jax.data import image_io
+from rhpe_jax.data import lsp_annotations
+from rhpe_jax.data import mpii_annotations
+from rhpe_jax.data import pose_features
+from rhpe_jax.core import skeleton
 
 ANNOTATIONS_URL = (
     'https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1_u12_2.zip')
@@ -182,7 +182,7 @@ def crop_image(image: np.ndarray, crop_to_image: np.ndarray, resolution: int) ->
 def _read_rgb(path: epath.Path) -> np.ndarray:
   """Decodes an image fully (so a truncated file fails here, not later), in
   the stored frame: the annotations are coordinates of the stored pixels
-  (see rhpe_jax.image_io)."""
+  (see rhpe_jax.data.image_io)."""
   with path.open('rb') as f:
     return image_io.decode_image(f, path.name, apply_orientation=False)
 

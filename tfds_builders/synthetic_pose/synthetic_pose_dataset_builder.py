@@ -1,9 +1,9 @@
 """synthetic_pose: articulated figures drawn from seeds, in MPII's 16-joint layout.
 
-Nothing is downloaded: every example is made by `rhpe_jax.synthetic` from a
+Nothing is downloaded: every example is made by `rhpe_jax.data.synthetic` from a
 seed derived from (config seed, split, index), so two builds of a config are
 identical and any example can be regenerated alone. The features are those of
-every pose dataset of the project (`rhpe_jax.pose_features`).
+every pose dataset of the project (`rhpe_jax.data.pose_features`).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import dataclasses
 
 import tensorflow_datasets as tfds
 
-from rhpe_jax import pose_features
-from rhpe_jax import synthetic
+from rhpe_jax.data import pose_features
+from rhpe_jax.data import synthetic
 
 
 @dataclasses.dataclass

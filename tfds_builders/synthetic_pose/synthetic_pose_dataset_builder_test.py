@@ -69,7 +69,7 @@ class RebuildTest(tfds.testing.TestCase):
 
   def test_examples_are_the_generator_output(self):
     """A stored example decodes to the generator's annotations (image via JPEG)."""
-    from rhpe_jax import synthetic
+    from rhpe_jax.data import synthetic
     with tempfile.TemporaryDirectory() as d:
       built = _build_and_read(d)
     for split in ('train', 'validation'):

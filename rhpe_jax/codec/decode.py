@@ -1,0 +1,198 @@
+"""From heatmaps to keypoints, and between the frames a keypoint passes through.
+
+Everything here is a pure `jax.numpy` function, so it runs under `jit` and
+`vmap`. Coordinates follow docs/conventions.md: 0-based pixel centres, `[x, y]`
+order, `(2, 3)` affines acting on `[x, y, 1]`.
+
+Test-time flipping: mirror the input image as `x -> W_in - 1 - x` (a plain
+left-right flip of the pixel array), run the network, and pass its heatmaps
+through `flip_heatmaps` (or `merge_flipped`). The output grid mirrors as
+`x -> W_out - 1 - x`; with the network's stride-4 grid and `W_in = 4 * W_out`
+(248 -> 62) the two mirrors agree exactly, because
+`x_out = (x_in + 0.5) / 4 - 0.5` maps `W_in - 1 - x_in` to `W_out - 1 - x_out`.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import jax.numpy as jnp
+import numpy as np
+
+ArrayLike = Union[jnp.ndarray, np.ndarray, Sequence]
+
+# Below this curvature (in heatmap units) the peak is treated as flat and the
+# arg-max is not refined.
+_MIN_CURVATURE = 1e-12
+
+
+def _parabola_offset(left: jnp.ndarray, centre: jnp.ndarray,
+                     right: jnp.ndarray) -> jnp.ndarray:
+  """Vertex of the parabola through (-1, left), (0, centre), (1, right).
+
+  Returns 0 where the three points are not a proper maximum (flat or convex),
+  and clamps to [-0.5, 0.5]: a true maximum at the arg-max pixel cannot lie
+  further than half a pixel away.
+  """
+  curvature = left - 2.0 * centre + right
+  ok = curvature < -_MIN_CURVATURE
+  safe = jnp.where(ok, curvature, -1.0)
+  offset = jnp.where(ok, 0.5 * (left - right) / safe, 0.0)
+  return jnp.clip(offset, -0.5, 0.5)
+
+
+def _refine(left: jnp.ndarray, centre: jnp.ndarray, right: jnp.ndarray,
+            inside: jnp.ndarray) -> jnp.ndarray:
+  """Sub-pixel offset along one axis from the arg-max and its two neighbours.
+
+  Where all three values are positive the parabola is fitted to their
+  logarithm, which is exact for a Gaussian peak (the training target); where
+  a neighbour is zero or negative (e.g. a ReLU output cut to 0) it is fitted to
+  the values themselves. At the image border (`inside` false) no refinement.
+  """
+  positive = (left > 0) & (centre > 0) & (right > 0)
+  log = lambda v: jnp.log(jnp.where(positive, v, 1.0))
+  log_offset = _parabola_offset(log(left), log(centre), log(right))
+  value_offset = _parabola_offset(left, centre, right)
+  offset = jnp.where(positive, log_offset, value_offset)
+  return jnp.where(inside, offset, 0.0)
+
+
+def _first_argmax(values: jnp.ndarray, positions: jnp.ndarray) -> jnp.ndarray:
+  """`jnp.argmax` along the last axis (`positions` = 0, 1, ...) for finite values.
+
+  Two single-operand reductions (the maximum, then the smallest position that
+  reaches it): `jnp.argmax` lowers to a two-operand reduction that the TFLite
+  converter cannot turn into builtin ops (rhpe_jax.deploy.export).
+  """
+  peak = jnp.max(values, axis=-1, keepdims=True)
+  return jnp.min(jnp.where(values == peak, positions, positions[-1]), axis=-1)
+
+
+def heatmaps_to_keypoints(heatmaps: ArrayLike) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Keypoints and confidences from heatmaps `(..., H, W, J)`.
+
+  Each keypoint is the arg-max pixel refined to sub-pixel precision by a
+  separable parabola fit in x and in y through the maximum and its two
+  neighbours (on log values where they are positive, which recovers the centre
+  of a Gaussian exactly; on raw values otherwise). The offset is clamped to
+  [-0.5, 0.5] pixel; flat peaks and peaks on the border are not refined, so
+  the result is never NaN for finite input.
+
+  Returns:
+    coords: `(..., J, 2)` `[x, y]` in heatmap pixels (0-based centres).
+    confidence: `(..., J)` the maximum value of each map (the paper's
+      visibility score).
+  """
+  heatmaps = jnp.asarray(heatmaps)
+  if heatmaps.ndim < 3:
+    raise ValueError(
+        f'heatmaps must have shape (..., H, W, J), got shape {heatmaps.shape}')
+  height, width = heatmaps.shape[-3], heatmaps.shape[-2]
+  if height < 1 or width < 1:
+    raise ValueError(f'heatmaps have an empty spatial size {(height, width)}')
+  maps = jnp.moveaxis(heatmaps, -1, -3)  # (..., J, H, W)
+  flat = maps.reshape(maps.shape[:-2] + (height * width,))
+  positions = jnp.arange(height * width, dtype=jnp.int32)
+  index = _first_argmax(flat, positions)
+  iy, ix = index // width, index % width
+
+  def value_at(y, x):
+    # A masked sum rather than a gather: exact, and it keeps the batch size
+    # free in a TFLite conversion (rhpe_jax.deploy.export), where a gather cannot.
+    y = jnp.clip(y, 0, height - 1)
+    x = jnp.clip(x, 0, width - 1)
+    chosen = positions == (y * width + x)[..., None]
+    return jnp.sum(jnp.where(chosen, flat, 0), axis=-1)
+
+  centre = value_at(iy, ix)
+  dx = _refine(value_at(iy, ix - 1), centre, value_at(iy, ix + 1),
+               (ix > 0) & (ix < width - 1))
+  dy = _refine(value_at(iy - 1, ix), centre, value_at(iy + 1, ix),
+               (iy > 0) & (iy < height - 1))
+  dtype = jnp.result_type(heatmaps.dtype, jnp.float32)
+  coords = jnp.stack([ix.astype(dtype) + dx.astype(dtype),
+                      iy.astype(dtype) + dy.astype(dtype)], axis=-1)
+  return coords, centre
+
+
+def _check_permutation(heatmaps: jnp.ndarray, flip_permutation: ArrayLike
+                       ) -> np.ndarray:
+  perm = np.asarray(flip_permutation)
+  num_joints = heatmaps.shape[-1]
+  if perm.shape != (num_joints,) or sorted(perm.tolist()) != list(range(num_joints)):
+    raise ValueError(
+        f'flip_permutation must be a permutation of {num_joints} channels, '
+        f'got {perm.tolist()}')
+  return perm
+
+
+def flip_heatmaps(heatmaps: ArrayLike, flip_permutation: ArrayLike) -> jnp.ndarray:
+  """Mirrors heatmaps `(..., H, W, J)` left-right and swaps left/right channels.
+
+  Channel j of the result is the mirrored channel `flip_permutation[j]`
+  (`Skeleton.flip_permutation`), so it shows joint j of the un-mirrored image.
+  """
+  heatmaps = jnp.asarray(heatmaps)
+  if heatmaps.ndim < 3:
+    raise ValueError(
+        f'heatmaps must have shape (..., H, W, J), got shape {heatmaps.shape}')
+  perm = _check_permutation(heatmaps, flip_permutation)
+  return jnp.take(jnp.flip(heatmaps, axis=-2), jnp.asarray(perm), axis=-1)
+
+
+def merge_flipped(heatmaps: ArrayLike, flipped_heatmaps_of_mirrored_input: ArrayLike,
+                  flip_permutation: ArrayLike) -> jnp.ndarray:
+  """Test-time flip averaging: mean of a prediction and the un-mirrored
+  prediction of the mirrored input (mirrored as described in the module doc)."""
+  heatmaps = jnp.asarray(heatmaps)
+  other = jnp.asarray(flipped_heatmaps_of_mirrored_input)
+  if heatmaps.shape != other.shape:
+    raise ValueError(
+        f'heatmap shapes differ: {heatmaps.shape} vs {other.shape}')
+  return 0.5 * (heatmaps + flip_heatmaps(other, flip_permutation))
+
+
+def _check_affine(affine: jnp.ndarray) -> None:
+  if affine.ndim < 2 or affine.shape[-2:] != (2, 3):
+    raise ValueError(f'affine must have shape (..., 2, 3), got {affine.shape}')
+
+
+def transform_points(points: ArrayLike, affine: ArrayLike) -> jnp.ndarray:
+  """Maps points `(..., J, 2)` through a `(2, 3)` affine, or a batch
+  `(..., 2, 3)` whose leading axes broadcast against those of `points`."""
+  points = jnp.asarray(points)
+  affine = jnp.asarray(affine)
+  if points.ndim < 2 or points.shape[-1] != 2:
+    raise ValueError(f'points must have shape (..., J, 2), got {points.shape}')
+  _check_affine(affine)
+  linear = jnp.swapaxes(affine[..., :, :2], -1, -2)  # (..., 2, 2), transposed
+  return points @ linear + affine[..., None, :, 2]
+
+
+def invert_affine(affine: ArrayLike) -> jnp.ndarray:
+  """Inverse of `(..., 2, 3)` affines (closed-form 2x2 inverse; singular
+  matrices give inf/NaN, as a singular map has no inverse)."""
+  affine = jnp.asarray(affine)
+  _check_affine(affine)
+  a, b, tx = affine[..., 0, 0], affine[..., 0, 1], affine[..., 0, 2]
+  c, d, ty = affine[..., 1, 0], affine[..., 1, 1], affine[..., 1, 2]
+  det = a * d - b * c
+  ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+  itx = -(ia * tx + ib * ty)
+  ity = -(ic * tx + id_ * ty)
+  return jnp.stack([jnp.stack([ia, ib, itx], -1),
+                    jnp.stack([ic, id_, ity], -1)], -2)
+
+
+def grid_to_input(points: ArrayLike, stride: int = 4) -> jnp.ndarray:
+  """Output-grid pixel centres to input pixels: `x_in = s (x_out + 0.5) - 0.5`."""
+  if stride <= 0:
+    raise ValueError(f'stride must be positive, got {stride}')
+  return stride * (jnp.asarray(points) + 0.5) - 0.5
+
+
+def input_to_grid(points: ArrayLike, stride: int = 4) -> jnp.ndarray:
+  """Input pixels to output-grid pixel centres: `x_out = (x_in + 0.5) / s - 0.5`."""
+  if stride <= 0:
+    raise ValueError(f'stride must be positive, got {stride}')
+  return (jnp.asarray(points) + 0.5) / stride - 0.5

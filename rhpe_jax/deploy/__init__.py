@@ -1,0 +1,1 @@
+"""A trained network as artefacts for other runtimes (jax.export, SavedModel, TFLite)."""

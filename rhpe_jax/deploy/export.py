@@ -1,0 +1,331 @@
+"""A trained network as self-contained inference artefacts for other runtimes.
+
+The inference function takes uint8 RGB images (B, S, S, 3) and returns
+`keypoints` (B, J, 2) in input pixels, `confidence` (B, J) and the last
+stage's `heatmaps` (B, S/4, S/4, J), exactly as `train_step.predict_step`
+computes them, with normalisation and decoding (rhpe_jax.codec.decode) inside. It
+runs the network with batch norm folded into the convolutions, in float32.
+
+Three writers serialise it:
+  jax_export   `jax.export` (StableHLO), callable from any JAX program;
+  saved_model  a TF SavedModel (the `jax.export` StableHLO in one
+               XlaCallModule op, as jax2tf makes it), for TF Serving and TF
+               programs;
+  tflite       the TFLite converter's translation of that StableHLO into
+               builtin TFLite ops (no SELECT_TF_OPS, no Flex delegate).
+The batch size is symbolic in all three unless a fixed one is asked for.
+The two TF artefacts carry StableHLO in the version the installed TensorFlow
+reads (rhpe_jax.deploy.tf_stablehlo), or stop with one line saying why not. JAX can
+only serialise to StableHLO in current versions (jax2tf's graph-of-TF-ops mode
+is gone), so the TFLite file comes from the converter's StableHLO
+legalisation; decode.heatmaps_to_keypoints avoids the two operations that it
+cannot translate (a two-operand argmax reduction, a gather on a batch of
+symbolic size).
+"""
+from __future__ import annotations
+
+import functools
+import os
+import pathlib
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from rhpe_jax.codec import decode
+from rhpe_jax.model import network as model_lib
+from rhpe_jax.core import skeleton
+from rhpe_jax.deploy import tf_stablehlo
+from rhpe_jax.training import steps as train_step
+
+FORMATS = ('saved_model', 'tflite', 'jax_export')
+STRIDE = 4  # input pixels per heat-map pixel
+# StableHLO for these platforms goes into the jax.export and SavedModel
+# artefacts; TFLite gets a CPU-only lowering of its own.
+PLATFORMS = ('cpu', 'cuda', 'tpu')
+
+InferenceFn = Callable[[jax.Array], dict[str, jax.Array]]
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+  """Format names from 'a,b' or a list; one-line error for unknown names."""
+  names = [n.strip() for n in (text.split(',') if isinstance(text, str) else text)]
+  names = [n for n in names if n]
+  unknown = [n for n in names if n not in FORMATS]
+  if unknown or not names:
+    raise ValueError(f'unknown export formats {unknown or names}; choose from {",".join(FORMATS)}')
+  return tuple(dict.fromkeys(names))
+
+
+def check_image_size(image_size: int) -> None:
+  if image_size <= 0 or image_size % STRIDE:
+    raise ValueError(f'image size must be a positive multiple of {STRIDE}, got {image_size}')
+
+
+def _fold_conv(conv: Mapping[str, Any], norm: Mapping[str, Any], stats: Mapping[str, Any]
+               ) -> dict[str, jax.Array]:
+  """Kernel and bias of conv-then-batch-norm as one convolution.
+
+  BN(conv(x)) = s * (x * W + c - mean) + beta with s = gamma / sqrt(var + eps),
+  so the kernel is W * s (per output channel) and the bias (c - mean) * s + beta.
+  Statistics with a leading pass axis (P, C) give kernels (P, k, k, Cin, C).
+  """
+  scale = norm['scale'] / jnp.sqrt(stats['var'] + model_lib.BATCH_NORM_EPSILON)
+  return {'kernel': conv['kernel'] * scale[..., None, None, None, :],
+          'bias': (conv['bias'] - stats['mean']) * scale + norm['bias']}
+
+
+def _fold_tree(params: Mapping[str, Any], stats: Mapping[str, Any] | None,
+               passes: int | None) -> dict[str, Any]:
+  if 'BatchNorm_0' in params:
+    return {'Conv_0': _fold_conv(params['Conv_0'], params['BatchNorm_0'], stats['BatchNorm_0'])}
+  folded = {}
+  for name, child in params.items():
+    if isinstance(child, Mapping):
+      folded[name] = _fold_tree(child, (stats or {}).get(name), passes)
+    else:  # shared by every fusion pass: one copy per pass
+      folded[name] = child if passes is None else jnp.broadcast_to(child, (passes,) + child.shape)
+  return folded
+
+
+def fold_batch_norm(params: Mapping[str, Any], batch_stats: Mapping[str, Any],
+                    num_iterations: int) -> dict[str, Any]:
+  """Parameters of the `batch_norm_folded` network computing what the
+  trained network computes at inference (running averages).
+
+  The fusion passes share their weights but not their statistics, so the
+  folded fusion weights are stacked per pass (num_iterations + 1).
+  """
+  params, batch_stats = dict(params), dict(batch_stats)
+  fusion = dict(params.pop('fusion'))
+  # Scale and offset kept per pass (batch_norm_per_pass): (passes, C) each,
+  # folded like shared ones into (passes, ...) kernels.
+  for name, norm in params.pop('fusion_batch_norm', {}).items():
+    fusion[name] = dict(fusion[name], BatchNorm_0=norm)
+  fusion = _fold_tree(fusion, batch_stats.pop('fusion'), num_iterations + 1)
+  return dict(_fold_tree(params, batch_stats, None), fusion=fusion)
+
+
+def inference_model(config: ml_collections.ConfigDict) -> model_lib.RecurrentPoseNet:
+  """The config's network with batch norm folded, float32, no body-part heads,
+  and plain convolutions (the runtimes that load an export have their own)."""
+  return train_step.create_model(config).clone(
+      num_parts=0, dtype=jnp.float32, batch_norm_folded=True, remat=False, tuned_convolutions=False)
+
+
+def inference_params(config: ml_collections.ConfigDict, state) -> dict[str, Any]:
+  """The folded parameters of a train state, without the body-part heads."""
+  folded = fold_batch_norm(state.params, state.batch_stats, config.num_iterations)
+  for heads in (folded['heads_0'], folded['fusion']['heads']):
+    heads.pop('parts', None)
+  return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), folded)
+
+
+def inference_fn(config: ml_collections.ConfigDict
+                 ) -> Callable[[Mapping[str, Any], jax.Array], dict[str, jax.Array]]:
+  """(folded parameters, uint8 images (B, S, S, 3)) -> {keypoints, confidence,
+  heatmaps}, as predict_step computes them."""
+  net = inference_model(config)
+
+  def infer(params: Mapping[str, Any], images: jax.Array) -> dict[str, jax.Array]:
+    keypoint_maps, _ = net.apply({'params': params}, model_lib.normalize_images(images))
+    # The last stage by a slice: indexing lowers to a gather, which TFLite
+    # cannot translate for a symbolic batch size.
+    heatmaps = jax.lax.index_in_dim(keypoint_maps, keypoint_maps.shape[0] - 1, keepdims=False)
+    coords, confidence = decode.heatmaps_to_keypoints(heatmaps)
+    return {'keypoints': decode.grid_to_input(coords, STRIDE), 'confidence': confidence,
+            'heatmaps': heatmaps}
+
+  return infer
+
+
+def make_inference_fn(config: ml_collections.ConfigDict, params: Mapping[str, Any]
+                      ) -> InferenceFn:
+  """`inference_fn` with the folded parameters built in (as constants)."""
+  return functools.partial(inference_fn(config), params)
+
+
+def input_spec(image_size: int, batch: int | None) -> jax.ShapeDtypeStruct:
+  """uint8 (B, S, S, 3), B symbolic ('batch') when `batch` is None."""
+  check_image_size(image_size)
+  if batch is not None and batch <= 0:
+    raise ValueError(f'batch must be positive (or None for any size), got {batch}')
+  leading = jax.export.symbolic_shape('batch') if batch is None else (batch,)
+  return jax.ShapeDtypeStruct((*leading, image_size, image_size, 3), jnp.uint8)
+
+
+def export_jax(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
+               batch: int | None = None, platforms: Sequence[str] = PLATFORMS
+               ) -> jax.export.Exported:
+  """The inference function with its parameters as constants, for images only."""
+  return jax.export.export(jax.jit(make_inference_fn(config, params)),
+                           platforms=tuple(platforms))(input_spec(image_size, batch))
+
+
+def write_jax_export(path: str | os.PathLike, exported: jax.export.Exported) -> None:
+  pathlib.Path(path).write_bytes(exported.serialize())
+
+
+def export_for_tensorflow(config: ml_collections.ConfigDict, params: Mapping[str, Any],
+                          image_size: int, batch: int | None,
+                          platforms: Sequence[str]) -> jax.export.Exported:
+  """`inference_fn` exported with the parameters as arguments (so that the
+  TF artefacts store them once, as variables), in StableHLO the installed
+  TensorFlow reads (tf_stablehlo.for_tensorflow: one-line error otherwise)."""
+  param_specs = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+  exported = jax.export.export(jax.jit(inference_fn(config)), platforms=tuple(platforms))(
+      param_specs, input_spec(image_size, batch))
+  return tf_stablehlo.for_tensorflow(exported)
+
+
+def _tf_module(exported: jax.export.Exported, params: Mapping[str, Any]):
+  """A tf.Module holding the parameters as tf.Variables (stored once, outside
+  the graph) and, as `serve`, the exported inference function as one
+  XlaCallModule op (what jax2tf makes, from a module TensorFlow reads)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  images = exported.in_avals[-1]
+  module = tf.Module()
+  # In the export's argument order: the parameters' leaves, then the images.
+  module.params = [tf.Variable(x, trainable=False) for x in jax.tree_util.tree_leaves(params)]
+  module.serve = tf.function(
+      lambda images: tf_stablehlo.call_exported(exported, [*module.params, images]),
+      autograph=False,
+      input_signature=[tf.TensorSpec([d if isinstance(d, int) else None for d in images.shape],
+                                     tf.uint8, name='images')])
+  return module
+
+
+def write_saved_model(directory: str | os.PathLike, exported: jax.export.Exported,
+                      params: Mapping[str, Any]) -> None:
+  """SavedModel with signature `serving_default`: images -> the three outputs,
+  from `export_for_tensorflow(..., platforms=PLATFORMS)` and its parameters."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  module = _tf_module(exported, params)
+  tf.saved_model.save(module, str(directory),
+                      signatures={'serving_default': module.serve.get_concrete_function()})
+
+
+def _name_tensors_after_signature(model: bytes) -> bytes:
+  """The flatbuffer with every signature input/output tensor named as in the
+  signature ('images', 'keypoints', ...) instead of 'StatefulPartitionedCall:0'."""
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+  for signature in tree.signatureDefs:
+    tensors = tree.subgraphs[signature.subgraphIndex].tensors
+    for entry in list(signature.inputs) + list(signature.outputs):
+      tensors[entry.tensorIndex].name = entry.name
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+
+
+def tflite_model(exported: jax.export.Exported, params: Mapping[str, Any]) -> bytes:
+  """The TFLite flatbuffer (float32, builtin ops only) of a CPU-only
+  `export_for_tensorflow` and its parameters."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  module = _tf_module(exported, params)
+  function = module.serve.get_concrete_function()
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  return _name_tensors_after_signature(converter.convert())
+
+
+def write_tflite(path: str | os.PathLike, exported: jax.export.Exported,
+                 params: Mapping[str, Any]) -> None:
+  pathlib.Path(path).write_bytes(tflite_model(exported, params))
+
+
+# The platforms each TF artefact is lowered for.
+_TF_PLATFORMS = {'saved_model': PLATFORMS, 'tflite': ('cpu',)}
+
+
+_README = """\
+# Pose network export
+
+Recurrent Human Pose Estimation network (rhpe_jax), checkpoint step {step},
+exported for inference: batch norm folded into the convolutions, float32.
+
+## Input
+`images`: uint8 RGB, shape ({batch}, {size}, {size}, 3), values 0-255 (no
+normalisation needed: the artefacts subtract 128 and divide by 256 themselves).
+The network expects one person roughly centred, filling about 2/3 of the
+height (MPII's crop: a square of side 1.5 x 200 x scale px around the person
+centre, resized to {size} x {size}).
+
+## Outputs
+- `keypoints` ({batch}, {joints}, 2): [x, y] of every joint in input pixels
+  (0-based pixel centres: the top-left pixel's centre is (0, 0)).
+- `confidence` ({batch}, {joints}): the maximum of the joint's heat map (about
+  1 for a sure joint; low for occluded or absent ones).
+- `heatmaps` ({batch}, {grid}, {grid}, {joints}): the last stage's heat maps;
+  heat-map pixel (u, v) is centred on input pixel ({stride} u + {half}, {stride} v + {half}).
+
+Joint order ({skeleton}): {joint_list}.
+
+## Back to the original image
+If the input is the square crop of side `L` pixels whose top-left corner
+is at `(x0, y0)` in the original image, resized to {size} x {size}, a keypoint
+`(x, y)` in input pixels is, in original pixels,
+
+    x_orig = x0 + (x + 0.5) * L / {size} - 0.5
+    y_orig = y0 + (y + 0.5) * L / {size} - 0.5
+
+(for any affine crop, apply the inverse of the original->input map).
+
+## Files
+{files}
+"""
+
+_FILE_NOTES = {
+    'saved_model': ('saved_model/', 'TF SavedModel, signature `serving_default` '
+                    '(`tf.saved_model.load(d).signatures["serving_default"](images=x)`, '
+                    'or TF Serving).'),
+    'tflite': ('model.tflite', 'TFLite, builtin ops only; run it with '
+               '`ai_edge_litert.interpreter.Interpreter` (or `tf.lite.Interpreter`) '
+               'through `get_signature_runner()`.'),
+    'jax_export': ('model.jax_export', '`jax.export` serialisation: '
+                   '`jax.export.deserialize(open(f, "rb").read()).call(images)` returns a dict.'),
+}
+
+
+def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
+                batch: int | None, formats: Sequence[str]) -> str:
+  """DIR/README.md: input, outputs, joint order, mapping back to the image."""
+  joints = skeleton.get_skeleton(config.skeleton)
+  files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1]}' for f in formats)
+  return _README.format(
+      step=step, batch='B' if batch is None else batch, size=image_size,
+      grid=image_size // STRIDE, joints=joints.num_joints, stride=STRIDE,
+      half=(STRIDE - 1) / 2, skeleton=joints.name,
+      joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),
+      files=files)
+
+
+def export(config: ml_collections.ConfigDict, state, output: str | os.PathLike, *,
+           formats: Sequence[str] = FORMATS, image_size: int | None = None,
+           batch: int | None = None, step: int = 0) -> dict[str, str]:
+  """Writes the chosen artefacts and README.md to `output`; returns their paths."""
+  formats = parse_formats(formats)
+  image_size = config.input_size if image_size is None else image_size
+  input_spec(image_size, batch)  # validates before any work
+  params = inference_params(config, state)
+  # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
+  # the export here, before anything is written.
+  for_tf = {name: export_for_tensorflow(config, params, image_size, batch, _TF_PLATFORMS[name])
+            for name in formats if name in _TF_PLATFORMS}
+  out = pathlib.Path(output)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {}
+  for name in formats:
+    path = out / _FILE_NOTES[name][0]
+    if name == 'jax_export':
+      write_jax_export(path, export_jax(config, params, image_size, batch))
+    elif name == 'saved_model':
+      write_saved_model(path, for_tf[name], params)
+    else:
+      write_tflite(path, for_tf[name], params)
+    paths[name] = str(path)
+  readme = out / 'README.md'
+  readme.write_text(readme_text(config, step, image_size, batch, formats))
+  paths['readme'] = str(readme)
+  return paths

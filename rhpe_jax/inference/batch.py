@@ -1,0 +1,311 @@
+"""Pose on many images in one run, into one JSON Lines file that can be resumed.
+
+Images are read (rhpe_jax.data.image_io: upright, RGB), cut to the network's
+window and batched through one compiled prediction step (the last batch is
+padded, so the step compiles once); reading and cropping run in threads ahead
+of the network. Each result is one line of the output, written and flushed
+batch by batch, so an interrupted run loses at most the batch in flight; a
+run on an existing output skips the images already in it (a torn last line
+is cut off and its image predicted again). An image that cannot be read is
+reported by name and skipped; the run goes on.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import re
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from rhpe_jax.data import image_io
+from rhpe_jax.data import image_inputs
+
+
+def window(image_shape: tuple[int, ...], center: Sequence[float] | None,
+           scale: float | None, box_scale: float) -> tuple[tuple[float, float], float]:
+  """Centre and side (pixels) of the square the network sees: the whole
+  image padded to a square, or MPII's person window (side = box_scale x 200
+  x scale around the centre)."""
+  height, width = image_shape[:2]
+  if center is None:
+    if scale is not None:
+      raise ValueError('--scale needs --center')
+    return ((width - 1) / 2.0, (height - 1) / 2.0), float(max(height, width))
+  if len(center) != 2:
+    raise ValueError(f'--center needs two numbers X Y, got {list(center)}')
+  if scale is None or not scale > 0:
+    raise ValueError(f'--center needs a positive --scale, got {scale}')
+  return (float(center[0]), float(center[1])), float(box_scale * 200.0 * scale)
+
+
+def crop(image: np.ndarray, centre: Sequence[float], side: float, input_size: int
+         ) -> tuple[np.ndarray, np.ndarray]:
+  """The (S, S, 3) uint8 network input of a window and its (3, 3)
+  input-to-image matrix (the training pipeline's crop, without augmentation)."""
+  pixels, matrix = _crop_fn(input_size)(np.asarray(image, np.uint8),
+                                        np.asarray(centre, np.float64), np.float64(side))
+  return pixels.numpy(), matrix.numpy()
+
+
+@functools.lru_cache(maxsize=4)
+def _crop_fn(input_size: int):
+  """The crop as one TensorFlow graph (eager op by op costs ~7 ms an image)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
+                                tf.TensorSpec([2], tf.float64), tf.TensorSpec([], tf.float64)])
+  def fn(image, centre, side):
+    matrix = augment.input_to_stored_matrix(centre, side, input_size, augment.identity_params())
+    return augment.warp_image(image, matrix, input_size), matrix
+
+  return fn
+
+
+@dataclasses.dataclass
+class Prepared:
+  """An input read and cropped, or the reason it could not be."""
+  item: image_inputs.ImageInput
+  crop: np.ndarray | None = None
+  input_to_image: np.ndarray | None = None
+  image_size: tuple[int, int] | None = None  # (width, height), upright
+  window: tuple[tuple[float, float], float] | None = None
+  image: np.ndarray | None = None  # kept only when pictures are drawn
+  error: str | None = None
+
+
+def prepare(item: image_inputs.ImageInput, box_scale: float, input_size: int,
+            keep_image: bool = False) -> Prepared:
+  try:
+    image = image_io.read_image(item.path)
+    centre, side = window(image.shape, item.center, item.scale, box_scale)
+    pixels, matrix = crop(image, centre, side, input_size)
+  except (OSError, ValueError) as e:  # image_io's errors name the file
+    message = ' '.join(str(e).split())
+    return Prepared(item, error=message if item.path in message else f'{item.path}: {message}')
+  return Prepared(item, pixels, matrix, (int(image.shape[1]), int(image.shape[0])),
+                  (centre, side), image if keep_image else None)
+
+
+def prepared_in_order(items: Sequence[image_inputs.ImageInput], prepare_fn: Callable,
+                      workers: int, lookahead: int) -> Iterator[Prepared]:
+  """prepare_fn(item) for every item, in order, `lookahead` ahead in threads."""
+  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    pending: collections.deque = collections.deque()
+    queue = iter(items)
+    for item in queue:
+      pending.append(pool.submit(prepare_fn, item))
+      if len(pending) >= lookahead:
+        break
+    while pending:
+      result = pending.popleft().result()
+      following = next(queue, None)
+      if following is not None:
+        pending.append(pool.submit(prepare_fn, following))
+      yield result
+
+
+def batches(prepared: Iterable[Prepared], batch_size: int
+            ) -> Iterator[tuple[list[Prepared], list[Prepared]]]:
+  """(readable, failed) groups: each readable group is one network batch."""
+  ready, failed = [], []
+  for p in prepared:
+    (failed if p.error else ready).append(p)
+    if len(ready) == batch_size:
+      yield ready, failed
+      ready, failed = [], []
+  if ready or failed:
+    yield ready, failed
+
+
+def make_step(config) -> Callable[[Any, np.ndarray], dict[str, np.ndarray]]:
+  """(state, uint8 images (B, S, S, 3)) -> keypoints (input pixels), confidence;
+  jitted once (one compilation per batch shape)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.training import steps as train_step  # pylint: disable=g-import-not-at-top
+
+  @jax.jit
+  def step(params, batch_stats, images):
+    state = _Variables(params, batch_stats)
+    out = train_step.predict_step(state, {'image': images}, config=config)
+    return out['keypoints'], out['confidence']
+
+  def run(state, images):
+    keypoints, confidence = step(state.params, state.batch_stats, images)
+    return {'keypoints': np.asarray(keypoints), 'confidence': np.asarray(confidence)}
+
+  return run
+
+
+@dataclasses.dataclass
+class _Variables:
+  """What predict_step reads of a train state."""
+  params: Any
+  batch_stats: Any
+
+
+# --------------------------------------------------------------------------
+# The output file.
+
+def record_key(record: dict) -> tuple:
+  person = record.get('person') or {}
+  center = person.get('center')
+  return (record['image'], tuple(center) if center is not None else None, person.get('scale'))
+
+
+def read_existing(path: pathlib.Path) -> list[dict]:
+  """The complete records of an output file; a torn last line (no newline,
+  or not JSON: the run was killed while writing it) is cut off the file."""
+  if not path.exists():
+    return []
+  data = path.read_bytes()
+  records, end = [], 0
+  lines = data.split(b'\n')
+  for number, line in enumerate(lines[:-1], 1):  # the last piece has no newline
+    try:
+      record = json.loads(line)
+      record_key(record)
+    except (ValueError, KeyError, TypeError, AttributeError):
+      if number == len(lines) - 1 and not lines[-1]:
+        break  # the last line: torn
+      raise ValueError(f'{path} line {number} is not a prediction record; '
+                       'is it the output of another program? (--overwrite replaces it)') from None
+    records.append(record)
+    end += len(line) + 1
+  if end < len(data):
+    with path.open('r+b') as f:
+      f.truncate(end)
+  return records
+
+
+def picture_names(items: Sequence[image_inputs.ImageInput]) -> dict[tuple, str]:
+  """A PNG name per input, from its path under the inputs' common folder
+  ('a/b.jpg' -> 'a__b.png'), numbered when an image holds several persons."""
+  if not items:
+    return {}
+  paths = [os.path.abspath(i.path) for i in items]
+  root = os.path.commonpath([os.path.dirname(p) for p in paths])
+  names, seen = {}, collections.Counter()
+  for item, path in zip(items, paths):
+    stem = os.path.splitext(os.path.relpath(path, root))[0]
+    stem = re.sub(r'[^\w.-]+', '_', stem.replace(os.sep, '__'))
+    seen[stem] += 1
+    names[item.key] = stem + (f'_{seen[stem]}' if seen[stem] > 1 else '') + '.png'
+  return names
+
+
+def draw_picture(path: pathlib.Path, image: np.ndarray, keypoints: np.ndarray, skel) -> None:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
+  picture, points = visualize.enlarge(image, keypoints)
+  Image.fromarray(visualize.draw_skeleton(picture, points, None, skel)).save(path)
+
+
+@dataclasses.dataclass
+class Summary:
+  total: int
+  predicted: int
+  skipped_done: int
+  failed: list[str]
+  output: str
+  seconds: float
+  images_per_s: float | None  # after the first batch (compilation excluded)
+
+
+def predict_images(config, state, step_number: int, items: Sequence[image_inputs.ImageInput],
+                   output: str | os.PathLike, *, batch_size: int = 8,
+                   pictures: str | os.PathLike | None = None, overwrite: bool = False,
+                   workers: int = 2, progress_stream=None,
+                   report: Callable[[str], None] | None = None) -> Summary:
+  """Predicts every item not already in `output`, appending one JSON line each."""
+  from rhpe_jax.codec import decode  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import progress
+  from rhpe_jax.core import skeleton
+  started = time.monotonic()
+  output = pathlib.Path(output)
+  if not output.parent.is_dir():
+    raise FileNotFoundError(f'output directory {output.parent} does not exist')
+  if batch_size < 1:
+    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
+  picture_dir = pathlib.Path(pictures) if pictures else None
+  if picture_dir is not None:
+    picture_dir.mkdir(parents=True, exist_ok=True)
+  if overwrite and output.exists():
+    output.unlink()
+  existing = read_existing(output)
+  steps = {r.get('checkpoint_step') for r in existing}
+  if existing and steps != {step_number}:
+    raise ValueError(f'{output} holds predictions of checkpoint step {sorted(steps, key=str)}, '
+                     f'this run uses step {step_number}: pass --overwrite or another --output')
+  done = {record_key(r) for r in existing}
+  todo = [i for i in dict.fromkeys(items) if i.key not in done]
+  skipped_done = len(dict.fromkeys(items)) - len(todo)
+  names = picture_names(list(items)) if picture_dir is not None else {}
+  skel = skeleton.get_skeleton(config.skeleton)
+  joint_names = list(skel.joint_names)
+  step = make_step(config)
+  size = config.input_size
+  bar = progress.Progress(len(todo), stream=progress_stream)
+  note = report or bar.note
+  failed: list[str] = []
+  predicted = 0
+  prepare_fn = functools.partial(prepare, box_scale=config.box_scale, input_size=size,
+                                 keep_image=picture_dir is not None)
+  stream = prepared_in_order(todo, prepare_fn, workers, lookahead=2 * batch_size)
+  rate_started = False
+  bar.update(0, force=True)
+  with output.open('a') as out, _closing(bar):
+    for group, bad in batches(stream, batch_size):
+      for p in bad:
+        failed.append(p.item.path)
+        note(f'skipped {p.error}')
+      if group:
+        images = np.zeros((batch_size, size, size, 3), np.uint8)
+        for k, p in enumerate(group):
+          images[k] = p.crop
+        result = step(state, images)
+        for k, p in enumerate(group):
+          matrix = p.input_to_image
+          keypoints = np.asarray(decode.transform_points(result['keypoints'][k], matrix[:2]))
+          record = {
+              'image': p.item.path,
+              'image_size': list(p.image_size),
+              'keypoints': np.round(keypoints, 3).tolist(),
+              'confidence': np.round(result['confidence'][k], 5).tolist(),
+              'joint_names': joint_names,
+              'window': {'center': [float(c) for c in p.window[0]], 'side': float(p.window[1])},
+              'checkpoint_step': step_number,
+          }
+          if p.item.center is not None:
+            record['person'] = {'center': list(p.item.center), 'scale': p.item.scale}
+          if picture_dir is not None:
+            picture = picture_dir / names[p.item.key]
+            draw_picture(picture, p.image, keypoints, skel)
+            record['picture'] = str(picture)
+          out.write(json.dumps(record) + '\n')
+        out.flush()
+        os.fsync(out.fileno())
+        predicted += len(group)
+      bar.update(predicted + len(failed), len(failed))
+      if not rate_started and predicted:
+        bar.start_rate()  # from here: the first batch paid for the compilation
+        rate_started = True
+  return Summary(len(dict.fromkeys(items)), predicted, skipped_done, failed, str(output),
+                 time.monotonic() - started, bar.rate())
+
+
+@contextlib.contextmanager
+def _closing(bar):
+  """Ends the progress line however the run ends (Ctrl-C included)."""
+  try:
+    yield bar
+  finally:
+    bar.close()

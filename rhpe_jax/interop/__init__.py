@@ -1,0 +1,1 @@
+"""Other projects' files: the authors' MatConvNet networks."""

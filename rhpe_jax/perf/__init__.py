@@ -1,0 +1,1 @@
+"""Performance tools: hardware data sheets, ahead-of-time TPU compiles, timing."""

@@ -1,0 +1,1 @@
+"""Training: state and optimiser, the pure pmapped steps, the loss, the loop."""

@@ -1,0 +1,104 @@
+"""experiments/import_matconvnet.py end to end: a file written as the authors'
+code writes it, imported, then `predict` on a real LSPET image and the
+TFLite `export` of the imported checkpoint, both against the NumPy
+interpreter of the file; the command line's one-line errors."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from tests import matconvnet_reference as ref
+from tests.conftest import REPO, SHARED_DATA
+
+WIDTH = 0.125
+IMAGE = SHARED_DATA / 'lspet_sample' / 'images' / 'im00002.jpg'
+
+
+def _load_config(path):
+  spec = importlib.util.spec_from_file_location('imported_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def test_import_predict_and_tflite_agree_with_the_file(tmp_path, capsys):
+  if not IMAGE.is_file():
+    pytest.skip(f'the real LSPET sample is not at {IMAGE.parent}')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from experiments import export as export_cli, import_matconvnet, predict
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.codec import decode
+
+  network = ref.build_network(width=WIDTH, seed=7)
+  mat = ref.write_v5(tmp_path / 'keypoint-v3.mat', network)
+  workdir = tmp_path / 'authors_v3'
+  paths = import_matconvnet.run(str(mat), str(workdir))
+  printed = capsys.readouterr().out
+  assert 'the prediction is prediction10' in printed and '3 fusion passes' in printed
+  assert 'mapped 82 layers' in printed and 'ignored 16 training-only loss layers' in printed
+  config = _load_config(paths['config'])
+  assert (config.batch_norm_per_pass, config.num_iterations, config.width) == (True, 2, WIDTH)
+  assert config.input_size == 248
+
+  # predict: the whole image padded to a square, as the authors' demo does.
+  record = predict.run(config, str(workdir), str(tmp_path / 'pred'), image_path=str(IMAGE))
+  assert record['checkpoint_step'] == 0
+  predicted = np.asarray(record['keypoints'])
+
+  export_cli.run(config, str(workdir), str(tmp_path / 'export'), formats='tflite')
+  image = predict.load_image(str(IMAGE))
+  centre, side = predict.window(image.shape, None, None, config.box_scale)
+  size = config.input_size
+  matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
+                                          augment.identity_params())
+  crop = augment.warp_image(tf.constant(image), matrix, size).numpy()
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # tf.lite.Interpreter's deprecation notice
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / 'export' / 'model.tflite'))
+  out = interpreter.get_signature_runner('serving_default')(images=crop[None])
+
+  # The file itself, run by the NumPy interpreter on the same input.
+  maps = ref.run_network(network, (crop.astype(np.float64) - 128.0) / 256.0)['prediction10']
+  assert maps.shape == (62, 62, 16) and maps.max() > 1
+  np.testing.assert_allclose(out['heatmaps'][0], maps, atol=1e-4 * np.abs(maps).max(), rtol=0)
+  authors = ref.authors_decode(maps, (size, size))
+  grid = np.asarray(decode.input_to_grid(out['keypoints'][0]))
+  assert np.all(np.abs(grid - (authors / 4.0 - 1.0)) <= 0.5 + 1e-4)
+
+  # predict's keypoints (original image pixels) are the TFLite ones mapped back.
+  tflite_in_image = np.asarray(decode.transform_points(out['keypoints'][0],
+                                                       matrix.numpy()[:2]))
+  np.testing.assert_allclose(predicted, tflite_in_image, atol=0.05 * side / size)
+
+
+def _run_cli(*args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', 'experiments.import_matconvnet', *args], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_command_line_errors_are_one_line_and_write_nothing(tmp_path):
+  network = ref.build_network(width=WIDTH, seed=8)
+  ref.set_param(network, 'fu_2_3_bn_x', np.zeros((16, 2), np.float32))
+  mat = ref.write_v5(tmp_path / 'untrained.mat', network)
+  out = tmp_path / 'out'
+  result = _run_cli(f'--mat={mat}', f'--output={out}')
+  assert result.returncode == 1
+  assert 'Traceback' not in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert lines[-1].startswith('error: ') and 'fu_2_3_bn_x (16 of 16)' in lines[-1]
+  assert not out.exists()
+
+  from experiments import import_matconvnet  # pylint: disable=g-import-not-at-top
+  with pytest.raises(FileNotFoundError, match='missing.mat does not exist'):
+    import_matconvnet.run(str(tmp_path / 'missing.mat'), str(out))
+  (tmp_path / 'file').write_text('x')
+  with pytest.raises(FileExistsError, match='is a file'):
+    import_matconvnet.run(str(mat), str(tmp_path / 'file'))

@@ -1,0 +1,162 @@
+"""experiments/predict.py: a real MPII image in, JSON and pictures out; bad
+input gives a one-line error and a non-zero exit (run as processes)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import REPO, SHARED_DATA, library_lines
+
+MPII_NAMES = ['r_ankle', 'r_knee', 'r_hip', 'l_hip', 'l_knee', 'l_ankle', 'pelvis', 'thorax',
+              'upper_neck', 'head_top', 'r_wrist', 'r_elbow', 'r_shoulder', 'l_shoulder',
+              'l_elbow', 'l_wrist']
+
+
+def _start(args):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.Popen([sys.executable, '-m', 'experiments.predict', *args], cwd=REPO,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _config_flags(data_dir):
+  return ['--config=experiments/configs/demo.py', '--config.width=0.0625',
+          '--config.input_size=64', '--config.dataset=synthetic_pose/tiny_eval',
+          f'--config.data_dir={data_dir}']
+
+
+def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp_path):
+  sample = SHARED_DATA / 'mpii_sample'
+  if not (sample / 'annotations.json').is_file():
+    pytest.skip(f'the real MPII sample is not at {sample}')
+  record = json.loads((sample / 'annotations.json').read_text())[0]
+  image_path = sample / 'images' / record['image']
+  centre, scale = record['center'], record['scale']
+  base = _config_flags(tiny_data_dir)
+  (tmp_path / 'empty_run').mkdir()
+  not_an_image = tmp_path / 'notes.jpg'
+  not_an_image.write_text('this is text, not a JPEG\n')
+  ok = _start(base + [f'--workdir={tiny_workdir}', f'--image={image_path}',
+                      '--center', str(centre[0]), str(centre[1]), f'--scale={scale}',
+                      f'--output={tmp_path / "person"}', '--heatmaps',
+                      '--joints=r_wrist,l_ankle'])
+  failures = {
+      'does not exist': _start(base + [f'--workdir={tiny_workdir}',
+                                       f'--image={tmp_path / "missing.jpg"}',
+                                       f'--output={tmp_path / "x"}']),
+      'not a readable image': _start(base + [f'--workdir={tiny_workdir}',
+                                             f'--image={not_an_image}',
+                                             f'--output={tmp_path / "y"}']),
+      'no checkpoint': _start(base + [f'--workdir={tmp_path / "empty_run"}',
+                                      f'--image={image_path}', f'--output={tmp_path / "z"}']),
+  }
+  for expected, process in failures.items():
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode != 0, expected
+    assert 'Traceback' not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and expected in errors[0], stderr
+    assert stderr.strip().splitlines()[-1] == errors[0]
+  stdout, stderr = ok.communicate(timeout=300)
+  assert ok.returncode == 0, stderr[-3000:]
+  assert 'Traceback' not in stderr
+  assert not library_lines(stdout, stderr), stderr  # the project's lines only
+
+  out = json.loads((tmp_path / 'person.json').read_text())
+  assert out['joint_names'] == MPII_NAMES
+  keypoints = np.array(out['keypoints'])
+  confidence = np.array(out['confidence'])
+  assert keypoints.shape == (16, 2) and confidence.shape == (16,)
+  assert np.all(np.isfinite(keypoints)) and np.all(np.isfinite(confidence))
+  # Every prediction lies in the person's window: side = 1.5 * 248/256 * 200 * scale
+  # pixels around the centre (the release's crop), whatever the weights.
+  side = 1.5 * 248 / 256 * 200 * scale
+  assert out['window']['side'] == pytest.approx(side)
+  assert np.all(np.abs(keypoints - np.array(centre)) <= side / 2)
+  with Image.open(image_path) as original, Image.open(tmp_path / 'person.png') as drawn:
+    assert drawn.size == original.size
+    difference = np.abs(np.asarray(drawn, np.int32) - np.asarray(original.convert('RGB'),
+                                                                 np.int32))
+    assert difference.max() > 100  # a skeleton was drawn
+  for name in ('person_stages.png', 'person_maps.png'):
+    with Image.open(tmp_path / name) as picture:
+      assert picture.format == 'PNG'
+  with Image.open(tmp_path / 'person_stages.png') as stages:
+    assert stages.size[1] < stages.size[0]  # 2 joint rows, 3 stage columns
+
+
+def test_command_line_helpers(tmp_path):
+  from experiments import predict
+  assert predict.join_center_values(['p', '--center', '10', '20.5', '--scale=2']) == [
+      'p', '--center=10,20.5', '--scale=2']
+  assert predict.window((100, 300, 3), None, None, 1.5) == ((149.5, 49.5), 300.0)
+  assert predict.window((100, 300, 3), (5, 6), 2.0, 1.5) == ((5.0, 6.0), 600.0)
+  with pytest.raises(ValueError, match='--scale'):
+    predict.window((10, 10, 3), (5, 6), None, 1.5)
+  with pytest.raises(ValueError, match='needs --center'):
+    predict.window((10, 10, 3), None, 2.0, 1.5)
+  with pytest.raises(FileNotFoundError, match='does not exist'):
+    predict.load_image(str(tmp_path / 'nothing.png'))
+  bad = tmp_path / 'bad.png'
+  bad.write_bytes(b'\x89PNG broken')
+  with pytest.raises(ValueError, match='not a readable image'):
+    predict.load_image(str(bad))
+  picture = np.zeros((5, 7, 3), np.uint8)
+  picture[1, 2] = (10, 20, 30)
+  Image.fromarray(picture).convert('L').save(tmp_path / 'grey.png')
+  loaded = predict.load_image(str(tmp_path / 'grey.png'))
+  assert loaded.shape == (5, 7, 3)  # grey images come back as RGB
+
+
+def test_single_image_keypoints_are_in_the_upright_frame(tiny_data_dir, tiny_workdir, tmp_path):
+  """A photo stored sideways with EXIF orientation 6 (as phones store portrait
+  photos) gives the upright photo's keypoints and an upright picture."""
+  from experiments import predict
+  from tests.conftest import tiny_config
+  from tests.inference.test_batch import LSPET_IMAGE, _stored
+  if not LSPET_IMAGE.is_file():
+    pytest.skip(f'the LSPET sample is not at {LSPET_IMAGE.parent}')
+  with Image.open(LSPET_IMAGE) as image:
+    upright = np.asarray(image.convert('RGB'))
+  Image.fromarray(upright).save(tmp_path / 'upright.png')
+  sideways = Image.fromarray(_stored(upright, 6))
+  exif = sideways.getexif()
+  exif[0x0112] = 6
+  sideways.save(tmp_path / 'sideways.png', exif=exif.tobytes())
+  config = tiny_config(tiny_data_dir)
+  want = predict.run(config, str(tiny_workdir), str(tmp_path / 'a'),
+                     image_path=str(tmp_path / 'upright.png'))
+  got = predict.run(config, str(tiny_workdir), str(tmp_path / 'b'),
+                    image_path=str(tmp_path / 'sideways.png'))
+  assert got['image_size'] == want['image_size'] == [upright.shape[1], upright.shape[0]]
+  np.testing.assert_allclose(got['keypoints'], want['keypoints'], atol=1.0)
+  with Image.open(tmp_path / 'a.png') as a, Image.open(tmp_path / 'b.png') as b:
+    assert a.size == b.size
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
+                                                         tmp_path):
+  """As a user sees it: --checkpoint=latest with step 2 unreadable predicts
+  with step 1 after one `warning:` line. (A step asked for by number does not
+  fall back: test_evaluation.py.)"""
+  image = tmp_path / 'noise.png'
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 60, 3), np.uint8)).save(image)
+  fallback = _start(_config_flags(tiny_data_dir) + [
+      f'--image={image}', f'--workdir={broken_newest_workdir}', '--checkpoint=latest',
+      f'--output={tmp_path / "fallback"}'])
+  stdout, stderr = fallback.communicate(timeout=300)
+  assert fallback.returncode == 0, stderr[-3000:]
+  lines = stderr.splitlines()
+  assert len(lines) == 1, stderr
+  latest = broken_newest_workdir / 'checkpoints' / 'latest'
+  assert lines[0].startswith(f'warning: checkpoint step 2 cannot be read: {latest}/2/default/d/')
+  aside = broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2'
+  assert lines[0].endswith(f'(OUT_OF_RANGE); moved to {aside}; using step 1')
+  assert stdout.startswith('wrote ')
+  assert json.loads((tmp_path / 'fallback.json').read_text())['checkpoint_step'] == 1
