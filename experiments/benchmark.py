@@ -43,6 +43,7 @@ import jax
 import numpy as np
 
 from rhpe_jax import cli
+from rhpe_jax import model as model_lib
 from rhpe_jax.model import flops as flops_lib
 from rhpe_jax.core import skeleton
 from rhpe_jax.training import steps as step_lib
@@ -177,7 +178,7 @@ def benchmark_step(config, what: str, batch: int, image_size: int, steps: int,
     return (batches[holder['i'] % 2],)
 
   times = time_compiled(run, args, steps)
-  net = step_lib.create_model(config)
+  net = model_lib.create_model(config)
   count = flops_lib.train_step_flops if what == 'train_step' else flops_lib.forward_flops
   return report(what, batch, image_size, times, count(net, image_size, image_size, batch),
                 compile_time,
@@ -351,7 +352,7 @@ def main(argv):
     return
   if FLAGS.compare_torch:
     torch_reference_path()  # fail before the long measurement
-    net = step_lib.create_model(config)
+    net = model_lib.create_model(config)
     if (net.width, net.num_iterations, net.num_keypoints, net.num_parts) != (1.0, 2, 16, 15):
       sys.exit('error: --compare_torch needs the reference network (width 1, num_iterations 2, '
                '16 keypoints, 15 parts, as experiments/configs/mpii.py)')

@@ -97,7 +97,7 @@ def run(mat: str, output: str, *, overwrite: bool = False, verbose: bool = True
   spec.loader.exec_module(module)
   config = module.get_config()
 
-  net = train_step.create_model(config)
+  net = model_lib.create_model(config)
   shapes = jax.eval_shape(lambda: model_lib.init_variables(
       net, jax.random.key(0), (1, config.input_size, config.input_size, 3)))
   want = jax.tree_util.tree_map(lambda x: x.shape, {'params': shapes['params'],

@@ -148,7 +148,7 @@ def _network(config_json: str):
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   from rhpe_jax.training import steps as train_step  # pylint: disable=g-import-not-at-top
-  net = train_step.create_model(ml_collections.ConfigDict(json.loads(config_json)))
+  net = model_lib.create_model(ml_collections.ConfigDict(json.loads(config_json)))
   return jax.jit(lambda v, x: net.apply(v, x, train=False))
 
 

@@ -126,6 +126,7 @@ def test_named_values_are_the_ones_the_code_accepts():
   from rhpe_jax.evaluation import metrics
   from rhpe_jax.core import skeleton
   from rhpe_jax.codec import targets
+  from rhpe_jax import model as model_lib
   from rhpe_jax.training import steps as train_step
   assert config_checks.OCCLUSION_MODES == targets.OCCLUSION_MODES
   assert config_checks.JOINT_MAPPINGS == augment.JOINT_MAPPINGS
@@ -135,7 +136,7 @@ def test_named_values_are_the_ones_the_code_accepts():
   config = demo.get_config()
   for dtype in config_checks.COMPUTE_DTYPES:
     config.compute_dtype = dtype
-    train_step.create_model(config)
+    model_lib.create_model(config)
   for optimizer in config_checks.OPTIMIZERS:
     config.optimizer = optimizer
     train_step.create_optimizer(config, steps_per_epoch=10)

@@ -111,7 +111,7 @@ def fold_batch_norm(params: Mapping[str, Any], batch_stats: Mapping[str, Any],
 def inference_model(config: ml_collections.ConfigDict) -> model_lib.RecurrentPoseNet:
   """The config's network with batch norm folded, float32, no body-part heads,
   and plain convolutions (the runtimes that load an export have their own)."""
-  return train_step.create_model(config).clone(
+  return model_lib.create_model(config).clone(
       num_parts=0, dtype=jnp.float32, batch_norm_folded=True, remat=False, tuned_convolutions=False)
 
 

@@ -256,7 +256,7 @@ def restore_state(config: ml_collections.ConfigDict, workdir: str,
 
 def _last_stage_heatmaps(state, images, *, config):
   """Last-stage keypoint maps (B, h, w, J) of uint8 images (B, S, S, 3)."""
-  net = step_lib.create_model(config)
+  net = model_lib.create_model(config)
   keypoint_maps, _ = net.apply(
       {'params': state.params, 'batch_stats': state.batch_stats},
       model_lib.normalize_images(images), train=False)

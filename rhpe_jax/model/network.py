@@ -24,7 +24,9 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from rhpe_jax.core import skeleton
 from rhpe_jax.model import conv
 from rhpe_jax.model import pooling
 
@@ -320,3 +322,27 @@ def init_variables(model: RecurrentPoseNet, rng: jax.Array,
   """Initial variables ({'params', 'batch_stats'}) for images of `image_shape`."""
   return jax.jit(functools.partial(model.init, train=False))(
       rng, jnp.zeros(image_shape, jnp.float32))
+
+
+# config.compute_dtype -> the dtype the network computes in (parameters stay float32).
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+
+
+def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
+                 ) -> RecurrentPoseNet:
+  """The network a config describes."""
+  joints = skeleton.get_skeleton(config.skeleton)
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f'compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, '
+                     f'got {config.compute_dtype!r}')
+  return RecurrentPoseNet(
+      num_keypoints=joints.num_joints,
+      num_parts=joints.num_parts if config.use_parts else 0,
+      num_iterations=config.num_iterations,
+      width=config.width,
+      dtype=COMPUTE_DTYPES[config.compute_dtype],
+      axis_name=axis_name,
+      remat=config.remat,
+      unroll=config.scan_unroll or None,
+      relu_output=config.relu_output,
+      batch_norm_per_pass=config.get('batch_norm_per_pass', False))

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from rhpe_jax import model as model_lib
 from rhpe_jax.model import flops as flops_lib
 from rhpe_jax.core import skeleton
 from rhpe_jax.training import steps as step_lib
@@ -118,7 +119,7 @@ def _cost(compiled) -> dict:
 
 def project_flops(what: str, config: ml_collections.ConfigDict, batch: int) -> int:
   """The project's count for one device's share (rhpe_jax.model.flops)."""
-  net = step_lib.create_model(config)
+  net = model_lib.create_model(config)
   size = config.input_size
   if what == 'train_step':
     return flops_lib.train_step_flops(net, size, size, batch)
@@ -283,7 +284,7 @@ def mxu_fill(config: ml_collections.ConfigDict, chip: tpu.Chip) -> list[dict[str
   features padded up to the unit's width on both the contraction and the
   output side; the 3-channel first layer is left out, XLA folds its taps
   into the contraction)."""
-  net = step_lib.create_model(config)
+  net = model_lib.create_model(config)
   layers = flops_lib.network_layers(net, config.input_size, config.input_size).convolutions
   total = sum(layer.conv_flops for layer in layers)
   rows: dict[tuple, dict[str, Any]] = {}

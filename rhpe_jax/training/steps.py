@@ -21,7 +21,7 @@ from flax.training import train_state
 
 from rhpe_jax.codec import decode
 from rhpe_jax.training import losses
-from rhpe_jax.model import network as model_lib
+from rhpe_jax import model as model_lib
 from rhpe_jax.core import skeleton
 from rhpe_jax.codec import targets
 
@@ -30,26 +30,6 @@ AXIS = 'batch'  # the pmap axis name
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
-
-
-def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
-                 ) -> model_lib.RecurrentPoseNet:
-  """The network a config describes."""
-  joints = skeleton.get_skeleton(config.skeleton)
-  dtypes = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
-  if config.compute_dtype not in dtypes:
-    raise ValueError(f'compute_dtype must be one of {sorted(dtypes)}, got {config.compute_dtype!r}')
-  return model_lib.RecurrentPoseNet(
-      num_keypoints=joints.num_joints,
-      num_parts=joints.num_parts if config.use_parts else 0,
-      num_iterations=config.num_iterations,
-      width=config.width,
-      dtype=dtypes[config.compute_dtype],
-      axis_name=axis_name,
-      remat=config.remat,
-      unroll=config.scan_unroll or None,
-      relu_output=config.relu_output,
-      batch_norm_per_pass=config.get('batch_norm_per_pass', False))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -99,7 +79,7 @@ def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
 def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
                        steps_per_epoch: int, total_steps: int | None = None) -> TrainState:
   """Initial state for a single device (replicate it for pmap)."""
-  net = create_model(config)
+  net = model_lib.create_model(config)
   variables = model_lib.init_variables(
       net, rng, (1, config.input_size, config.input_size, 3))
   return TrainState.create(
@@ -131,7 +111,7 @@ def train_step(state: TrainState, batch: dict, *,
 
   Returns the new state and metrics averaged over `axis_name` (when given).
   """
-  net = create_model(config, axis_name)
+  net = model_lib.create_model(config, axis_name)
   images = model_lib.normalize_images(batch['image'])
   grid = (images.shape[1] // 4, images.shape[2] // 4)
   target = render_targets_for_batch(batch, config, grid)
@@ -163,7 +143,7 @@ def predict_step(state: TrainState, batch: dict, *,
   Returns `keypoints` (B, J, 2) in input pixels, `confidence` (B, J) (the
   maps' maxima, the paper's visibility score) and the last stage's maps.
   """
-  net = create_model(config)
+  net = model_lib.create_model(config)
   images = model_lib.normalize_images(batch['image'])
   keypoint_maps, part_maps = net.apply(
       {'params': state.params, 'batch_stats': state.batch_stats}, images,
@@ -178,7 +158,7 @@ def eval_step(state: TrainState, batch: dict, *,
               config: ml_collections.ConfigDict, axis_name: str | None = AXIS
               ) -> dict:
   """Validation loss (every stage) and predictions for one batch."""
-  net = create_model(config)
+  net = model_lib.create_model(config)
   images = model_lib.normalize_images(batch['image'])
   grid = (images.shape[1] // 4, images.shape[2] // 4)
   target = render_targets_for_batch(batch, config, grid)

@@ -39,7 +39,7 @@ def _calibrated_state(config, seed: int = 0):
     return x
 
   params = jax.tree_util.tree_map_with_path(redraw, state.params)
-  net = train_step.create_model(config)
+  net = model_lib.create_model(config)
   images = model_lib.normalize_images(
       rng.integers(0, 256, (8, config.input_size, config.input_size, 3), dtype=np.uint8))
 
@@ -72,7 +72,7 @@ def test_batch_norm_folding_matches_the_unfolded_network(calibrated):
   assert stats.shape[0] == passes == 2 and float(np.abs(stats[0] - stats[1]).max()) > 1e-3
 
   images = np.random.default_rng(1).uniform(-0.5, 0.5, (2, SIZE, SIZE, 3)).astype(np.float32)
-  reference, _ = train_step.create_model(config).apply(
+  reference, _ = model_lib.create_model(config).apply(
       {'params': state.params, 'batch_stats': state.batch_stats}, images, train=False)
   folded = export.inference_params(config, state)
   assert 'BatchNorm_0' not in str(jax.tree_util.tree_structure(folded))

@@ -58,7 +58,7 @@ def test_taps_counts_products_on_real_input(length, kernel):
 def test_parameter_count_matches_the_model(width):
   config = mpii.get_config()
   config.width = width
-  net = step_lib.create_model(config)
+  net = model_lib.create_model(config)
   variables = jax.eval_shape(lambda: model_lib.init_variables(net, jax.random.key(0), (1, 64, 64, 3)))
   assert flops.network_layers(net, 64, 64).parameters == model_lib.count_parameters(
       variables['params'])
@@ -76,7 +76,7 @@ def test_count_matches_xla_cpu_cost_analysis(size, width, what, monkeypatch):
   config.input_size = size
   config.width = width
   batch = 2
-  net = step_lib.create_model(config)
+  net = model_lib.create_model(config)
   count = flops.train_step_flops if what == 'train' else flops.forward_flops
   ours = count(net, size, size, batch)
   assert ours == pytest.approx(xla_flops(config, what, batch), rel=0.02)
@@ -85,6 +85,6 @@ def test_count_matches_xla_cpu_cost_analysis(size, width, what, monkeypatch):
 def test_full_network_at_248_px():
   # XLA's CPU cost analysis of the reference network (531.48 and 176.88
   # GFLOP/image, batch 1) as printed by the benchmark; too slow to compile here.
-  net = step_lib.create_model(mpii.get_config())
+  net = model_lib.create_model(mpii.get_config())
   assert flops.train_step_flops(net, 248, 248) / 1e9 == pytest.approx(531.48, rel=0.005)
   assert flops.forward_flops(net, 248, 248) / 1e9 == pytest.approx(176.88, rel=0.005)

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from rhpe_jax import model as model_lib
 from rhpe_jax.training import steps as step_lib
 from tests.training import train_worker
 
@@ -100,4 +101,4 @@ def test_bad_optimizer_and_dtype_are_named():
     step_lib.create_optimizer(_config(optimizer='rmsprop'), steps_per_epoch=1)
   config = train_worker.tiny_config(compute_dtype='float8')
   with pytest.raises(ValueError, match='float8'):
-    step_lib.create_model(config)
+    model_lib.create_model(config)
