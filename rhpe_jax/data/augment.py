@@ -187,8 +187,9 @@ def invert_affine(affine: tf.Tensor) -> tf.Tensor:
   return to_homogeneous(tf.concat([lin_inv, t_inv[:, None]], axis=1))
 
 
-def transform_points(affine: tf.Tensor, points: tf.Tensor) -> tf.Tensor:
-  """Applies a (2, 3) or (3, 3) affine map to points (..., 2)."""
+def transform_points(points: tf.Tensor, affine: tf.Tensor) -> tf.Tensor:
+  """Points (..., 2) through a (2, 3) or (3, 3) affine map: in the argument
+  order of `rhpe_jax.codec.decode.transform_points`, its JAX counterpart."""
   affine = tf.cast(affine, points.dtype)
   return tf.linalg.matvec(affine[:2, :2], points) + affine[:2, 2]
 
@@ -215,7 +216,7 @@ def person_window(crop_to_image: tf.Tensor, objpos: tf.Tensor, scale: tf.Tensor,
   pixel_ratio = tf.sqrt(tf.abs(tf.linalg.det(image_to_crop[:2, :2])))
   scale = tf.cast(scale, tf.float64)
   objpos = tf.cast(objpos, tf.float64)
-  centre_a = transform_points(image_to_crop, objpos)
+  centre_a = transform_points(objpos, image_to_crop)
   side_a = box_scale * 200.0 * scale * pixel_ratio
   ok_a = (scale > 0) & tf.reduce_all(tf.math.is_finite(objpos))
 
@@ -329,7 +330,7 @@ def crop_example(image: tf.Tensor, keypoints: tf.Tensor, status: tf.Tensor,
   flip = params['flip']
 
   def to_input(points, st, axis):
-    pts = tf.cast(transform_points(stored_to_input, tf.cast(points, tf.float64)), tf.float32)
+    pts = tf.cast(transform_points(tf.cast(points, tf.float64), stored_to_input), tf.float32)
     pts = tf.where((st > 0)[..., None], pts, tf.zeros_like(pts))
     return flip_joints(pts, flip, perm, axis), flip_joints(st, flip, perm, axis)
 

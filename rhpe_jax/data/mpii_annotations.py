@@ -335,41 +335,92 @@ class ValidationPairs:
   image_name: tuple[str, ...] | None  # from `imgname` when present
 
 
-def load_validation_pairs(path: str | os.PathLike) -> ValidationPairs:
-  """Reads the `index`/`person` pairs of Tompson et al.'s `valid.h5`."""
+# The datasets of pose-hg-train's `valid.h5`, one row per person.
+VALID_H5_FIELDS = ('part', 'visible', 'normalize', 'center', 'scale', 'index', 'person', 'imgname')
+
+
+def read_valid_h5(path: str | os.PathLike, required: Sequence[str]) -> dict[str, Any]:
+  """The one reader of Tompson et al.'s `valid.h5` (pose-hg-train's layout).
+
+  Reads every dataset of VALID_H5_FIELDS the file holds and checks them all,
+  whoever asks: one row per person in each, `part` (N, 16, 2) with `visible`
+  (N, 16), `index`/`person` whole 0-based numbers. `required` names the
+  datasets the caller needs; a missing one is a one-line error. Returns, for
+  the datasets present:
+    'keypoints' (N, 16, 2) 0-based pixels (`part - 1`; 0 where not annotated)
+    and 'status' (N, 16) MISSING / OCCLUDED / VISIBLE (part == (0, 0) is
+    missing), from `part` and `visible`;
+    'head_size' (N,) the PCKh normaliser (`normalize`);
+    'center' (N, 2) 0-based and 'scale' (N,) as stored: pose-hg-train's
+    adjusted box (objpos + (0, 15 scale), 1.25 x scale), not the official
+    objpos/scale;
+    'index', 'person' (N,) int64 (annolist / annorect indices);
+    'image_name' list of str (`imgname`).
+  Flags and placeholders: docs/annotations.md.
+  """
   import h5py  # pylint: disable=g-import-not-at-top
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'MPII validation file not found: {path}')
+    raise FileNotFoundError(f'{path}: MPII validation file (valid.h5) not found')
   try:
     f = h5py.File(path, 'r')
   except OSError as e:
-    raise ValueError(f'MPII validation: cannot read {path} as HDF5: {e}') from e
+    raise ValueError(f'{path}: not a readable HDF5 file ({e})') from None
   with f:
-    for name in ('index', 'person'):
-      if name not in f:
-        raise ValueError(
-            f'MPII validation: {path} has no dataset {name!r} (found '
-            f'{sorted(f.keys())}); expected valid.h5 of pose-hg-train')
-    index = np.asarray(f['index'][()], np.float64).ravel()
-    person = np.asarray(f['person'][()], np.float64).ravel()
-    names = None
-    if 'imgname' in f:
-      names = tuple(
-          n.decode('utf-8') if isinstance(n, bytes) else str(n)
-          for n in np.asarray(f['imgname'][()]).ravel())
-  if index.shape != person.shape:
-    raise ValueError(
-        f'MPII validation: index has {index.size} rows, person {person.size}')
-  for name, values in (('index', index), ('person', person)):
-    if np.any(values != np.round(values)) or np.any(values < 0):
-      raise ValueError(f'MPII validation: {name} holds values that are not 0-based indices')
-  if names is not None and len(names) != index.size:
-    raise ValueError(
-        f'MPII validation: imgname has {len(names)} rows, index {index.size}')
-  return ValidationPairs(
-      image_index=index.astype(np.int64), person_index=person.astype(np.int64),
-      image_name=names)
+    missing = [k for k in required if k not in f]
+    if missing:
+      raise ValueError(f'{path}: not in the valid.h5 layout of pose-hg-train, missing {missing} '
+                       f'(found {sorted(f.keys())})')
+    raw = {k: np.asarray(f[k][()]) for k in VALID_H5_FIELDS if k in f}
+  rows = {k: v.shape[0] if v.ndim else 1 for k, v in raw.items()}
+  rows.update({k: raw[k].size for k in ('index', 'person') if k in raw})
+  n = rows[next(iter(rows))] if rows else 0
+  num_joints = skeleton.MPII.num_joints
+  out: dict[str, Any] = {}
+  if 'part' in raw:
+    part = raw['part'].astype(np.float64)
+    if part.ndim != 3 or part.shape[1:] != (num_joints, 2):
+      raise ValueError(f'{path}: "part" must have shape (N, {num_joints}, 2), got {part.shape}')
+    n = part.shape[0]
+  for key, count in rows.items():
+    if count != n:
+      raise ValueError(f'{path}: "{key}" has {count} rows, expected {n}')
+  if 'part' in raw:
+    visible = raw.get('visible')
+    if visible is None or visible.shape != (n, num_joints):
+      raise ValueError(f'{path}: "visible" must have shape {(n, num_joints)}, '
+                       f'got {None if visible is None else visible.shape}')
+    annotated = np.any(part != 0, axis=-1)
+    out['keypoints'] = np.where(annotated[..., None], part - 1.0, 0.0)
+    out['status'] = np.where(annotated,
+                             np.where(visible != 0, skeleton.VISIBLE, skeleton.OCCLUDED),
+                             skeleton.MISSING).astype(np.int32)
+  if 'normalize' in raw:
+    if raw['normalize'].shape != (n,):
+      raise ValueError(f'{path}: "normalize" must have shape {(n,)}, got {raw["normalize"].shape}')
+    out['head_size'] = raw['normalize'].astype(np.float64)
+  if 'center' in raw:
+    out['center'] = raw['center'].astype(np.float64) - 1.0
+  if 'scale' in raw:
+    out['scale'] = raw['scale'].astype(np.float64)
+  for key in ('index', 'person'):
+    if key in raw:
+      values = raw[key].astype(np.float64).ravel()
+      if np.any(values != np.round(values)) or np.any(values < 0):
+        raise ValueError(f'{path}: "{key}" holds values that are not 0-based indices')
+      out[key] = values.astype(np.int64)
+  if 'imgname' in raw:
+    out['image_name'] = [v.decode('utf-8') if isinstance(v, bytes) else str(v)
+                         for v in raw['imgname'].ravel()]
+  return out
+
+
+def load_validation_pairs(path: str | os.PathLike) -> ValidationPairs:
+  """The `index`/`person` pairs of `valid.h5` (`read_valid_h5`)."""
+  fields = read_valid_h5(path, required=('index', 'person'))
+  names = fields.get('image_name')
+  return ValidationPairs(image_index=fields['index'], person_index=fields['person'],
+                         image_name=tuple(names) if names is not None else None)
 
 
 def validation_keys(pairs: ValidationPairs) -> list[tuple[int, int]]:

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.data import mpii_annotations
 
 PathLike = Union[str, os.PathLike]
 
@@ -132,62 +132,10 @@ def save_predictions(path: PathLike, preds_0based: Any) -> None:
 
 
 def load_mpii_annotations(path: PathLike) -> dict:
-  """Reads ground truth in the pose-hg-train `valid.h5` layout.
-
-  Returns a dict of NumPy arrays, one row per person:
-    'keypoints' (N, 16, 2) 0-based pixels (`part - 1`; 0 where not annotated),
-    'status' (N, 16) MISSING / OCCLUDED / VISIBLE (part == (0, 0) is missing),
-    'head_size' (N,) the PCKh normaliser (`normalize`),
-    'center' (N, 2) 0-based and 'scale' (N,) as stored: pose-hg-train's
-    adjusted box (objpos + (0, 15 scale), 1.25 x scale), not the official
-    objpos/scale; 'index', 'person' (N,) int, 'image_name' list of str (each
-    only when the file has it). Flags and placeholders: docs/annotations.md.
-  """
-  path = _existing(path)
-  try:
-    f = h5py.File(path, 'r')
-  except OSError as e:
-    raise ValueError(f'{path}: not a readable HDF5 file ({e})') from None
-  with f:
-    missing = [k for k in _ANNOTATION_FIELDS if k not in f]
-    if missing:
-      raise ValueError(f'{path}: not in the valid.h5 layout, missing {missing}')
-    part = np.asarray(f['part'][()], dtype=np.float64)
-    visible = np.asarray(f['visible'][()])
-    normalize = np.asarray(f['normalize'][()], dtype=np.float64)
-    extra = {k: np.asarray(f[k][()]) for k in ('center', 'scale', 'index', 'person',
-                                               'imgname') if k in f}
-  num_joints = skeleton_lib.MPII.num_joints
-  if part.ndim != 3 or part.shape[1:] != (num_joints, 2):
-    raise ValueError(f'{path}: "part" must have shape (N, {num_joints}, 2), got {part.shape}')
-  n = part.shape[0]
-  if visible.shape != (n, num_joints):
-    raise ValueError(f'{path}: "visible" must have shape {(n, num_joints)}, got {visible.shape}')
-  if normalize.shape != (n,):
-    raise ValueError(f'{path}: "normalize" must have shape {(n,)}, got {normalize.shape}')
-  annotated = np.any(part != 0, axis=-1)
-  status = np.where(annotated,
-                    np.where(visible != 0, skeleton_lib.VISIBLE, skeleton_lib.OCCLUDED),
-                    skeleton_lib.MISSING).astype(np.int32)
-  out = {
-      'keypoints': np.where(annotated[..., None], part - 1.0, 0.0),
-      'status': status,
-      'head_size': normalize,
-  }
-  for key, value in extra.items():
-    if value.shape[:1] != (n,):
-      raise ValueError(f'{path}: "{key}" has {value.shape[:1]} rows, expected {n}')
-  if 'center' in extra:
-    out['center'] = extra['center'].astype(np.float64) - 1.0
-  if 'scale' in extra:
-    out['scale'] = extra['scale'].astype(np.float64)
-  for key in ('index', 'person'):
-    if key in extra:
-      out[key] = extra[key].astype(np.int64)
-  if 'imgname' in extra:
-    out['image_name'] = [v.decode() if isinstance(v, bytes) else str(v)
-                         for v in extra['imgname']]
-  return out
+  """Ground truth of a `valid.h5` for scoring: `keypoints`, `status`,
+  `head_size` and whatever else the file holds
+  (`rhpe_jax.data.mpii_annotations.read_valid_h5`, the one reader)."""
+  return mpii_annotations.read_valid_h5(path, required=_ANNOTATION_FIELDS)
 
 
 def jsonable(value: Any) -> Any:
