@@ -1,8 +1,7 @@
 r"""Writes a manual dir holding a range of LSPET images, for a separate build.
 
 Two builds of disjoint image ranges give a training set and a held-out set
-that the network never saw (TFDS stores a build's examples shuffled, so a
-split slice such as `train[:240]` is a random subset, not images 1-240):
+that the network never saw (rhpe_jax.data.lspet_subset):
 
   python -m experiments.lspet_subset --source=../shared/data/lspet_sample \
       --first=1 --last=240 --output=/tmp/lspet_train
@@ -15,12 +14,7 @@ expects; `source_images.txt` maps each new name to the original one.
 """
 from __future__ import annotations
 
-import os
-import pathlib
-
-from absl import flags
-import numpy as np
-import scipy.io
+from absl import app, flags
 
 from rhpe_jax import cli
 
@@ -32,42 +26,11 @@ _LAST = flags.DEFINE_integer('last', None, 'Last image number (1-based, inclusiv
 _OUTPUT = flags.DEFINE_string('output', None, 'Folder to write (created).', required=True)
 
 
-def write_subset(source: str | os.PathLike, first: int, last: int,
-                 output: str | os.PathLike) -> list[str]:
-  """Writes images `first`..`last` (1-based) of an LSPET folder; returns their names."""
-  source, output = pathlib.Path(source), pathlib.Path(output)
-  joints_path = source / 'joints.mat'
-  if not joints_path.is_file():
-    raise FileNotFoundError(f'no joints.mat in {source}')
-  joints = scipy.io.loadmat(joints_path)['joints']
-  if joints.ndim != 3 or joints.shape[:2] != (14, 3):
-    raise ValueError(f'{joints_path}: expected the LSPET layout (14, 3, N), got {joints.shape}')
-  n = joints.shape[2]
-  if not 1 <= first <= last <= n:
-    raise ValueError(f'need 1 <= first <= last <= {n} (images in {joints_path}), '
-                     f'got first={first}, last={last}')
-  (output / 'images').mkdir(parents=True, exist_ok=False)
-  names = []
-  for new, old in enumerate(range(first, last + 1), start=1):
-    original = (source / 'images' / f'im{old:05d}.jpg').resolve()
-    if not original.is_file():
-      raise FileNotFoundError(f'image {original} is missing')
-    (output / 'images' / f'im{new:05d}.jpg').symlink_to(original)
-    names.append(original.name)
-  scipy.io.savemat(output / 'joints.mat', {'joints': np.ascontiguousarray(
-      joints[:, :, first - 1:last])})
-  (output / 'source_images.txt').write_text(''.join(
-      f'im{new:05d}.jpg {old}\n' for new, old in enumerate(names, start=1)))
-  return names
-
-
 def main(argv):
   if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    names = write_subset(_SOURCE.value, _FIRST.value, _LAST.value, _OUTPUT.value)
-  except (OSError, ValueError) as e:
-    cli.fail(str(e))
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  from rhpe_jax.data import lspet_subset  # pylint: disable=g-import-not-at-top
+  names = lspet_subset.write_subset(_SOURCE.value, _FIRST.value, _LAST.value, _OUTPUT.value)
   print(f'wrote {len(names)} images ({names[0]} .. {names[-1]}) to {_OUTPUT.value}')
 
 

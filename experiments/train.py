@@ -12,7 +12,7 @@ is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from rhpe_jax import cli
@@ -30,25 +30,18 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   if len(argv) > 1:
-    cli.fail(f'unexpected arguments: {" ".join(argv[1:])}')
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   import jax  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import processes  # pylint: disable=g-import-not-at-top
   if FLAGS.coordinator_address or FLAGS.distributed:  # before JAX starts a backend
     processes.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax.data import augment
-  from rhpe_jax import checkpoints
-  from rhpe_jax.core import runtime
-  from rhpe_jax.training import loop as train
-  runtime.enable_compilation_cache()
-  augment.hide_gpus_from_tensorflow()
+  from rhpe_jax.training import loop  # pylint: disable=g-import-not-at-top
   logging.info('JAX process %d/%d, local devices %s', jax.process_index(),
                jax.process_count(), jax.local_devices())
-  try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, OSError, train.NonFiniteLossError, checkpoints.CheckpointSaveError) as error:
-    cli.fail(str(error))  # bad config or data, unreadable checkpoints, a full disk, divergence
+  # Bad config or data, unreadable checkpoints, a full disk, divergence: one
+  # line each (cli.run).
+  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':
-  cli.run(main)
+  cli.run(main, compilation_cache=True)

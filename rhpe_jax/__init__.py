@@ -1,10 +1,7 @@
 """Recurrent Human Pose Estimation in JAX/Flax.
 
-Importing the package sets the project's XLA flags (rhpe_jax.core.runtime) before
-any of its modules starts JAX, and keeps JAX off an installed libtpu on a
-machine without TPUs.
+Importing the package or any of its modules changes nothing in the process:
+the project's XLA flags and its other settings for JAX and TensorFlow are
+applied by `rhpe_jax.core.runtime.setup()`, which the command lines and
+`rhpe_jax.training.train_and_evaluate` call when they start.
 """
-from rhpe_jax.core import runtime as _runtime
-
-_runtime.configure_xla_flags()
-_runtime.skip_absent_tpu()

@@ -1,16 +1,29 @@
 """What every command line of the project shares: `cli.run(main)`.
 
+One error convention:
+- Usage errors, exit status 2, one `error:` line, before anything heavy is
+  imported or built: bad or missing flags (found as the command line is
+  parsed, required flags included), and everything wrong with --config: a
+  config file that does not load, an unknown config key, a bad config value
+  (rhpe_jax.config_checks); each is bad input to a flag. `main` raising
+  `absl.app.UsageError` (e.g. for unexpected arguments or flags that do not
+  go together) ends the same way.
+- Expected failures, exit status 1, one `error:` line: `main` raising
+  ValueError, OSError (bad input, missing or unreadable files, a full disk)
+  or one of the project's own error classes (any exception class defined in
+  rhpe_jax, e.g. a diverged training or a failed checkpoint save). With
+  `--verbosity=0` the traceback comes first.
+- Real bugs (any other exception) keep their traceback.
+
+`run` also sets the process up before `main` (rhpe_jax.core.runtime.setup:
+XLA flags, TensorFlow off the GPUs, and the compilation cache where asked).
+
 - Library logging is hidden by default, so that the project's own lines
   (progress, tables, files written, errors) stand out: Python logging below
   WARNING (absl, orbax, TFDS, JAX) and the INFO lines that TensorFlow's and
   XLA's C++ code writes to stderr at start-up (which TF_CPP_MIN_LOG_LEVEL no
   longer silences). Warnings and errors still show. absl's `--verbosity=0`
   (or `-v 0`) brings everything back.
-- Bad flags, unknown config keys, bad config values: one `error:` line and
-  exit status 1, before anything heavy is imported or built. The tools turn
-  every expected failure (bad input, missing or unreadable files, a full
-  disk) into one such line through `fail` or `error_status`; with
-  `--verbosity=0` the traceback comes first. Real bugs keep their traceback.
 - Hidden as well at the default verbosity: what orbax and tensorstore write
   about a failed checkpoint read or write (orbax's logged tracebacks, and
   tensorstore's late callbacks of abandoned reads that find asyncio's loop
@@ -23,6 +36,7 @@ they start.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import re
@@ -36,9 +50,12 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from rhpe_jax import config_checks
+from rhpe_jax.core import runtime
 
 FLAGS = flags.FLAGS
 QUIET = -1  # absl's WARNING: the default verbosity of the project's command lines
+FAILURE = 1  # the exit status of an expected failure
+USAGE = 2  # the exit status of a usage error
 
 # C++ log lines that only say how a library started (absl/glog and TSL
 # formats, severity I), with the line absl prints before its first record
@@ -92,9 +109,44 @@ if pending and not drop.match(pending):
 '''
 
 
-def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> NoReturn:
-  """absl's app.run with the project's flag parsing and output settings."""
-  app.run(main, argv=argv, flags_parser=parse_flags)
+def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
+        compilation_cache: bool = False) -> NoReturn:
+  """absl's app.run with the project's flag parsing, output settings, process
+  set-up (with JAX's persistent compilation cache if `compilation_cache`) and
+  error convention (the module's docstring)."""
+  app.run(functools.partial(_run_main, main, compilation_cache), argv=argv,
+          flags_parser=parse_flags)
+
+
+def _run_main(main: Callable[[list[str]], Any], compilation_cache: bool, argv: list[str]) -> Any:
+  runtime.setup(compilation_cache=compilation_cache)
+  try:
+    return main(argv)
+  except app.UsageError as error:
+    _exit_with(USAGE, str(error))
+  except Exception as error:  # pylint: disable=broad-except
+    if not is_expected_failure(error):
+      raise
+    if _verbose():
+      traceback.print_exception(error)
+    _exit_with(FAILURE, str(error) or type(error).__name__)
+
+
+def is_expected_failure(error: BaseException) -> bool:
+  """Whether `error` reports bad input or a failed operation rather than a
+  bug: a ValueError, an OSError, or an exception class of the project's own."""
+  return isinstance(error, (ValueError, OSError)) or any(
+      cls.__module__.split('.')[0] == 'rhpe_jax' for cls in type(error).__mro__)
+
+
+def _print_error(message: str) -> None:
+  """`message` as one `error:` line on stderr."""
+  print(f'error: {" ".join(message.split())}', file=sys.stderr, flush=True)
+
+
+def _exit_with(status: int, message: str) -> NoReturn:
+  _print_error(message)
+  sys.exit(status)
 
 
 def define_checkpoint_flags() -> None:
@@ -107,16 +159,17 @@ def define_checkpoint_flags() -> None:
 
 def error_status(error: Exception) -> int:
   """Prints `error` as one `error:` line on stderr (after its traceback with
-  --verbosity=0); returns exit status 1."""
+  --verbosity=0); returns exit status 1. (Superseded by raising from main.)"""
   if _verbose():
     traceback.print_exception(error)
-  print(f'error: {" ".join(str(error).split())}', file=sys.stderr, flush=True)
-  return 1
+  _print_error(str(error))
+  return FAILURE
 
 
 def fail(message: str) -> NoReturn:
   """Ends the program with one `error:` line (exit status 1), after the
-  traceback of the exception being handled, if any, with --verbosity=0."""
+  traceback of the exception being handled, if any, with --verbosity=0.
+  (Superseded by raising from main.)"""
   if _verbose() and sys.exc_info()[1] is not None:
     traceback.print_exc()
   sys.exit('error: ' + ' '.join(str(message).split()))
@@ -139,18 +192,26 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
     if config is not None:
       config_checks.check_config(config)  # also loads a config file found missing
   except flags.Error as error:
-    fail(_flag_error(str(error)))
+    _usage_error(_flag_error(str(error)))
   except (AttributeError, KeyError) as error:  # ml_collections: no such config key
-    fail(_unknown_key(str(error), argv))
+    _usage_error(_unknown_key(str(error), argv))
   except OSError as error:  # ml_collections: the config file did not load
-    fail(f'{_config_argument(argv)}: {_last_line(str(error))}')
+    _usage_error(f'{_config_argument(argv)}: {_last_line(str(error))}')
   except ValueError as error:  # config_checks
-    fail(str(error))
+    _usage_error(str(error))
   if FLAGS['verbosity'].using_default_value:
     FLAGS.verbosity = QUIET  # app.run would raise it to INFO
   if FLAGS.verbosity < 0:
     hide_library_logs()
   return rest
+
+
+def _usage_error(message: str) -> NoReturn:
+  """A usage error found while parsing: its `error:` line (after the
+  traceback with --verbosity=0, which parsing has read by then), exit 2."""
+  if _verbose() and sys.exc_info()[1] is not None:
+    traceback.print_exc()
+  _exit_with(USAGE, message)
 
 
 # asyncio's notes on the reads an orbax restore leaves behind when one fails.
@@ -266,6 +327,9 @@ _TYPE_NAMES = {bool: 'true or false', int: 'an integer', float: 'a number',
 
 def _flag_error(message: str) -> str:
   """absl's message for a bad flag value, as one line."""
+  required = re.match(r'flag --(\w+)=None: Flag --\1 must have a value other than None', message)
+  if required:
+    return f'--{required.group(1)} is required'
   override = re.match(r'flag --config\.([\w.]+)=(.*?): ', message, re.DOTALL)
   if override:
     key, value = override.groups()

@@ -5,7 +5,10 @@ is allowed, before datasets are opened or anything is compiled. Each key has
 one rule in `RULES` (adding a key is one line there); keys without a rule are
 left alone, and rules of keys a config lacks are skipped. Relations between
 keys (scale_min <= scale_max, one factor per boundary) follow the per-key
-rules. Imports nothing heavy: the command lines call it right after parsing.
+rules. The names a key allows come from the code that acts on them
+(rhpe_jax.core.config, where that code imports JAX or TensorFlow). Imports
+nothing heavy: the command lines call it right after parsing, before
+TensorFlow or JAX is imported.
 """
 from __future__ import annotations
 
@@ -15,16 +18,9 @@ import operator
 import re
 from typing import Any, Callable, Mapping, Sequence
 
-# The names the code accepts; tests/test_config_checks.py compares them with
-# the modules that use them.
-SKELETONS = ('lsp', 'mpii')
-OCCLUSION_MODES = ('include', 'ignore', 'exclude')
-OPTIMIZERS = ('sgd', 'adam')
-LR_SCHEDULES = ('step', 'cosine')
-COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
-EVAL_METRICS = ('pckh', 'pck')
-TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')
-JOINT_MAPPINGS = (None, 'lsp_to_mpii')
+from rhpe_jax.core import config as config_lib
+from rhpe_jax.core import skeleton
+from rhpe_jax.evaluation import metrics
 
 # A TFDS name: `name`, `name/config`, `name/config/1.0.0` or `name:1.*.*`.
 _DATASET_NAME = re.compile(r'[a-z][a-z0-9_]*(/[A-Za-z0-9_.*\-]+){0,2}(:[\d.*]+)?')
@@ -96,7 +92,7 @@ def _extra_dataset(entry: Any) -> bool:
   """(name, split, joint mapping, weight > 0)."""
   return (isinstance(entry, (tuple, list)) and len(entry) == 4
           and RULES['dataset'].test(entry[0]) and RULES['train_split'].test(entry[1])
-          and entry[2] in JOINT_MAPPINGS and _is_number(entry[3]) and entry[3] > 0)
+          and entry[2] in config_lib.JOINT_MAPPINGS and _is_number(entry[3]) and entry[3] > 0)
 
 
 _SPLIT_RULE = matching(_SPLIT, "a split such as 'train' or 'train[:250]'")
@@ -110,10 +106,10 @@ RULES: dict[str, Rule] = {
                      'a directory (or unset for the TFDS default)'),
     'train_split': _SPLIT_RULE,
     'eval_split': _SPLIT_RULE,
-    'skeleton': one_of(SKELETONS),
+    'skeleton': one_of(tuple(skeleton.SKELETONS)),
     'extra_train_datasets': Rule(
         _sequence_of(_extra_dataset),
-        f'a tuple of (dataset, split, joint mapping in {JOINT_MAPPINGS}, weight > 0)'),
+        f'a tuple of (dataset, split, joint mapping in {config_lib.JOINT_MAPPINGS}, weight > 0)'),
     'shuffle_buffer': integer(1),
     'max_other_people': integer(0),
     # Input and augmentation.
@@ -129,19 +125,19 @@ RULES: dict[str, Rule] = {
     'num_iterations': integer(0),
     'use_parts': boolean(),
     'width': number(above=0),
-    'compute_dtype': one_of(COMPUTE_DTYPES),
+    'compute_dtype': one_of(config_lib.COMPUTE_DTYPES),
     'remat': boolean(),
     'relu_output': boolean(),
     'batch_norm_per_pass': boolean(),
     'scan_unroll': integer(0, note=' (0 unrolls every pass)'),
     # Targets and loss.
-    'occlusion_mode': one_of(OCCLUSION_MODES),
+    'occlusion_mode': one_of(config_lib.OCCLUSION_MODES),
     'sigma': number(above=0),
     'peak': number(above=0),
     'part_sigma_along': number(above=0),
     'part_sigma_across': number(above=0),
     # Optimiser.
-    'optimizer': one_of(OPTIMIZERS),
+    'optimizer': one_of(config_lib.OPTIMIZERS),
     'learning_rate': number(above=0),
     'momentum': number(at_least=0, below=1),
     'weight_decay': number(at_least=0),
@@ -149,7 +145,7 @@ RULES: dict[str, Rule] = {
                                  'a tuple of epochs >= 0, e.g. (30, 35)'),
     'lr_factors': Rule(_sequence_of(lambda v: _is_number(v) and v > 0),
                        'a tuple of factors > 0, e.g. (0.5, 0.2)'),
-    'lr_schedule': one_of(LR_SCHEDULES),
+    'lr_schedule': one_of(config_lib.LR_SCHEDULES),
     'warmup_steps': integer(0),
     'grad_clip_norm': number(at_least=0),
     'batch_size': integer(1),
@@ -163,8 +159,8 @@ RULES: dict[str, Rule] = {
     'keep_checkpoints': integer(1),
     'num_eval_examples': integer(1, or_minus_one='the whole split'),
     'eval_pck_threshold': number(above=0),
-    'eval_metric': one_of(EVAL_METRICS),
-    'torso_definition': one_of(TORSO_DEFINITIONS),
+    'eval_metric': one_of(config_lib.EVAL_METRICS),
+    'torso_definition': one_of(metrics.TORSO_DEFINITIONS),
     'num_summary_images': integer(0),
     'prefetch_batches': integer(1),
 }

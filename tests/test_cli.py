@@ -1,12 +1,16 @@
-"""rhpe_jax.cli through real command lines: one-line errors for bad flags and
-config values, and library logging hidden unless --verbosity asks for it."""
+"""rhpe_jax.cli through real command lines: usage errors (bad or missing
+flags, bad config values) are one `error:` line and exit status 2, expected
+failures one `error:` line and exit 1, for every command line of
+experiments/; library logging is hidden unless --verbosity asks for it."""
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from rhpe_jax import cli
 from tests.conftest import REPO
 
 DEMO = '--config=experiments/configs/demo.py'
@@ -45,12 +49,50 @@ ERRORS = [
 
 
 @pytest.mark.parametrize('command,args,expected', ERRORS, ids=[a[0] for _, a, _ in ERRORS])
-def test_bad_flag_or_config_is_one_error_line(command, args, expected, tmp_path):
+def test_bad_flag_or_config_is_one_error_line_and_a_usage_error(command, args, expected,
+                                                                 tmp_path):
   result = _run(['-m', command, DEMO, f'--workdir={tmp_path}', *args])
-  assert result.returncode == 1
+  assert result.returncode == cli.USAGE == 2
   assert result.stderr == expected + '\n'
   assert result.stdout == ''
   assert not (tmp_path / 'checkpoints').exists()
+
+
+# Every command line of experiments/ with a usage error found before it
+# imports JAX where it can: (command, arguments, the start of its one line).
+# A missing required flag where it has one, else an unexpected argument.
+USAGE_ERRORS = [
+    ('experiments.train', [DEMO], 'error: --workdir is required'),
+    ('experiments.evaluate', [DEMO], 'error: --workdir is required'),
+    ('experiments.predict', [DEMO, '--image=x.jpg', '--output=x'], 'error: --workdir is required'),
+    ('experiments.export', [DEMO, '--output=x'], 'error: --workdir is required'),
+    ('experiments.evaluate_predictions', ['--predictions=x.h5'],
+     'error: --annotations is required'),
+    ('experiments.aot', [DEMO], 'error: --topology is required'),
+    ('experiments.gpu_conv_matrix', ['--tiny'], 'error: --out is required'),
+    ('experiments.import_matconvnet', ['--mat=x.mat'], 'error: --output is required'),
+    ('experiments.lspet_subset', ['--source=x', '--last=3'], 'error: --output is required'),
+    ('experiments.benchmark', [DEMO, 'surplus'], 'error: unexpected arguments'),
+    ('experiments.profile_step', [DEMO, 'surplus'], 'error: unexpected arguments'),
+]
+# Not a command line of the project: the PyTorch timing script runs in
+# another interpreter, imports nothing of rhpe_jax and parses with argparse.
+NOT_COMMAND_LINES = {'experiments.torch_timing'}
+
+
+def test_the_table_holds_every_command_line():
+  modules = {f'experiments.{p.stem}' for p in (REPO / 'experiments').glob('*.py')
+             if p.stem != '__init__'}
+  assert {command for command, _, _ in USAGE_ERRORS} == modules - NOT_COMMAND_LINES
+
+
+@pytest.mark.parametrize('command,args,expected', USAGE_ERRORS,
+                         ids=[command for command, _, _ in USAGE_ERRORS])
+def test_every_command_line_has_one_line_usage_errors(command, args, expected, tmp_path):
+  result = _run(['-m', command, *args])
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1 and lines[0].startswith(expected), lines
 
 
 # A command line whose main writes what libraries write: C++ start-up records
@@ -113,30 +155,69 @@ def test_library_lines_hidden_unless_verbosity_asks(tmp_path):
     assert hidden in verbose.stderr, verbose.stderr
 
 
+# A command line whose main fails in the ways the convention sorts.
 _FAILING_COMMAND = textwrap.dedent('''
+    from absl import app, flags
     from rhpe_jax import cli
 
+    _HOW = flags.DEFINE_string('how', None, 'How main fails.')
+
     def main(argv):
-      try:
+      if _HOW.value == 'oserror':
         open('/nonexistent/checkpoint')
-      except OSError as error:
-        cli.fail(f'cannot read it: {error}')
+      if _HOW.value == 'usage':
+        raise app.UsageError('--this does not go with --that')
+      if _HOW.value == 'fail':  # the older convention, until every tool raises
+        cli.fail('cannot read it')
+      raise KeyError('a bug')
 
     cli.run(main)
 ''')
 
 
-def test_expected_failure_is_one_line_with_its_traceback_on_request(tmp_path):
-  script = tmp_path / 'failing_command.py'
-  script.write_text(_FAILING_COMMAND)
+def _fail(script: pathlib.Path, *args) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  quiet, verbose = (subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
-                                   capture_output=True, text=True, timeout=60)
+  return subprocess.run([sys.executable, str(script), *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope='module')
+def failing_command(tmp_path_factory) -> pathlib.Path:
+  script = tmp_path_factory.mktemp('failing') / 'failing_command.py'
+  script.write_text(_FAILING_COMMAND)
+  return script
+
+
+def test_expected_failure_is_one_line_with_its_traceback_on_request(failing_command):
+  quiet, verbose = (_fail(failing_command, '--how=oserror', *args)
                     for args in ([], ['--verbosity=0']))
-  line = ("error: cannot read it: [Errno 2] No such file or directory: "
-          "'/nonexistent/checkpoint'\n")
-  assert quiet.returncode == verbose.returncode == 1
+  line = "error: [Errno 2] No such file or directory: '/nonexistent/checkpoint'\n"
+  assert quiet.returncode == verbose.returncode == cli.FAILURE == 1
   assert quiet.stderr == line
   assert verbose.stderr.startswith('Traceback (most recent call last):')
   assert verbose.stderr.endswith('FileNotFoundError: [Errno 2] No such file or directory: '
                                  "'/nonexistent/checkpoint'\n" + line)
+  old = _fail(failing_command, '--how=fail')
+  assert (old.returncode, old.stderr) == (1, 'error: cannot read it\n')
+
+
+def test_usage_error_from_main_is_one_line_and_status_2(failing_command):
+  result = _fail(failing_command, '--how=usage')
+  assert (result.returncode, result.stderr) == (2, 'error: --this does not go with --that\n')
+
+
+def test_a_bug_keeps_its_traceback(failing_command):
+  result = _fail(failing_command, '--how=bug')
+  assert result.returncode == 1
+  assert result.stderr.startswith('Traceback (most recent call last):')
+  assert result.stderr.endswith("KeyError: 'a bug'\n") and 'error:' not in result.stderr
+
+
+def test_expected_failures_are_bad_input_and_the_projects_own_errors():
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.training import loop  # pylint: disable=g-import-not-at-top
+  for error in (ValueError('x'), FileNotFoundError('x'), PermissionError('x'),
+                loop.NonFiniteLossError('x'), checkpoints.CheckpointSaveError('x')):
+    assert cli.is_expected_failure(error), error
+  for error in (RuntimeError('x'), KeyError('x'), TypeError('x'), AssertionError('x')):
+    assert not cli.is_expected_failure(error), error

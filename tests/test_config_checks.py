@@ -121,29 +121,84 @@ def test_unknown_and_missing_keys_are_left_alone():
     config_checks.check_config(config)
 
 
-def test_named_values_are_the_ones_the_code_accepts():
-  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.evaluation import metrics
+def _allowed(key: str) -> list:
+  """The names the checker allows for `key`, among the candidates."""
+  candidates = ['lsp', 'mpii', 'coco', 'include', 'ignore', 'exclude', 'drop', 'sgd', 'adam',
+                'adamw', 'step', 'cosine', 'linear', 'float32', 'bfloat16', 'float16', 'float64',
+                'pckh', 'pck', 'pcp', 'lsp_diagonal', 'mean_diagonals', 'hips']
+  return [name for name in candidates if config_checks.RULES[key].test(name)]
+
+
+def test_each_allowed_name_is_defined_once_where_the_code_uses_it():
+  from rhpe_jax.core import config as config_lib  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import skeleton
+  from rhpe_jax.data import augment
+  from rhpe_jax.evaluation import metrics
   from rhpe_jax.codec import targets
-  from rhpe_jax import model as model_lib
+  from rhpe_jax.model import network
+  # The code tests against the very tuples the checker's rules are made of.
+  assert targets.OCCLUSION_MODES is config_lib.OCCLUSION_MODES
+  assert augment.JOINT_MAPPINGS is config_lib.JOINT_MAPPINGS
+  assert tuple(network.COMPUTE_DTYPES) == config_lib.COMPUTE_DTYPES
+  # The rules allow those names and no other (hand-written here).
+  assert _allowed('skeleton') == list(skeleton.SKELETONS) == ['lsp', 'mpii']
+  assert _allowed('occlusion_mode') == ['include', 'ignore', 'exclude']
+  assert _allowed('optimizer') == list(config_lib.OPTIMIZERS) == ['sgd', 'adam']
+  assert _allowed('lr_schedule') == list(config_lib.LR_SCHEDULES) == ['step', 'cosine']
+  assert _allowed('compute_dtype') == ['float32', 'bfloat16', 'float16']
+  assert _allowed('eval_metric') == list(config_lib.EVAL_METRICS) == ['pckh', 'pck']
+  assert (_allowed('torso_definition') == list(metrics.TORSO_DEFINITIONS)
+          == ['lsp_diagonal', 'mean_diagonals'])
+  extra = lambda mapping: (('lsp/extended', 'train', mapping, 0.3),)
+  assert [m for m in (None, 'lsp_to_mpii', 'lsp_to_coco')
+          if config_checks.RULES['extra_train_datasets'].test(extra(m))] == [None, 'lsp_to_mpii']
+
+
+def test_the_code_accepts_what_the_checker_allows_and_rejects_the_rest():
+  from rhpe_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import skeleton
+  from rhpe_jax.evaluation import metrics
   from rhpe_jax.training import steps as train_step
-  assert config_checks.OCCLUSION_MODES == targets.OCCLUSION_MODES
-  assert config_checks.JOINT_MAPPINGS == augment.JOINT_MAPPINGS
-  assert config_checks.TORSO_DEFINITIONS == metrics._TORSO_DEFINITIONS  # pylint: disable=protected-access
-  for name in config_checks.SKELETONS:
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  for name in _allowed('skeleton'):
     assert skeleton.get_skeleton(name).name == name
   config = demo.get_config()
-  for dtype in config_checks.COMPUTE_DTYPES:
+  for dtype in _allowed('compute_dtype'):
     config.compute_dtype = dtype
     model_lib.create_model(config)
-  for optimizer in config_checks.OPTIMIZERS:
+  for optimizer in _allowed('optimizer'):
     config.optimizer = optimizer
     train_step.create_optimizer(config, steps_per_epoch=10)
-  for schedule in config_checks.LR_SCHEDULES:
+  for schedule in _allowed('lr_schedule'):
     config.lr_schedule = schedule
     train_step.learning_rate_schedule(config, steps_per_epoch=10, total_steps=100)
+  gt = np.zeros((1, 14, 2))
+  for definition in _allowed('torso_definition'):
+    metrics.torso_size(gt, definition, skeleton.LSP)
   # And the code rejects what the checker rejects.
-  config.optimizer = 'adamw'
-  with pytest.raises(ValueError):
-    train_step.create_optimizer(config, steps_per_epoch=10)
+  rejected = [lambda: skeleton.get_skeleton('coco'),
+              lambda: model_lib.create_model(_with(config, compute_dtype='float64')),
+              lambda: train_step.create_optimizer(_with(config, optimizer='adamw'), 10),
+              lambda: train_step.learning_rate_schedule(_with(config, lr_schedule='linear'), 10),
+              lambda: metrics.torso_size(gt, 'hips', skeleton.LSP)]
+  for call in rejected:
+    with pytest.raises(ValueError):
+      call()
+
+
+def _with(config, **values):
+  config = config.copy_and_resolve_references()
+  config.update(values)
+  return config
+
+
+def test_the_checker_imports_neither_jax_nor_tensorflow():
+  """The command lines check the config before TensorFlow is imported (its
+  C++ start-up lines must meet the stderr filter)."""
+  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
+  code = ('import sys; import rhpe_jax.cli, rhpe_jax.config_checks; '
+          'print(sorted(m for m in ("jax", "tensorflow", "flax") if m in sys.modules))')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=True)
+  assert result.stdout.strip() == '[]'

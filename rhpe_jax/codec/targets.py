@@ -57,7 +57,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-OCCLUSION_MODES = ('include', 'ignore', 'exclude')
+from rhpe_jax.core import config as config_lib
+
+OCCLUSION_MODES = config_lib.OCCLUSION_MODES
 
 
 class Targets(NamedTuple):

@@ -1,17 +1,23 @@
-"""What the project sets up in JAX for itself: XLA flags and a compilation cache.
+"""What the project sets up in a process for JAX and TensorFlow: `setup()`.
 
-XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so
-`configure_xla_flags` runs when `rhpe_jax` is imported (the package's
-`__init__`), before any of its modules imports JAX. The flags of every
-backend go in together, since the backend is not known yet; each backend
-reads only its own. Flags the user already put in `XLA_FLAGS` win over the
-project's, and a flag the installed jaxlib does not know is left out (XLA
-aborts on unknown flags). docs/performance.md has the measurements behind
-each flag.
+Its XLA flags, JAX kept off an installed libtpu on a machine without TPUs,
+TensorFlow kept off the GPUs, and (for the command lines) JAX's persistent
+compilation cache. Nothing is set on import: the command lines call
+`setup()` before their main runs (rhpe_jax.cli.run), `train_and_evaluate`
+when it starts, and other library users may call it first thing.
+
+XLA reads `XLA_FLAGS` once, when JAX starts its first backend, so `setup()`
+must come before that. The flags of every backend go in together, since the
+backend is not known yet; each backend reads only its own. Flags the user
+already put in `XLA_FLAGS` win over the project's, and a flag the installed
+jaxlib does not know is left out (XLA aborts on unknown flags).
+docs/performance.md has the measurements behind each flag.
 """
 from __future__ import annotations
 
+import importlib.abc
 import importlib.metadata
+import importlib.util
 import logging
 import os
 import pathlib
@@ -65,19 +71,27 @@ def project_xla_flags(version: tuple[int, ...] | None = None) -> list[str]:
   return [flag for flag, oldest in PROJECT_FLAGS if version >= oldest]
 
 
+def _jax_started() -> bool:
+  """Whether JAX has started a backend in this process (without importing JAX)."""
+  if 'jax' not in sys.modules:
+    return False
+  from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+  return xla_bridge.backends_are_initialized()
+
+
 def configure_xla_flags(environ=os.environ) -> str:
   """Adds the project's flags to `environ['XLA_FLAGS']` and returns them all.
 
-  Too late once JAX has started a backend: then it warns and changes nothing.
+  Too late once JAX has started a backend: then it changes nothing, with a
+  warning if any project flag is missing.
   """
-  jax = sys.modules.get('jax')
-  if jax is not None:
-    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
-    if xla_bridge.backends_are_initialized():
-      logging.warning('rhpe_jax: JAX has started already; its XLA flags stay as they are '
-                      '(import rhpe_jax before using JAX to get the project\'s flags)')
-      return environ.get('XLA_FLAGS', '')
-  flags = merged_xla_flags(environ.get('XLA_FLAGS', ''), project_xla_flags())
+  current = environ.get('XLA_FLAGS', '')
+  flags = merged_xla_flags(current, project_xla_flags())
+  if flags != current and _jax_started():
+    logging.warning('rhpe_jax: JAX has started already; its XLA flags stay as they are '
+                    '(call rhpe_jax.core.runtime.setup() before using JAX to get the '
+                    'project\'s flags)')
+    return current
   environ['XLA_FLAGS'] = flags
   return flags
 
@@ -111,8 +125,10 @@ def skip_absent_tpu(environ=os.environ, tpu_chips: bool | None = None) -> bool:
   without any other accelerator plugin: JAX would otherwise load libtpu in
   every process, print its start-up complaints and take its one-process
   lock, only to fall back to the CPU. Returns whether it set the variable.
+  JAX reads the variable when it is imported: where it is imported already
+  (but has started no backend), its setting is changed too.
   """
-  if environ.get('JAX_PLATFORMS') or 'jax' in sys.modules or not _installed('libtpu'):
+  if environ.get('JAX_PLATFORMS') or not _installed('libtpu') or _jax_started():
     return False
   others = [dist.metadata['Name'] for dist in importlib.metadata.distributions()
             if (dist.metadata['Name'] or '').lower().startswith(('jax-cuda', 'jax_cuda',
@@ -120,7 +136,72 @@ def skip_absent_tpu(environ=os.environ, tpu_chips: bool | None = None) -> bool:
   if others or (has_tpu_chips() if tpu_chips is None else tpu_chips):
     return False
   environ['JAX_PLATFORMS'] = 'cpu'
+  if 'jax' in sys.modules and environ is os.environ:
+    sys.modules['jax'].config.update('jax_platforms', 'cpu')
   return True
+
+
+def _hide_gpus(tf) -> None:
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except (RuntimeError, ValueError):
+    pass  # TF has started its runtime already; the data pipeline places only CPU ops.
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+  """Runs `callback(module)` right after the top-level module `name` is
+  imported, once: a finder ahead of the others that hands on their spec with
+  a loader that calls back when the module's code has run."""
+
+  def __init__(self, name: str, callback):
+    self.name, self.callback = name, callback
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target
+    if fullname != self.name:
+      return None
+    sys.meta_path.remove(self)  # once; and the other finders find the module
+    spec = importlib.util.find_spec(fullname)
+    if spec is not None and spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+      exec_module, callback = spec.loader.exec_module, self.callback
+
+      def exec_then_call(module):
+        exec_module(module)
+        callback(module)
+      spec.loader.exec_module = exec_then_call  # this spec's own loader object
+    return spec
+
+
+def hide_gpus_from_tensorflow() -> None:
+  """Keeps TensorFlow off the GPUs, so that it takes none of the memory JAX
+  computes in (the data pipeline runs TensorFlow in the same process). At
+  once where TensorFlow is imported already, else right after its import:
+  processes that never use TensorFlow do not pay for importing it."""
+  if 'tensorflow' in sys.modules:
+    _hide_gpus(sys.modules['tensorflow'])
+  elif not any(isinstance(finder, _AfterImport) for finder in sys.meta_path):
+    sys.meta_path.insert(0, _AfterImport('tensorflow', _hide_gpus))
+
+
+_set_up = False
+
+
+def setup(*, compilation_cache: bool = False) -> None:
+  """The project's settings for this process, before JAX and TensorFlow
+  start: XLA flags (`configure_xla_flags`), JAX off an absent TPU
+  (`skip_absent_tpu`), TensorFlow off the GPUs (`hide_gpus_from_tensorflow`)
+  and, with `compilation_cache` (the command lines), JAX's persistent
+  compilation cache (`enable_compilation_cache`). Idempotent: a second call
+  changes nothing but can turn the cache on.
+  """
+  global _set_up
+  if not _set_up:
+    _set_up = True
+    configure_xla_flags()
+    skip_absent_tpu()
+    hide_gpus_from_tensorflow()
+  if compilation_cache:
+    enable_compilation_cache()
 
 
 def default_cache_dir(environ=os.environ) -> pathlib.Path:

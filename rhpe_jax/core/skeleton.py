@@ -115,9 +115,11 @@ def lsp_to_mpii(keypoints: np.ndarray, status: np.ndarray
   return out_kp, out_st
 
 
+SKELETONS = {'lsp': LSP, 'mpii': MPII}  # config.skeleton -> the joint set
+
+
 def get_skeleton(name: str) -> Skeleton:
   """Returns the joint set called `name` ('mpii' or 'lsp')."""
-  skeletons = {'mpii': MPII, 'lsp': LSP}
-  if name not in skeletons:
-    raise ValueError(f'unknown skeleton {name!r}; expected one of {sorted(skeletons)}')
-  return skeletons[name]
+  if name not in SKELETONS:
+    raise ValueError(f'unknown skeleton {name!r}; expected one of {sorted(SKELETONS)}')
+  return SKELETONS[name]

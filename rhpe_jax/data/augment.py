@@ -19,8 +19,8 @@ so that slot "r_wrist" still holds the person's right wrist as it appears in
 the mirrored picture.
 
 Everything here is graph-mode TensorFlow on single examples, for tf.data map
-functions. Importing this module hides GPUs from TensorFlow: JAX owns the
-accelerator, TF only feeds it.
+functions. JAX owns the accelerator, TF only feeds it: the command lines and
+`train_and_evaluate` keep TF off the GPUs (rhpe_jax.core.runtime.setup).
 """
 from __future__ import annotations
 
@@ -31,24 +31,14 @@ from typing import Any, Mapping
 import numpy as np
 import tensorflow as tf
 
+from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import skeleton as skeleton_lib
-
-
-def hide_gpus_from_tensorflow() -> None:
-  """Keeps TensorFlow off the GPUs so that it does not take JAX's memory."""
-  try:
-    tf.config.set_visible_devices([], 'GPU')
-  except (RuntimeError, ValueError):
-    pass  # TF was initialised already; the data pipeline only places CPU ops.
-
-
-hide_gpus_from_tensorflow()
 
 # The release cuts a 300 x scale patch, resizes it to 256 px and crops 248 px:
 # the network sees a window of 300 * 248 / 256 = 1.5 * 200 * 248 / 256 * scale.
 DEFAULT_BOX_SCALE = 1.5 * 248 / 256
 
-JOINT_MAPPINGS = (None, 'lsp_to_mpii')
+JOINT_MAPPINGS = config_lib.JOINT_MAPPINGS
 
 
 @dataclasses.dataclass(frozen=True)

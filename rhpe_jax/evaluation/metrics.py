@@ -37,7 +37,7 @@ PCKH_AUC_THRESHOLDS = np.arange(51) / 100.0
 # (about 1e-15 relative). It changes no verdict for real predictions.
 _BOUNDARY_RTOL = 1e-10
 
-_TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')
+TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')  # config.torso_definition
 
 
 def _table_spec(skeleton: skeleton_lib.Skeleton
@@ -165,9 +165,9 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
   `status` `(N, J)`, a torso with a MISSING end is NaN (undefined): a missing
   joint's stored coordinates are no location; `pck` leaves such persons out.
   """
-  if definition not in _TORSO_DEFINITIONS:
+  if definition not in TORSO_DEFINITIONS:
     raise ValueError(
-        f'unknown torso definition {definition!r}; expected one of {_TORSO_DEFINITIONS}')
+        f'unknown torso definition {definition!r}; expected one of {TORSO_DEFINITIONS}')
   gt = np.asarray(gt, dtype=np.float64)
   if gt.ndim != 3 or gt.shape[1:] != (skeleton.num_joints, 2):
     raise ValueError(

@@ -38,10 +38,15 @@ not add epsilon when the moments are given); Flax computes
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
+import pathlib
 import re
-from typing import Any, Iterable
+import shutil
+from typing import Any, Callable, Iterable
 
+import jax
+import ml_collections
 import numpy as np
 
 from rhpe_jax.data import mat_files
@@ -584,15 +589,16 @@ def config_source(arch: Architecture, source: str) -> str:
   setting with the file's width, iterations and per-pass batch norm."""
   return f'''"""The authors' network imported from {os.path.basename(source)} (experiments.import_matconvnet).
 
-The MPII setting (experiments/configs/mpii.py) with the imported network's
-shape: batch norm scale and offset per fusion pass, as MatConvNet kept them.
-Inputs are RGB, (x - 128) / 256, as the authors' code prepares them.
+The MPII setting (rhpe_jax.core.config, as experiments/configs/mpii.py) with
+the imported network's shape: batch norm scale and offset per fusion pass, as
+MatConvNet kept them. Inputs are RGB, (x - 128) / 256, as the authors' code
+prepares them.
 """
-from experiments.configs import mpii
+from rhpe_jax.core import config as config_lib
 
 
 def get_config():
-  config = mpii.get_config()
+  config = config_lib.default_config()
   config.skeleton = 'mpii'
   config.num_iterations = {arch.passes - 1}
   config.width = {arch.width!r}
@@ -602,3 +608,101 @@ def get_config():
   config.input_size = 248
   return config
 '''
+
+
+STEP = 0  # the step of an import's checkpoint: nothing trained
+
+
+def describe(imported: Imported, mat: str) -> list[str]:
+  """What an import read and how it maps, in a few lines."""
+  arch = imported.arch
+  layers = imported.network.layers
+  kinds = {}
+  for spec in layers.values():
+    kinds[spec.type.split('.')[-1]] = kinds.get(spec.type.split('.')[-1], 0) + 1
+  passes = arch.passes
+  return [
+      f'{os.path.basename(mat)}: {imported.storage}; {len(layers) + len(imported.ignored_layers)} '
+      f'layers, {imported.num_file_arrays} parameter arrays',
+      f'network: width {arch.width:g} ({arch.features(64)} channels in layer1), {passes} fusion '
+      f'passes (num_iterations={passes - 1}), {arch.num_keypoints} keypoint and '
+      f'{arch.num_parts} part maps per stage; the prediction is {imported.prediction}',
+      f'mapped {len(layers)} layers ({", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))}); '
+      f'ignored {len(imported.ignored_layers)} training-only loss layers',
+      f'weights: {imported.num_weights:,} (feed-forward layer1-layer30 + bn1-bn8, heads conv1_A/B; '
+      f'fu_1_1..4 and conv2_A/B shared by the {passes} passes; batch norms fu_<i>_<k>_bn per pass) '
+      f'+ {imported.num_statistics:,} batch-norm moments [mean, sigma]',
+      'preprocessing: RGB, (pixel - 128) / 256, 248 x 248 input, as the authors\' code'
+      + (f'; meta fields {imported.meta_fields} not used' if imported.meta_fields else ''),
+  ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportedRun:
+  """A run directory written by `import_to_workdir`."""
+  config_path: str  # OUTPUT/config.py
+  checkpoint_path: str  # OUTPUT/checkpoints/latest/0
+  summary: list[str]  # what was read, how it maps, what was written, what to run next
+
+
+def _load_config(path: pathlib.Path) -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location('imported_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def import_to_workdir(mat: str, output: str,
+                      train_state: Callable[[ml_collections.ConfigDict, dict], Any], *,
+                      overwrite: bool = False) -> ImportedRun:
+  """Imports `mat` into the run directory `output`: OUTPUT/config.py (the
+  config describing the network) and OUTPUT/checkpoints/latest/0, which every
+  tool takes as `--config=OUTPUT/config.py --workdir=OUTPUT`.
+
+  `train_state(config, {'params', 'batch_stats'})` is the state training
+  would start from with those weights (rhpe_jax.training.steps.
+  train_state_from_variables), saved with its optimiser state so that
+  training with --workdir=OUTPUT fine-tunes the authors' network; training
+  is a layer above this one. The file is checked whole before anything is
+  written; an earlier import's checkpoint in `output` is replaced only with
+  `overwrite`.
+  """
+  out = pathlib.Path(output)
+  if out.is_file():
+    raise FileExistsError(f'--output {output} is a file, not a directory')
+  checkpoint_dir = out / 'checkpoints'
+  if checkpoint_dir.exists() and any(checkpoint_dir.iterdir()) and not overwrite:
+    raise FileExistsError(f'{checkpoint_dir} already holds checkpoints; '
+                          'use another --output or --overwrite')
+  imported = import_file(mat)  # everything is checked before anything is written
+
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top  (orbax: only now)
+  out.mkdir(parents=True, exist_ok=True)
+  config_path = out / 'config.py'
+  config_path.write_text(config_source(imported.arch, mat))
+  config = _load_config(config_path)
+
+  net = model_lib.create_model(config)
+  shapes = jax.eval_shape(lambda: model_lib.init_variables(
+      net, jax.random.key(0), (1, config.input_size, config.input_size, 3)))
+  variables = {'params': imported.params, 'batch_stats': imported.batch_stats}
+  want = jax.tree_util.tree_map(lambda x: x.shape, {'params': shapes['params'],
+                                                    'batch_stats': shapes['batch_stats']})
+  got = jax.tree_util.tree_map(lambda x: x.shape, variables)
+  if want != got:  # the mapping and the model disagree: a bug here, not a bad file
+    raise AssertionError(f'imported variables do not fit the model: {got} vs {want}')
+  if model_lib.count_parameters(imported.params) != imported.num_weights:
+    raise AssertionError('parameter count changed in the mapping')
+
+  state = train_state(config, variables)
+  if overwrite and checkpoint_dir.exists():
+    shutil.rmtree(checkpoint_dir)
+  manager = checkpoints.CheckpointManager(str(out), config)
+  manager.save(STEP, state, force=True)
+  manager.close()
+  checkpoint_path = checkpoint_dir / 'latest' / str(STEP)
+  summary = describe(imported, mat) + [
+      f'wrote {config_path}, {checkpoint_path}',
+      f'next: python -m experiments.predict --config={config_path} --workdir={out} '
+      '--image=IMAGE --output=PREFIX']
+  return ImportedRun(str(config_path), str(checkpoint_path), summary)

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import skeleton
 from rhpe_jax.model import conv
 from rhpe_jax.model import pooling
@@ -325,7 +326,7 @@ def init_variables(model: RecurrentPoseNet, rng: jax.Array,
 
 
 # config.compute_dtype -> the dtype the network computes in (parameters stay float32).
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float16': jnp.float16}
+COMPUTE_DTYPES = {name: getattr(jnp, name) for name in config_lib.COMPUTE_DTYPES}
 
 
 def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None

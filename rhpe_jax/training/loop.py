@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 
 from rhpe_jax import checkpoints
 from rhpe_jax import config_checks
+from rhpe_jax.core import runtime
 from rhpe_jax.data import datasets as data
 from rhpe_jax.evaluation import evaluator as evaluation
 from rhpe_jax.training import steps as step_lib
@@ -134,7 +135,12 @@ def _write_heatmap_summaries(writer, config, state, evaluation_result, step: int
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last evaluation's metrics
-  ({} when no evaluation ran, e.g. when `workdir` holds a finished run)."""
+  ({} when no evaluation ran, e.g. when `workdir` holds a finished run).
+
+  Sets the process up first (rhpe_jax.core.runtime.setup), where the command
+  line has not: the project's XLA flags, TensorFlow off the GPUs.
+  """
+  runtime.setup()
   config_checks.check_config(config)
   check_batch_size(config)
   is_main = jax.process_index() == 0

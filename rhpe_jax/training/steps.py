@@ -19,17 +19,24 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from rhpe_jax.codec import decode
-from rhpe_jax.training import losses
 from rhpe_jax import model as model_lib
-from rhpe_jax.core import skeleton
+from rhpe_jax.codec import decode
 from rhpe_jax.codec import targets
+from rhpe_jax.core import config as config_lib
+from rhpe_jax.core import skeleton
+from rhpe_jax.training import losses
 
 AXIS = 'batch'  # the pmap axis name
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
+
+
+def _check_name(key: str, value: str, names: Sequence[str]) -> None:
+  """ValueError unless `value` is one of the names config.`key` allows."""
+  if value not in names:
+    raise ValueError(f'{key} must be {" or ".join(repr(n) for n in names)}, got {value!r}')
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -42,16 +49,15 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
   """
   warmup = config.get('warmup_steps', 0)
   kind = config.get('lr_schedule', 'step')
+  _check_name('lr_schedule', kind, config_lib.LR_SCHEDULES)
   if kind == 'step':
     boundaries = {int(round(epoch * steps_per_epoch)) + warmup: factor
                   for epoch, factor in zip(config.lr_boundaries_epochs, config.lr_factors)}
     main = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
-  elif kind == 'cosine':
+  else:  # 'cosine'
     if not total_steps:
       raise ValueError("lr_schedule 'cosine' needs the run's total number of steps")
     main = optax.cosine_decay_schedule(config.learning_rate, max(1, total_steps - warmup))
-  else:
-    raise ValueError(f"lr_schedule must be 'step' or 'cosine', got {kind!r}")
   if not warmup:
     return main
   ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
@@ -61,13 +67,12 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, steps_per_epoch: i
 def create_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
                      total_steps: int | None = None) -> optax.GradientTransformation:
   """SGD with momentum (the paper) or Adam, with optional clipping and decay."""
+  _check_name('optimizer', config.optimizer, config_lib.OPTIMIZERS)
   schedule = learning_rate_schedule(config, steps_per_epoch, total_steps)
   if config.optimizer == 'sgd':
     opt = optax.sgd(schedule, momentum=config.momentum)
-  elif config.optimizer == 'adam':
+  else:  # 'adam'
     opt = optax.adam(schedule)
-  else:
-    raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}")
   chain = []
   if config.grad_clip_norm > 0:
     chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
@@ -82,6 +87,16 @@ def create_train_state(config: ml_collections.ConfigDict, rng: jax.Array,
   net = model_lib.create_model(config)
   variables = model_lib.init_variables(
       net, rng, (1, config.input_size, config.input_size, 3))
+  return train_state_from_variables(config, variables, steps_per_epoch, total_steps)
+
+
+def train_state_from_variables(config: ml_collections.ConfigDict, variables: dict,
+                               steps_per_epoch: int = 1, total_steps: int | None = 1
+                               ) -> TrainState:
+  """The state training starts from with the network's `variables`
+  ({'params', 'batch_stats'}, e.g. imported weights): step 0, a fresh
+  optimiser state. The schedule's lengths shape no part of the state."""
+  net = model_lib.create_model(config)
   return TrainState.create(
       apply_fn=net.apply, params=variables['params'],
       batch_stats=variables['batch_stats'],

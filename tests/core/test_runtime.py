@@ -1,4 +1,6 @@
-"""The project's XLA flags reach XLA, and the compilation cache fills and is reused."""
+"""runtime.setup(): the project's XLA flags reach XLA, an absent TPU's libtpu
+is skipped, TensorFlow is kept off the GPUs right after its import, and the
+compilation cache fills and is reused."""
 from __future__ import annotations
 
 import json
@@ -11,11 +13,13 @@ from rhpe_jax.core import runtime
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
-# Compiles a convolution in a fresh interpreter after importing the package
+# Compiles a convolution in a fresh interpreter after the project's set-up
 # and reports what XLA made of it.
 PROBE = '''
 import json, os
-import rhpe_jax.model.network  # the package first, as the project's code does
+import rhpe_jax.model.network  # importing sets nothing up ...
+from rhpe_jax.core import runtime
+runtime.setup()  # ... this does, before JAX starts a backend
 import jax, jax.numpy as jnp
 conv = lambda x, w: jax.lax.conv_general_dilated(
     x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -64,18 +68,27 @@ def test_users_choice_of_a_project_flag_wins():
     assert result['ynn']  # the user's flag, not the project's, reached XLA
 
 
-def test_importing_after_jax_started_warns_and_changes_nothing():
-  code = ('import os, jax; jax.devices(); import rhpe_jax; '
+def test_setup_after_jax_started_warns_and_changes_nothing():
+  code = ('import os, jax; jax.devices(); from rhpe_jax.core import runtime; runtime.setup(); '
           'print(repr(os.environ.get("XLA_FLAGS")))')
   result = run_python(code)
   assert result.stdout.strip() == 'None'
   assert 'JAX has started already' in result.stderr
+  assert 'runtime.setup()' in result.stderr  # says what to do
+
+
+def test_setup_is_idempotent_and_keeps_its_flags_once():
+  code = ('import os; from rhpe_jax.core import runtime; runtime.setup(); runtime.setup(); '
+          'print(os.environ["XLA_FLAGS"])')
+  flags = run_python(code).stdout.split()
+  assert flags == runtime.project_xla_flags()
 
 
 CACHED_RUN = '''
 from rhpe_jax.core import runtime
-print(runtime.enable_compilation_cache())
+runtime.setup(compilation_cache=True)  # as the command lines do
 import jax, jax.numpy as jnp
+print(jax.config.jax_compilation_cache_dir)
 jax.jit(lambda x: jnp.sin(x) * 2).lower(jnp.ones(3)).compile()
 '''
 
@@ -115,7 +128,8 @@ def test_an_installed_libtpu_is_skipped_without_tpus_unless_the_user_chose():
   if not runtime._installed('libtpu'):  # pylint: disable=protected-access
     import pytest  # pylint: disable=g-import-not-at-top
     pytest.skip('libtpu is not installed (the tpu or test extras bring it)')
-  code = ('import os, rhpe_jax; print(os.environ.get("JAX_PLATFORMS"), flush=True); '
+  code = ('import os, rhpe_jax; from rhpe_jax.core import runtime; runtime.setup(); '
+          'print(os.environ.get("JAX_PLATFORMS"), flush=True); '
           'import jax; print(jax.default_backend())')
   environ = {k: v for k, v in os.environ.items() if k != 'JAX_PLATFORMS'}
   environ.update(PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
@@ -123,7 +137,46 @@ def test_an_installed_libtpu_is_skipped_without_tpus_unless_the_user_chose():
                           capture_output=True, timeout=120, check=True)
   assert result.stdout.split() == ['cpu', 'cpu']
   assert 'TPU' not in result.stderr  # libtpu was not loaded: none of its start-up lines
+  # JAX imported (it reads JAX_PLATFORMS then) but not started: set in its config too.
+  late = code.replace('import os, rhpe_jax;', 'import os, jax;')
+  result = subprocess.run([sys.executable, '-c', late], cwd=REPO, env=environ, text=True,
+                          capture_output=True, timeout=120, check=True)
+  assert result.stdout.split() == ['cpu', 'cpu']
+  assert 'TPU' not in result.stderr
   environ['JAX_PLATFORMS'] = 'cpu,tpu'  # the user's setting is kept
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=environ, text=True,
                           capture_output=True, timeout=120)
   assert result.stdout.split()[:1] == ['cpu,tpu']  # (jax may then fail: no TPU here)
+
+
+# Records what runtime.setup() does to TensorFlow, without a GPU to hide: the
+# hiding itself (`_hide_gpus`) is replaced by a recorder.
+HIDING = '''
+import json, sys
+{before}
+from rhpe_jax.core import runtime
+calls = []
+runtime._hide_gpus = lambda tf: calls.append((tf.__name__, hasattr(tf, 'config')))
+runtime.setup()
+runtime.setup()
+at_setup = list(calls)
+import tensorflow as tf
+import tensorflow_datasets
+hooks = [type(f).__name__ for f in sys.meta_path if type(f).__module__ == runtime.__name__]
+print(json.dumps({{'at_setup': at_setup, 'after_import': calls, 'hooks': hooks}}))
+'''
+
+
+def test_tensorflow_is_kept_off_the_gpus_once_right_after_its_import():
+  result = json.loads(run_python(HIDING.format(before='')).stdout)
+  assert result == {'at_setup': [], 'after_import': [['tensorflow', True]], 'hooks': []}
+  result = json.loads(run_python(HIDING.format(before='import tensorflow')).stdout)
+  assert result == {'at_setup': [['tensorflow', True]], 'after_import': [['tensorflow', True]],
+                    'hooks': []}
+
+
+def test_tensorflow_works_after_setup_with_its_gpus_hidden():
+  code = ('from rhpe_jax.core import runtime; runtime.setup()\n'
+          'import tensorflow as tf\n'
+          'print(tf.config.get_visible_devices("GPU"), float(tf.reduce_sum(tf.ones(3))))')
+  assert run_python(code).stdout.split() == ['[]', '3.0']

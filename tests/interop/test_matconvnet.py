@@ -10,7 +10,10 @@ import functools
 import numpy as np
 import pytest
 
+from rhpe_jax.core import runtime
 from tests import matconvnet_reference as ref
+
+runtime.setup()  # the project's XLA flags and JAX settings, as the command lines have them
 
 WIDTH = 0.125
 

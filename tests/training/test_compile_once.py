@@ -6,7 +6,10 @@ import pytest
 
 from experiments.benchmark import fake_batch
 from experiments.configs import demo
+from rhpe_jax.core import runtime
 from rhpe_jax.training import steps as step_lib
+
+runtime.setup()  # the project's XLA flags and JAX settings, as the command lines have them
 
 COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
 

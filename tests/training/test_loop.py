@@ -312,7 +312,7 @@ LSPET_MARGIN = 1.5
 def _lspet_build(sample: pathlib.Path, first: int, last: int, root: pathlib.Path) -> str:
   """A TFDS build of LSPET images first..last (1-based), as the recipe makes them."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from experiments import lspet_subset  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import lspet_subset  # pylint: disable=g-import-not-at-top
   from tfds_builders.lsp import lsp_dataset_builder  # pylint: disable=g-import-not-at-top
   lspet_subset.write_subset(sample, first, last, root / 'manual')
   lsp_dataset_builder.Builder(data_dir=str(root / 'tfds'), config='extended').download_and_prepare(

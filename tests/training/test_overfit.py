@@ -6,8 +6,11 @@ import jax
 import numpy as np
 
 from experiments.configs import demo
+from rhpe_jax.core import runtime
 from rhpe_jax.data import synthetic
 from rhpe_jax.training import steps as step_lib
+
+runtime.setup()  # the project's XLA flags and JAX settings, as the command lines have them
 
 
 def _batch(size: int, count: int) -> dict:

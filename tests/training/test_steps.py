@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from rhpe_jax import model as model_lib
+from rhpe_jax.core import runtime
 from rhpe_jax.training import steps as step_lib
 from tests.training import train_worker
+
+runtime.setup()  # the project's XLA flags and JAX settings, as the command lines have them
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 

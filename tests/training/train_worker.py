@@ -124,6 +124,7 @@ def run_reference(out: str, data_dir: str, dataset: str) -> None:
 
 
 if __name__ == '__main__':
+  runtime.setup()  # before JAX starts, as experiments.train has it
   mode = sys.argv[1]
   if mode == 'pmap':
     run_pmap(sys.argv[2])
