@@ -5,7 +5,7 @@ One error convention:
   imported or built: bad or missing flags (found as the command line is
   parsed, required flags included), and everything wrong with --config: a
   config file that does not load, an unknown config key, a bad config value
-  (rhpe_jax.config_checks); each is bad input to a flag. `main` raising
+  (rhpe_jax.core.config_checks); each is bad input to a flag. `main` raising
   `absl.app.UsageError` (e.g. for unexpected arguments or flags that do not
   go together) ends the same way.
 - Expected failures, exit status 1, one `error:` line: `main` raising
@@ -49,7 +49,7 @@ from typing import Any, Callable, NoReturn, Sequence
 from absl import app, flags
 from absl import logging as absl_logging
 
-from rhpe_jax import config_checks
+from rhpe_jax.core import config_checks
 from rhpe_jax.core import runtime
 
 FLAGS = flags.FLAGS

@@ -10,6 +10,15 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / '..' / 'shared' / 'data'
 
+
+def pytest_configure(config):  # pylint: disable=unused-argument
+  """The project's runtime set-up (XLA flags, no absent TPU, TensorFlow off the
+  GPUs), as a command line or train_and_evaluate would do it, before any test
+  starts JAX: importing rhpe_jax sets nothing."""
+  from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
+  runtime.setup()
+
+
 TINY_NAME = 'tiny_eval'
 TINY_RESOLUTION = 64
 

@@ -3,21 +3,21 @@ setting) and the names its keys allow.
 
 Light on purpose (ml_collections only): the command lines check a config as
 soon as their flags are parsed, before TensorFlow or JAX is imported
-(rhpe_jax.config_checks), and the modules that act on these names take them
+(rhpe_jax.core.config_checks), and the modules that act on these names take them
 from here, so that the checker and the code cannot disagree.
 """
 from __future__ import annotations
 
 import ml_collections
 
-# The names the code accepts for a key, where the code that acts on them
-# imports JAX or TensorFlow (the others live with their code: skeleton names
-# in rhpe_jax.core.skeleton, torso definitions in rhpe_jax.evaluation.metrics).
+# The names the code accepts for a key (skeleton names live with the
+# skeletons, rhpe_jax.core.skeleton).
 OCCLUSION_MODES = ('include', 'ignore', 'exclude')  # occlusion_mode: rhpe_jax.codec.targets
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')  # compute_dtype: rhpe_jax.model.network
 OPTIMIZERS = ('sgd', 'adam')  # optimizer: rhpe_jax.training.steps
 LR_SCHEDULES = ('step', 'cosine')  # lr_schedule: rhpe_jax.training.steps
 EVAL_METRICS = ('pckh', 'pck')  # eval_metric: rhpe_jax.evaluation
+TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')  # torso_definition: rhpe_jax.evaluation.metrics
 # The joint mapping of an entry of extra_train_datasets: rhpe_jax.data.augment.
 JOINT_MAPPINGS = (None, 'lsp_to_mpii')
 

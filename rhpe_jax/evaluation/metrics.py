@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import skeleton as skeleton_lib
 
 # MATLAB's `0:0.01:0.5`, each value the double nearest to k / 100.
@@ -37,7 +38,7 @@ PCKH_AUC_THRESHOLDS = np.arange(51) / 100.0
 # (about 1e-15 relative). It changes no verdict for real predictions.
 _BOUNDARY_RTOL = 1e-10
 
-TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')  # config.torso_definition
+TORSO_DEFINITIONS = config_lib.TORSO_DEFINITIONS  # config.torso_definition
 
 
 def _table_spec(skeleton: skeleton_lib.Skeleton

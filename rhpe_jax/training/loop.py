@@ -26,7 +26,7 @@ from flax.metrics import tensorboard
 from jax.experimental import multihost_utils
 
 from rhpe_jax import checkpoints
-from rhpe_jax import config_checks
+from rhpe_jax.core import config_checks
 from rhpe_jax.core import runtime
 from rhpe_jax.data import datasets as data
 from rhpe_jax.evaluation import evaluator as evaluation

@@ -6,7 +6,7 @@ one rule in `RULES` (adding a key is one line there); keys without a rule are
 left alone, and rules of keys a config lacks are skipped. Relations between
 keys (scale_min <= scale_max, one factor per boundary) follow the per-key
 rules. The names a key allows come from the code that acts on them
-(rhpe_jax.core.config, where that code imports JAX or TensorFlow). Imports
+(rhpe_jax.core.config and rhpe_jax.core.skeleton). Imports
 nothing heavy: the command lines call it right after parsing, before
 TensorFlow or JAX is imported.
 """
@@ -20,7 +20,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import skeleton
-from rhpe_jax.evaluation import metrics
 
 # A TFDS name: `name`, `name/config`, `name/config/1.0.0` or `name:1.*.*`.
 _DATASET_NAME = re.compile(r'[a-z][a-z0-9_]*(/[A-Za-z0-9_.*\-]+){0,2}(:[\d.*]+)?')
@@ -160,7 +159,7 @@ RULES: dict[str, Rule] = {
     'num_eval_examples': integer(1, or_minus_one='the whole split'),
     'eval_pck_threshold': number(above=0),
     'eval_metric': one_of(config_lib.EVAL_METRICS),
-    'torso_definition': one_of(metrics.TORSO_DEFINITIONS),
+    'torso_definition': one_of(config_lib.TORSO_DEFINITIONS),
     'num_summary_images': integer(0),
     'prefetch_batches': integer(1),
 }

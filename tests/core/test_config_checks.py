@@ -1,11 +1,11 @@
-"""rhpe_jax.config_checks: one line per bad value, naming the key, the value
+"""rhpe_jax.core.config_checks: one line per bad value, naming the key, the value
 and what is allowed; every shipped config passes."""
 import pathlib
 
 import pytest
 
 from experiments.configs import ablation, default, demo, lsp, mpii, mpii_lspet
-from rhpe_jax import config_checks
+from rhpe_jax.core import config_checks
 
 # (overrides of the demo config, the expected message), written out by hand.
 BAD = [
@@ -197,7 +197,7 @@ def test_the_checker_imports_neither_jax_nor_tensorflow():
   C++ start-up lines must meet the stderr filter)."""
   import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
   from tests.conftest import REPO  # pylint: disable=g-import-not-at-top
-  code = ('import sys; import rhpe_jax.cli, rhpe_jax.config_checks; '
+  code = ('import sys; import rhpe_jax.cli, rhpe_jax.core.config_checks; '
           'print(sorted(m for m in ("jax", "tensorflow", "flax") if m in sys.modules))')
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=True)
