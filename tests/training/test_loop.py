@@ -271,8 +271,14 @@ def test_two_processes_train_as_one_process(tiny_data_dir, tmp_path):
   got = _flat({k: v for k, v in _checkpoint(workdir, steps).items()
                if k in ('params', 'batch_stats')})
   assert want.keys() == got.keys() and len(want) > 10
+  # gloo's all-reduce and one process's sum add the devices' gradients in
+  # another order: after the steps the float32 weights differ by up to ~5e-5
+  # of each array's scale (seen: 2.9e-5 on a kernel of scale 0.5, on an
+  # element that SGD has driven near 0, where a relative bound means nothing).
+  # A missing pmean or a batch shard fed twice moves them by far more.
   for name, value in want.items():
-    np.testing.assert_allclose(got[name], value, rtol=1e-3, atol=2e-5, err_msg=name)
+    atol = max(2e-5, 1e-4 * float(np.abs(value).max()))
+    np.testing.assert_allclose(got[name], value, rtol=1e-3, atol=atol, err_msg=name)
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path):
