@@ -3,12 +3,12 @@
 # root with ../shared/bench/gpu copied to .gpu (docs/performance.md, "GPU: the
 # device call"):
 #   1. the convolution matrix, experiments/gpu_conv_matrix.py (MATRIX_S s);
-#   2. its winners written into rhpe_jax/model/conv.py's CONV_TABLE;
+#   2. its winners written into the model's table, rhpe_jax/model/conv_table.json;
 #   3. the bfloat16 training step and inference on them (experiments.benchmark,
 #      as .gpu/run.sh runs it), then tuned torch (.gpu/torch_tuned.py):
 #      inference, then the torch.compile training step, while time is left.
-# Everything lands in $OUT: conv_matrix.json/.txt, table.txt, conv.py (with
-# the table), results.txt, env.txt. Env: BUDGET (s, 530), MATRIX_S (s, 270).
+# Everything lands in $OUT: conv_matrix.json/.txt, table.txt, conv_table.json
+# (the table, to commit), results.txt, env.txt. Env: BUDGET (s, 530), MATRIX_S (s, 270).
 # On CPU it runs too, e.g. BUDGET=200 MATRIX_S=60 MATRIX_ARGS=--tiny JAX_ARGS=
 # "--batch=1 --image_size=64 --config.width=0.125" TORCH=off.
 set -u
@@ -42,7 +42,7 @@ tail -3 "$O/conv_matrix.err"
 
 echo "== table"
 $PY -m experiments.gpu_conv_matrix --write_table="$O/conv_matrix.json" 2>&1 | tee "$O/table.txt"
-cp rhpe_jax/model/conv.py "$O/conv.py"
+cp rhpe_jax/model/conv_table.json "$O/conv_table.json"
 
 jx() {
   local t; t=$(left)

@@ -1,13 +1,13 @@
 """Stride-1 'SAME' 2-D convolutions in the form that runs fastest on each
 platform, per layer shape, and the Flax layer over them.
 
-`conv_same` looks each convolution up in `CONV_TABLE` ((platform, layer
-shape) -> form), and picks the platform's entry at lowering time with
-`lax.platform_dependent`; shapes and platforms without an entry run
+`conv_same` looks each convolution up in `conv_table()` ((platform, layer
+shape) -> form, the package's conv_table.json), and picks the platform's
+entry at lowering time with `lax.platform_dependent`; shapes and platforms without an entry run
 `direct_conv_same`, XLA's own convolution. On CPU the float32 layers that
 `winograd.supports` (the full-width network's 9x9 layers) run by Winograd's
 algorithm without an entry. The forms (`FORMS`) compute the same function;
-they differ in summation order only. `experiments/gpu_conv_matrix.py` times
+they differ in summation order only. `rhpe_jax.perf.gpu_conv_matrix` times
 every form on every layer of the network and writes the table's entries
 (docs/performance.md, GPU).
 
@@ -21,6 +21,10 @@ XLA's own gradient.
 """
 from __future__ import annotations
 
+import functools
+import json
+import os
+import pathlib
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -44,13 +48,50 @@ KERNEL_GRADIENT_DIMENSIONS = ('CHWN', 'IHWO', 'HWNC')
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
 
 # (platform, height, width, kernel height, kernel width, input channels,
-# output channels, dtype) -> a name in FORMS. Measured entries only: written
-# by `python -m experiments.gpu_conv_matrix --write_table=MATRIX.json` from a
-# device's measurements; everything else runs XLA's convolution.
-# BEGIN CONV_TABLE
-CONV_TABLE: dict[tuple[str, int, int, int, int, int, int, str], str] = {
-}
-# END CONV_TABLE
+# output channels, dtype) -> a name in FORMS. Measured entries only, kept in
+# TABLE_FILE (package data) and read the first time a convolution is traced:
+# written by `python -m experiments.gpu_conv_matrix --write_table=MATRIX.json`
+# from a device's measurements; everything else runs XLA's convolution.
+TableKey = tuple[str, int, int, int, int, int, int, str]
+TABLE_FILE = pathlib.Path(__file__).with_name('conv_table.json')
+TABLE_FIELDS = ('platform', 'height', 'width', 'kernel_height', 'kernel_width', 'in_features',
+                'out_features', 'dtype')
+TABLE_ABOUT = ('Convolution forms measured fastest per platform and layer shape '
+               '(rhpe_jax.model.conv); written by python -m experiments.gpu_conv_matrix '
+               '--write_table=MATRIX.json.')
+
+
+def read_table(path: str | os.PathLike = TABLE_FILE) -> dict[TableKey, str]:
+  """A table file's entries, {key: form}; a malformed one is a ValueError naming it."""
+  text = pathlib.Path(path).read_text()
+  try:
+    entries = json.loads(text)['entries']
+    table = {tuple(entry[field] for field in TABLE_FIELDS): entry['form'] for entry in entries}
+  except (ValueError, KeyError, TypeError) as error:
+    raise ValueError(f'{path}: not a convolution table ({type(error).__name__}: {error})') from error
+  for key, form in table.items():
+    if key[0] not in PLATFORMS or form not in FORMS:
+      raise ValueError(f'{path}: entry {key}: platform must be one of {PLATFORMS} and form '
+                       f'one of {tuple(FORMS)}, got {key[0]!r} and {form!r}')
+  return table
+
+
+def write_table(table: dict[TableKey, str], path: str | os.PathLike = TABLE_FILE) -> None:
+  """Writes `table` to `path` (whole or not at all), one entry a line, sorted."""
+  body = ',\n'.join(f'  {json.dumps(dict(zip(TABLE_FIELDS, key), form=form))}'
+                    for key, form in sorted(table.items()))
+  text = (f'{{"about": {json.dumps(TABLE_ABOUT)},\n "entries": ['
+          + (f'\n{body}\n ' if body else '') + ']}\n')
+  path = pathlib.Path(path)
+  temporary = path.with_name(path.name + '.tmp')
+  temporary.write_text(text)
+  temporary.replace(path)
+
+
+@functools.cache
+def conv_table() -> dict[TableKey, str]:
+  """The package's table (TABLE_FILE), read once."""
+  return read_table(TABLE_FILE)
 
 
 def _convolve(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -103,7 +144,7 @@ FORMS: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
 
 def layer_key(input_shape: Sequence[int], kernel_shape: Sequence[int], dtype
               ) -> tuple[int, int, int, int, int, int, str]:
-  """A CONV_TABLE key without its platform: (height, width, kh, kw, in, out, dtype)."""
+  """A table key without its platform: (height, width, kh, kw, in, out, dtype)."""
   _, h, w, _ = input_shape
   kh, kw, cin, cout = kernel_shape
   return (int(h), int(w), int(kh), int(kw), int(cin), int(cout), jnp.dtype(dtype).name)
@@ -112,13 +153,13 @@ def layer_key(input_shape: Sequence[int], kernel_shape: Sequence[int], dtype
 def platform_forms(input_shape: Sequence[int], kernel_shape: Sequence[int], dtype
                    ) -> dict[str, str]:
   """{platform: form name} for the platforms where this convolution does not
-  run XLA's own ('xla'): CONV_TABLE's entries, and Winograd on CPU for the
+  run XLA's own ('xla'): the table's entries (`conv_table`), and Winograd on CPU for the
   shapes `winograd.supports` unless the table says otherwise."""
   forms = {}
   if winograd.supports(kernel_shape, dtype):
     forms['cpu'] = 'winograd'
   key = layer_key(input_shape, kernel_shape, dtype)
-  for (platform, *shape), name in CONV_TABLE.items():
+  for (platform, *shape), name in conv_table().items():
     if tuple(shape) == key:
       forms[platform] = name
   return {platform: name for platform, name in forms.items() if name != 'xla'}

@@ -29,6 +29,7 @@ from rhpe_jax import model as model_lib
 from rhpe_jax.model import flops as flops_lib
 from rhpe_jax.core import skeleton
 from rhpe_jax.training import steps as step_lib
+from rhpe_jax.perf import hardware
 from rhpe_jax.perf import tpu
 
 STEPS = ('train_step', 'eval_step', 'predict_step')
@@ -143,7 +144,7 @@ class Memory:
     return self.arguments + self.outputs - self.aliased + self.temporaries + self.generated_code
 
 
-def roofline_seconds(flops: float, bytes_accessed: float, chip: tpu.Chip) -> dict[str, Any]:
+def roofline_seconds(flops: float, bytes_accessed: float, chip: hardware.Chip) -> dict[str, Any]:
   """The step-time bound: the larger of compute time at the chip's peak and
   memory time at its bandwidth."""
   compute = flops / chip.peak_bf16_flops
@@ -278,7 +279,7 @@ def find_max_batch(compile_at: Callable[[int], dict[str, Any]], start: int,
   return low, [reports[b] for b in sorted(reports)]
 
 
-def mxu_fill(config: ml_collections.ConfigDict, chip: tpu.Chip) -> list[dict[str, Any]]:
+def mxu_fill(config: ml_collections.ConfigDict, chip: hardware.Chip) -> list[dict[str, Any]]:
   """Per distinct convolution: its share of the forward FLOPs and the
   fraction of the matrix unit its channel counts fill (an estimate:
   features padded up to the unit's width on both the contraction and the

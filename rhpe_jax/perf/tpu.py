@@ -1,15 +1,11 @@
-"""TPU slices described without a TPU: what people rent, and its chips' figures.
+"""TPU slices described without a TPU: what people rent, as compile-only devices.
 
 `libtpu` (the `jax[tpu]` extra) describes any TPU topology on any host:
 `jax.experimental.topologies.get_topology_desc` returns compile-only devices
 for which XLA's real TPU compiler runs (`rhpe_jax.perf.aot`). This module names
-the slices users rent (Colab's single chips, Cloud's 8-chip hosts), turns a
-name into those devices, and holds each generation's data-sheet figures for
-the memory check and the roofline bound.
-
-A JAX device is a chip, except on v2/v3 (two TensorCores per chip, each its
-own device): `Chip` figures are per JAX device. v4 and v5p run as megacore
-(both TensorCores of a chip as one device), as JAX does on them.
+the slices users rent (Colab's single chips, Cloud's 8-chip hosts) and turns a
+name into those devices; each generation's figures are in
+`rhpe_jax.perf.hardware`.
 """
 from __future__ import annotations
 
@@ -17,32 +13,7 @@ import dataclasses
 import os
 import re
 
-GIB = 1024 ** 3
-
-
-@dataclasses.dataclass(frozen=True)
-class Chip:
-  """Data-sheet figures of one JAX device of a TPU generation."""
-  generation: str
-  hbm_bytes: int
-  peak_bf16_flops: float  # dense, per second
-  hbm_bytes_per_s: float
-  mxu_width: int  # the matrix unit is mxu_width x mxu_width
-  cores_per_chip: int = 1  # JAX devices per chip
-
-
-# Per chip from the Cloud TPU system architecture pages (v4, v5e, v5p, v6e)
-# and Jouppi et al., "A domain-specific supercomputer for training deep neural
-# networks", CACM 2020 (v2, v3); v2/v3 figures are halved per TensorCore.
-CHIPS = {
-    'v2': Chip('v2', 8 * GIB, 46e12 / 2, 700e9 / 2, 128, cores_per_chip=2),
-    'v3': Chip('v3', 16 * GIB, 123e12 / 2, 900e9 / 2, 128, cores_per_chip=2),
-    'v4': Chip('v4', 32 * GIB, 275e12, 1200e9, 128),
-    'v5e': Chip('v5e', 16 * GIB, 197e12, 819e9, 128),
-    'v5p': Chip('v5p', 95 * GIB, 459e12, 2765e9, 128),
-    'v6e': Chip('v6e', 32 * GIB, 918e12, 1640e9, 256),
-}
-MEGACORE = ('v4', 'v5p')
+from rhpe_jax.perf.hardware import CHIPS, MEGACORE, Chip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +50,9 @@ class TopologyError(ValueError):
   """A name that is neither a preset nor a topology libtpu describes."""
 
 
-class LibtpuMissing(RuntimeError):
-  """libtpu (the compiler for TPUs) is not installed."""
+class LibtpuMissing(OSError):
+  """libtpu (the compiler for TPUs) is not installed: an expected failure (an
+  OSError, which the command lines report in one line)."""
 
 
 def resolve(name: str) -> Slice:

@@ -3,6 +3,7 @@ parameters cell) and writes what it shows."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -21,6 +22,9 @@ def test_colab_notebook_runs_end_to_end_on_cpu(tmp_path, monkeypatch):
   for name, value in settings.items():
     monkeypatch.setenv(f'RHPE_NB_{name}', value)
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
+  # The kernel imports this checkout (not whichever one is installed).
+  monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [str(REPO),
+                                                                 os.environ.get('PYTHONPATH')])))
   monkeypatch.setenv('TF_CPP_MIN_LOG_LEVEL', '2')
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   client = nbclient.NotebookClient(notebook, kernel_name='python3', timeout=600,

@@ -1,4 +1,6 @@
 """conv_same and Conv against a direct NumPy convolution and its gradients."""
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -100,11 +102,42 @@ def _hlo_ops(function, *args):
           for op in ('convolution', 'dot')}
 
 
-def test_platform_forms_reads_the_table_and_the_cpu_winograd_rule(monkeypatch):
+def _use_table(monkeypatch, tmp_path, table):
+  """The model's table replaced by `table`, written to a file and read back as the
+  package's file is."""
+  path = tmp_path / 'conv_table.json'
+  conv.write_table(table, path)
+  monkeypatch.setattr(conv, 'conv_table', lambda: conv.read_table(path))
+
+
+def test_the_shipped_table_is_empty_and_read_once(monkeypatch):
+  # No device has measured a winner yet: every platform runs XLA's convolution
+  # (and the CPU's Winograd rule). The file as JSON has it, then as the model reads it.
+  assert json.loads(conv.TABLE_FILE.read_text())['entries'] == []
+  conv.conv_table.cache_clear()
+  assert conv.conv_table() == {}
+  monkeypatch.setattr(conv, 'read_table', lambda path: pytest.fail('read twice'))
+  assert conv.conv_table() == {}
+
+
+def test_a_malformed_table_is_one_line_naming_the_file(tmp_path):
+  path = tmp_path / 'conv_table.json'
+  path.write_text(json.dumps({'entries': [{'platform': 'cuda', 'height': 8, 'width': 8,
+                                           'kernel_height': 3, 'kernel_width': 3,
+                                           'in_features': 4, 'out_features': 4,
+                                           'dtype': 'float32', 'form': 'fft'}]}))
+  with pytest.raises(ValueError, match=f"{path}: entry .* got 'cuda' and 'fft'"):
+    conv.read_table(path)
+  path.write_text('{"entries": [{"platform": "cuda"}]}')
+  with pytest.raises(ValueError, match=f"{path}: not a convolution table .*KeyError"):
+    conv.read_table(path)
+
+
+def test_platform_forms_reads_the_table_and_the_cpu_winograd_rule(monkeypatch, tmp_path):
   wide_9x9 = ((2, 62, 62, 128), (9, 9, 128, 256))
   assert conv.platform_forms(*wide_9x9, jnp.float32) == {'cpu': 'winograd'}
   assert conv.platform_forms(*wide_9x9, jnp.bfloat16) == {}
-  monkeypatch.setattr(conv, 'CONV_TABLE', {
+  _use_table(monkeypatch, tmp_path, {
       ('cuda', 62, 62, 9, 9, 128, 256, 'bfloat16'): 'im2col',
       ('cpu', 62, 62, 9, 9, 128, 256, 'float32'): 'xla',
       ('tpu', 62, 62, 9, 9, 128, 256, 'float32'): 'taps'})
@@ -114,14 +147,14 @@ def test_platform_forms_reads_the_table_and_the_cpu_winograd_rule(monkeypatch):
   assert conv.platform_forms((2, 60, 62, 128), (9, 9, 128, 256), jnp.bfloat16) == {}
 
 
-def test_conv_same_runs_the_form_the_table_names_for_this_platform(monkeypatch):
+def test_conv_same_runs_the_form_the_table_names_for_this_platform(monkeypatch, tmp_path):
   platform = 'cuda' if jax.default_backend() == 'gpu' else jax.default_backend()
   rng = np.random.default_rng(2)
   x, kernel = rng.standard_normal((2, 9, 8, 3)), rng.standard_normal((3, 3, 3, 4))
   grad = rng.standard_normal((2, 9, 8, 4))
   args = (jnp.float32(x), jnp.float32(kernel))
   assert _hlo_ops(conv.conv_same, *args)['convolution'] == 1
-  monkeypatch.setattr(conv, 'CONV_TABLE', {(platform, 9, 8, 3, 3, 3, 4, 'float32'): 'im2col'})
+  _use_table(monkeypatch, tmp_path, {(platform, 9, 8, 3, 3, 3, 4, 'float32'): 'im2col'})
   assert _hlo_ops(conv.conv_same, *args) == {'convolution': 0, 'dot': 1}
   assert _hlo_ops(lambda x, k: conv.conv_same(x, k, tuned=False), *args)['convolution'] == 1
   out, vjp = jax.vjp(conv.conv_same, *args)
@@ -132,7 +165,7 @@ def test_conv_same_runs_the_form_the_table_names_for_this_platform(monkeypatch):
   np.testing.assert_allclose(kernel_grad, expected_kernel_grad, rtol=1e-5, atol=1e-4)
 
 
-def test_model_takes_its_layers_forms_from_the_table(monkeypatch):
+def test_model_takes_its_layers_forms_from_the_table(monkeypatch, tmp_path):
   from rhpe_jax.model import network as model_lib  # pylint: disable=g-import-not-at-top
   platform = 'cuda' if jax.default_backend() == 'gpu' else jax.default_backend()
   net = model_lib.RecurrentPoseNet(width=0.125, num_iterations=0)
@@ -145,6 +178,6 @@ def test_model_takes_its_layers_forms_from_the_table(monkeypatch):
 
   before = convolutions(net)
   # the fusion module's 13x13 64>64 layer at width 1/8 (8 channels), 8x8
-  monkeypatch.setattr(conv, 'CONV_TABLE', {(platform, 8, 8, 13, 13, 8, 8, 'float32'): 'taps'})
+  _use_table(monkeypatch, tmp_path, {(platform, 8, 8, 13, 13, 8, 8, 'float32'): 'taps'})
   assert convolutions(net) == before - 1
   assert convolutions(net.clone(tuned_convolutions=False)) == before

@@ -8,6 +8,9 @@ from rhpe_jax.model import conv
 from rhpe_jax.model import winograd
 from tests.model.test_conv import _numpy_conv, _numpy_gradients
 
+# Compiled whole: run op by op, its many small operations take seconds each test.
+conv_same = jax.jit(winograd.conv_same)
+
 
 def test_transforms_compute_a_valid_correlation():
   at, g, bt = winograd.transforms()
@@ -22,7 +25,7 @@ def test_even_kernel_puts_the_extra_padding_last():
   rng = np.random.default_rng(3)
   x, kernel = rng.standard_normal((1, 14, 16, 2)), rng.standard_normal((12, 12, 2, 4)) / 12
   expected = _numpy_conv(x, kernel)
-  np.testing.assert_allclose(winograd.conv_same(jnp.float32(x), jnp.float32(kernel)), expected,
+  np.testing.assert_allclose(conv_same(jnp.float32(x), jnp.float32(kernel)), expected,
                              atol=2e-5 * np.abs(expected).max())
 
 
@@ -33,7 +36,7 @@ def test_convolution_and_gradients_match_numpy():
   x = rng.standard_normal(shape)
   kernel = rng.standard_normal((kernel_side, kernel_side, shape[3], 4)) / kernel_side
   grad = rng.standard_normal(shape[:3] + (4,))
-  out, vjp = jax.vjp(winograd.conv_same, jnp.float32(x), jnp.float32(kernel))
+  out, vjp = jax.vjp(conv_same, jnp.float32(x), jnp.float32(kernel))
   x_grad, kernel_grad = vjp(jnp.float32(grad))
   expected_x_grad, expected_kernel_grad = _numpy_gradients(x, kernel, grad)
   for ours, expected in ((out, _numpy_conv(x, kernel)), (x_grad, expected_x_grad),
@@ -48,7 +51,7 @@ def test_error_at_the_trunk_size_is_within_the_documented_bound():
   x = rng.standard_normal((1, 12, 12, 256))
   kernel = rng.standard_normal((9, 9, 256, 8)) * np.sqrt(2 / (81 * 256))
   expected = _numpy_conv(x, kernel)
-  ours = np.asarray(winograd.conv_same(jnp.float32(x), jnp.float32(kernel)))
+  ours = np.asarray(conv_same(jnp.float32(x), jnp.float32(kernel)))
   assert np.abs(ours - expected).max() < 1e-5 * np.abs(expected).max()
 
 

@@ -11,8 +11,10 @@ import sys
 import pytest
 
 from experiments.configs import mpii
-from rhpe_jax.perf import aot
 from rhpe_jax.core import runtime
+from rhpe_jax.perf import aot
+from rhpe_jax.perf import aot_report
+from rhpe_jax.perf import hardware
 from rhpe_jax.perf import tpu
 from tests.conftest import REPO
 
@@ -74,19 +76,18 @@ def test_the_search_reports_zero_when_nothing_fits_and_stops_at_its_limit():
 
 
 def test_a_search_cut_short_reports_the_bracket_it_reached():
-  from experiments import aot as aot_cli  # pylint: disable=g-import-not-at-top
   compile_at, calls = fake_compiler(100.0, 1000.0, 10_000.0)  # 88 is the largest
   largest, reports = aot.find_max_batch(compile_at, 20, max_compiles=2)
   assert len(calls) == 2 and largest == max(b for b in calls if b <= 88)
   report = lambda low, high: {'max_batch': {'batch_per_chip': low},
                               'smallest_batch_not_fitting': high}
-  assert aot_cli.largest_batch_cell(report(88, 89)) == '88'
-  assert aot_cli.largest_batch_cell(report(20, 120)) == '>= 20 (< 120)'
-  assert aot_cli.largest_batch_cell(report(20, None)) == '>= 20'
+  assert aot_report.largest_batch_cell(report(88, 89)) == '88'
+  assert aot_report.largest_batch_cell(report(20, 120)) == '>= 20 (< 120)'
+  assert aot_report.largest_batch_cell(report(20, None)) == '>= 20'
 
 
 def test_the_roofline_bound_is_the_slower_of_compute_and_memory():
-  chip = tpu.CHIPS['v5e']  # 197 TFLOP/s, 819 GB/s
+  chip = hardware.CHIPS['v5e']  # 197 TFLOP/s, 819 GB/s
   compute_heavy = aot.roofline_seconds(197e12 * 0.01, 819e9 * 0.002, chip)
   assert compute_heavy['roofline_step_s'] == pytest.approx(0.01)
   assert compute_heavy['bound_by'] == 'compute'
@@ -97,7 +98,7 @@ def test_the_roofline_bound_is_the_slower_of_compute_and_memory():
 
 def test_matrix_unit_fill_of_the_papers_layers():
   config = mpii.get_config()
-  layers = lambda chip: aot.mxu_fill(config, tpu.CHIPS[chip])
+  layers = lambda chip: aot.mxu_fill(config, hardware.CHIPS[chip])
   by_shape = lambda chip: {(l['kernel'], l['in_features'], l['out_features']): l
                            for l in layers(chip)}
   v5e, v6e = by_shape('v5e'), by_shape('v6e')
@@ -111,10 +112,9 @@ def test_matrix_unit_fill_of_the_papers_layers():
 
 
 def test_batches_that_do_not_split_over_the_chips_are_refused():
-  from experiments import aot as aot_cli  # pylint: disable=g-import-not-at-top
-  assert aot_cli.default_batch_per_chip(20, 4) == 5
+  assert aot_report.default_batch_per_chip(20, 4) == 5
   with pytest.raises(ValueError, match='batch_size 20 does not split over 8 chips'):
-    aot_cli.default_batch_per_chip(20, 8)
+    aot_report.default_batch_per_chip(20, 8)
 
 
 def notebook_config():
@@ -143,9 +143,8 @@ def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
   """The notebook's training step on Colab's v5e-1 (about 2-6 minutes of
   compilation on 2 CPU cores): it fits, the state is donated, and XLA's FLOPs
   agree with the project's count (measured: 115.7 vs 115.5 GFLOP)."""
-  from experiments import aot as aot_cli  # pylint: disable=g-import-not-at-top
   config = notebook_config()
-  results = aot_cli.run(config, 'v5e-1', what=('train_step',))
+  results = aot_report.run(config, 'v5e-1', what=('train_step',))
   (report,) = results['steps']
   assert (report['device_kind'], report['chips'], report['global_batch']) == (
       'TPU v5 lite', 1, config.batch_size)
@@ -169,31 +168,41 @@ def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
   assert 'train_step' in capsys.readouterr().out
 
 
-def run_aot(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def run_aot(*args: str) -> subprocess.CompletedProcess:
   environ = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL='2')
   return subprocess.run([sys.executable, '-m', 'experiments.aot', *args], cwd=REPO,
-                        env=environ, text=True, capture_output=True, timeout=600, check=check)
+                        env=environ, text=True, capture_output=True, timeout=600, check=False)
 
 
 TINY = ('--config=experiments/configs/mpii.py', '--config.width=0.25',
         '--config.input_size=64', '--config.compute_dtype=bfloat16')
 
 
+def tiny_config():
+  """TINY's config, for the library calls."""
+  config = mpii.get_config()
+  config.width, config.input_size, config.compute_dtype = 0.25, 64, 'bfloat16'
+  return config
+
+
 @needs_libtpu
 def test_four_abstract_chips_run_the_pmapped_step_and_memory_grows_with_the_batch(tmp_path):
   """The eval step (the training loop's evaluation) pmapped over a v5e:2x2,
-  four chips, at 1 and 4 images per chip, through the command line: its
-  table, JSON line and Markdown rows. (The train step of the notebook's
-  network is compiled above; each train-step compile costs minutes.)"""
-  reports = []
-  for batch in (1, 4):
-    result = run_aot(*TINY, '--topology=v5e:2x2', '--what=eval_step',
-                     f'--batch_per_chip={batch}', f'--markdown={tmp_path / "table.md"}')
-    (report,) = json.loads(result.stdout.strip().splitlines()[-1])['steps']
-    assert 'total (GB/chip)' in result.stdout  # the table came first
-    assert 'TPU' not in result.stderr  # libtpu's start-up complaints are hidden
-    reports.append(report)
-  small, large = reports
+  four chips, at 1 image per chip through the command line (its table, JSON
+  line and Markdown rows) and at 4 through the library call it makes. (The
+  train step of the notebook's network is compiled above; each train-step
+  compile costs minutes.)"""
+  markdown = tmp_path / 'table.md'
+  result = run_aot(*TINY, '--topology=v5e:2x2', '--what=eval_step', '--batch_per_chip=1',
+                   f'--markdown={markdown}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  (small,) = json.loads(result.stdout.strip().splitlines()[-1])['steps']
+  assert 'total (GB/chip)' in result.stdout  # the table came first
+  assert 'TPU' not in result.stderr  # libtpu's start-up complaints are hidden
+  results = aot_report.run(tiny_config(), 'v5e:2x2', what=('eval_step',), batch_per_chip=4,
+                           printer=lambda line: None)
+  aot_report.write_results(results, markdown_path=str(markdown), printer=lambda line: None)
+  (large,) = results['steps']
   assert (small['chips'], small['global_batch'], large['global_batch']) == (4, 4, 16)
   assert small['device_kind'] == 'TPU v5 lite' and small['hosts'] == 1
   for key in ('arguments', 'outputs', 'total'):
@@ -205,33 +214,47 @@ def test_four_abstract_chips_run_the_pmapped_step_and_memory_grows_with_the_batc
   # and XLA's count agrees with the project's forward count.
   assert large['xla_network_gflop_per_chip'] == pytest.approx(
       4 * small['xla_network_gflop_per_chip'], rel=0.02)
-  for report in reports:
+  for report in (small, large):
     assert report['xla_network_gflop_per_chip'] == pytest.approx(
         report['project_gflop_per_chip'], rel=0.02)  # measured: 0.2 % and 0.02 %
-  rows = (tmp_path / 'table.md').read_text().splitlines()
+  rows = markdown.read_text().splitlines()
   assert rows[0].startswith('| slice |') and len(rows) == 4  # header, rule, two rows
   assert rows[2].startswith('| v5e:2x2 | eval_step | 4 | 1 (4) |')
+  assert rows[3].startswith('| v5e:2x2 | eval_step | 4 | 4 (16) |')
 
 
-@pytest.mark.parametrize('args, message', [
-    (('--topology=v7x-8',), "unknown TPU topology 'v7x-8': use a preset (v5e-1, v6e-1"),
-    (('--topology=v4-8', '--config.batch_size=6'),
-     'batch_size 6 does not split over 4 chips'),
-    (('--topology=v5e-1', '--what=train_step,backward'), 'unknown step(s) backward'),
-    (('--topology=v5e-1', '--batch_per_chip=0'), '--batch_per_chip must be >= 1'),
-    (('--topology=v5e-1', '--find_max_batch', '--max_compiles=0'),
-     '--max_compiles must be >= 1'),
-    ((), '--topology is required'),
+@pytest.mark.parametrize('args, status, message', [
+    (('--topology=v5e-1', '--what=train_step,backward'), 1, 'unknown step(s) backward'),
+    ((), 2, '--topology is required'),
 ])
-@needs_libtpu
-def test_bad_arguments_are_one_line(args, message):
-  result = run_aot(*TINY, *args, check=False)
-  assert result.returncode == 1
+def test_bad_arguments_are_one_line(args, status, message):
+  """Through the command line: an expected failure (exit 1) and a usage error (exit 2)."""
+  result = run_aot(*TINY, *args)
   lines = result.stderr.strip().splitlines()
+  assert result.returncode == status
   assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], lines
+
+
+@pytest.mark.parametrize('topology, settings, message', [
+    ('v7x-8', {}, "unknown TPU topology 'v7x-8': use a preset (v5e-1, v6e-1"),
+    ('v5e-1', {'what': ('train_step', 'backward')}, 'unknown step(s) backward'),
+    ('v5e-1', {'batch_per_chip': 0}, '--batch_per_chip must be >= 1'),
+    ('v5e-1', {'find_max_batch': True, 'max_compiles': 0}, '--max_compiles must be >= 1'),
+    pytest.param('v4-8', {'batch_size': 6}, 'batch_size 6 does not split over 4 chips',
+                 marks=needs_libtpu),
+])
+def test_bad_settings_are_one_line_value_errors(topology, settings, message):
+  """What the command line reports in one `error:` line (cli.run), raised by the library."""
+  config = tiny_config()
+  if 'batch_size' in settings:
+    config.batch_size = settings.pop('batch_size')
+  with pytest.raises(ValueError) as error:
+    aot_report.run(config, topology, printer=lambda line: None, **settings)
+  assert message in str(error.value) and '\n' not in str(error.value)
 
 
 def test_a_missing_libtpu_says_how_to_install_it(monkeypatch):
   monkeypatch.setitem(sys.modules, 'libtpu', None)  # import libtpu raises ImportError
   with pytest.raises(tpu.LibtpuMissing, match=r"pip install -e '\.\[tpu\]'"):
     tpu.devices(tpu.resolve('v5e-1'))
+  assert issubclass(tpu.LibtpuMissing, OSError)  # an expected failure: one `error:` line

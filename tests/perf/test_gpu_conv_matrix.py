@@ -1,6 +1,5 @@
-"""experiments/gpu_conv_matrix.py: the layer list, the parsers, the table
-writer, and an end-to-end run on tiny shapes (CPU)."""
-import ast
+"""rhpe_jax.perf.gpu_conv_matrix and its command line: the layer list, the
+parsers, the table writer, and an end-to-end run on tiny shapes (CPU)."""
 import json
 import pathlib
 import subprocess
@@ -9,10 +8,10 @@ import sys
 import jax.numpy as jnp
 import pytest
 
-from experiments import gpu_conv_matrix as matrix_lib
 from rhpe_jax.model import conv
 from rhpe_jax.model import flops
 from rhpe_jax.model import network as model_lib
+from rhpe_jax.perf import gpu_conv_matrix as matrix_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -111,23 +110,40 @@ def test_table_winners_need_a_gain_a_small_error_and_every_pass():
       ('cuda', 62, 62, 13, 13, 64, 64, 'bfloat16')] == 'taps'
 
 
-def test_rewrite_table_replaces_the_platforms_entries_only():
-  source = pathlib.Path(conv.__file__).read_text()
-  old = {('cuda', 8, 8, 3, 3, 8, 8, 'bfloat16'): 'taps', ('cpu', 8, 8, 3, 3, 8, 8, 'float32'): 'xla'}
-  source = matrix_lib.rewrite_table(source, 'cpu', old)  # cpu: none yet; writes both
-  winners = matrix_lib.table_winners(_matrix(), min_gain=0.05, max_error_ratio=4.0)
-  written = matrix_lib.rewrite_table(source, 'cuda', winners)
-  block = matrix_lib.TABLE_BLOCK.search(written).group(2)
-  table = ast.literal_eval(ast.parse(block).body[0].value)
-  assert table == {('cpu', 8, 8, 3, 3, 8, 8, 'float32'): 'xla', **winners}
-  # the rest of the module is untouched, and the table is CONV_TABLE's type
-  assert written.replace(block, '') == source.replace(
-      matrix_lib.TABLE_BLOCK.search(source).group(2), '')
-  namespace = {}
-  exec(block, {}, namespace)  # pylint: disable=exec-used
-  assert namespace['CONV_TABLE'] == table
-  with pytest.raises(ValueError, match='CONV_TABLE'):
-    matrix_lib.rewrite_table('x = 1\n', 'cuda', winners)
+def _entry(platform, height, kernel, cin, cout, dtype, form):
+  return {'platform': platform, 'height': height, 'width': height, 'kernel_height': kernel,
+          'kernel_width': kernel, 'in_features': cin, 'out_features': cout, 'dtype': dtype,
+          'form': form}
+
+
+def _table_entries(path):
+  """The table file's entries as JSON has them (not through rhpe_jax's reader)."""
+  return json.loads(pathlib.Path(path).read_text())['entries']
+
+
+def test_write_table_replaces_the_platforms_entries_only(tmp_path):
+  table = tmp_path / 'conv_table.json'
+  table.write_text(json.dumps({'entries': [
+      _entry('cuda', 8, 3, 8, 8, 'bfloat16', 'taps'), _entry('cpu', 8, 3, 8, 8, 'float32', 'xla')]}))
+  matrix = tmp_path / 'matrix.json'
+  matrix.write_text(json.dumps(_matrix()))
+  matrix_lib.write_table(matrix, table, min_gain=0.05, max_error_ratio=4.0)
+  # The cuda entry that the matrix did not measure is gone, the cpu one stays;
+  # one entry per line, sorted.
+  expected = [_entry('cpu', 8, 3, 8, 8, 'float32', 'xla'),
+              _entry('cuda', 62, 3, 3, 64, 'bfloat16', 'im2col'),
+              _entry('cuda', 62, 9, 128, 256, 'bfloat16', 'im2col_rows')]
+  assert _table_entries(table) == expected
+  assert [json.loads(line.strip().rstrip(',')) for line in table.read_text().splitlines()[2:-1]
+          ] == expected
+  # What the model reads from it.
+  assert conv.read_table(table) == {
+      ('cpu', 8, 8, 3, 3, 8, 8, 'float32'): 'xla',
+      ('cuda', 62, 62, 3, 3, 3, 64, 'bfloat16'): 'im2col',
+      ('cuda', 62, 62, 9, 9, 128, 256, 'bfloat16'): 'im2col_rows'}
+  fresh = tmp_path / 'new_table.json'  # no table yet: the winners alone
+  matrix_lib.write_table(matrix, fresh, min_gain=0.05, max_error_ratio=4.0)
+  assert _table_entries(fresh) == expected[1:]
 
 
 def _run(*args, **kwargs):
@@ -135,7 +151,8 @@ def _run(*args, **kwargs):
                         cwd=REPO, capture_output=True, text=True, check=False, **kwargs)
 
 
-def test_matrix_runs_end_to_end_on_tiny_shapes_and_writes_the_table(tmp_path, monkeypatch):
+def test_matrix_runs_end_to_end_on_tiny_shapes_and_writes_the_table(tmp_path, monkeypatch,
+                                                                   capsys):
   monkeypatch.setenv('RHPE_JAX_CACHE_DIR', str(tmp_path / 'cache'))
   out = tmp_path / 'matrix.json'
   result = _run('--tiny', '--layers=2', '--variants=xla,im2col', '--passes=forward,weight_grad',
@@ -154,18 +171,29 @@ def test_matrix_runs_end_to_end_on_tiny_shapes_and_writes_the_table(tmp_path, mo
   assert all(ms > 0 for ms in timed.values())
   assert all(r['max_error'] < 0.02 for r in matrix['results'])  # bfloat16 rounding
   assert 'best per layer' in result.stdout and 'xla[nhwc_off]' in result.stdout
-  module = tmp_path / 'conv_copy.py'
-  module.write_text(pathlib.Path(conv.__file__).read_text())
-  matrix_lib.write_table(str(out), str(module), min_gain=0.0, max_error_ratio=4.0)
-  block = matrix_lib.TABLE_BLOCK.search(module.read_text()).group(2)
-  table = ast.literal_eval(ast.parse(block).body[0].value)
-  assert set(table.values()) <= {'im2col'} and all(key[0] == matrix['meta']['platform']
-                                                   for key in table)
+  table = tmp_path / 'conv_table.json'
+  matrix_lib.write_table(out, table, min_gain=0.0, max_error_ratio=4.0)
+  entries = _table_entries(table)
+  assert f'{table}: {len(entries)} entries for {matrix["meta"]["platform"]}' in (
+      capsys.readouterr().out)
+  assert {e['form'] for e in entries} <= {'im2col'}
+  assert all(e['platform'] == matrix['meta']['platform'] for e in entries)
+
+
+def _one_error_line(result, status, message):
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == status and len(lines) == 1, (result.returncode, lines)
+  assert lines[0].startswith(f'error: {message}'), lines
 
 
 def test_bad_arguments_fail_with_one_line(tmp_path):
-  result = _run('--variants=xla,fft', f'--out={tmp_path / "m.json"}')
-  assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(
-      'error: --variants: unknown')
-  with pytest.raises(SystemExit, match='error: --write_table .*missing.json'):
-    matrix_lib.write_table(str(tmp_path / 'missing.json'), conv.__file__, 0.05, 4.0)
+  _one_error_line(_run('--variants=xla,fft', f'--out={tmp_path / "m.json"}'), 1,
+                  "--variants: unknown ['fft']")
+  _one_error_line(_run('--torch=off'), 2, '--out is required')
+  with pytest.raises(OSError, match='--write_table .*missing.json'):
+    matrix_lib.write_table(tmp_path / 'missing.json', tmp_path / 't.json', min_gain=0.05,
+                           max_error_ratio=4.0)
+  (tmp_path / 'bad.json').write_text('{"meta": {}}')
+  with pytest.raises(ValueError, match='--write_table .*bad.json: not a matrix'):
+    matrix_lib.write_table(tmp_path / 'bad.json', tmp_path / 't.json', min_gain=0.05,
+                           max_error_ratio=4.0)
