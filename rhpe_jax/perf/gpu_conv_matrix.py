@@ -491,7 +491,7 @@ WORKER_PROGRAM = ('import sys; from rhpe_jax.perf import gpu_conv_matrix; '
 def worker_main(kind: str, spec_path: str) -> None:
   """A worker process: times the spec's items with `jax_worker` or
   `torch_worker`, saving its results beside the spec as it goes."""
-  runtime.configure_xla_flags()  # before JAX starts a backend
+  runtime.setup()  # before JAX starts a backend
   spec_path = pathlib.Path(spec_path)
   spec = json.loads(spec_path.read_text())
   out_path = spec_path.with_suffix('.out.json')

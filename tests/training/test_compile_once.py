@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.benchmark import fake_batch
+from rhpe_jax.perf.benchmark import fake_batch
 from experiments.configs import demo
 from rhpe_jax.core import runtime
 from rhpe_jax.training import steps as step_lib

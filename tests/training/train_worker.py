@@ -69,7 +69,7 @@ def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
 
 def run_pmap(out: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
-  from experiments.benchmark import fake_batch  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.perf.benchmark import fake_batch  # pylint: disable=g-import-not-at-top
   from rhpe_jax.training import steps as step_lib  # pylint: disable=g-import-not-at-top
 
   devices = jax.local_device_count()
