@@ -6,42 +6,23 @@ r"""Evaluates a trained checkpoint on a split, as the paper reports it.
       [--num_examples=N]
 
 Restores the checkpoint (default: the best by validation accuracy), predicts
-every person of the split (the first --num_examples only, when given; the
-config's `num_eval_examples` limits only the evaluation during training) (optionally averaging the heat maps of the mirrored
-input and of several box scales: the paper's "+ Scale Aug."), maps the
-predictions to original image pixels and prints the paper's table. Written to
---output_dir (default WORKDIR/eval_<split>):
-
-  results.json       every number (table, per joint, curves, visibility AP)
-  predictions.h5     community format: `preds` (N, J, 2), 1-based pixels,
-                     rows sorted by (image index, person index), as valid.h5
-  predictions.mat    the same for the MATLAB tools (test split)
-  pck_curves.png     accuracy against the threshold, per group and total
-  visibility_pr.png  heat-map maximum as visibility score (paper Fig. 7),
-                     where the split has visible and occluded labels
-
-With --mean_pose_from, the mean-pose predictor (the mean training crop pose
-in every crop, `evaluation.mean_pose_baseline`) is scored the same way and
-printed under the table: a network that does not beat it has learned nothing
-from the image.
-
-The output says how many persons were scored and how many were left out, and
-why: outside --num_examples, without annotated joints, or (PCK) without a
-torso to normalise by. results.json has the same counts under `persons`.
-
-A split without keypoints (MPII test) gives the submission files and the
-image/person index of every row in results.json instead of a table.
+every person of the split (the first --num_examples only; the config's
+`num_eval_examples` limits only the evaluation during training), optionally
+averaging the heat maps of the mirrored input and of several box scales (the
+paper's "+ Scale Aug."), and prints the paper's table with the persons scored
+and left out (and why). Written to --output_dir (default WORKDIR/eval_<split>):
+results.json (every number), predictions.h5 (community format, 1-based, rows
+as valid.h5), predictions.mat (test split), pck_curves.png, visibility_pr.png.
+--mean_pose_from also scores the mean-pose baseline. A split without keypoints
+(MPII test) gives the submission files. See rhpe_jax.evaluation.report.
 
 Library logging is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
-import json
-import os
-import pathlib
-from typing import Any, Sequence
+from typing import Sequence
 
-from absl import flags
+from absl import app, flags
 
 from rhpe_jax import cli
 
@@ -49,8 +30,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-  """The command line's flags (defined on demand, so that importing this module
-  next to other scripts of the project does not clash over --config)."""
+  """The flags (defined on demand: other scripts of the project define --config too)."""
   cli.define_checkpoint_flags()
   flags.DEFINE_string('split', None, 'Split to evaluate (default: the config\'s eval_split).')
   flags.DEFINE_bool('flip', False, 'Average with the heat maps of the mirrored input.')
@@ -66,193 +46,19 @@ def define_flags() -> None:
                       "'train_split' of this TFDS data dir ('config': the config's data_dir).")
 
 
-def _check_split(config, split: str) -> int:
-  """Fails with one line unless the split is built; returns its size."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  data_dir = config.data_dir or None
-  try:
-    builder = tfds.builder(config.dataset, data_dir=data_dir)
-  except Exception:  # TFDS raises several kinds for unknown names
-    builder = None
-  if builder is None or not builder.is_prepared():
-    raise FileNotFoundError(
-        f'dataset {config.dataset!r} is not built in {data_dir or "the TFDS default directory"}')
-  base = split.split('[')[0]
-  if base not in builder.info.splits:
-    raise ValueError(
-        f'unknown split {split!r} of {config.dataset}; it has {sorted(builder.info.splits)}')
-  return int(builder.info.splits[base].num_examples)
-
-
-def persons_count(num_in_split: int, predictions: dict, table: dict | None,
-                  num_examples: int | None) -> dict[str, Any]:
-  """How many persons of the split were scored, and how many were left out, why."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  evaluated = int(len(predictions['pred']))
-  without_joints = int(np.sum(~np.any(predictions['keypoint_status'] > 0, axis=1)))
-  without_torso = int((table or {}).get('persons_without_torso', 0))
-  left_out = {}
-  if num_in_split > evaluated:
-    left_out[f'not among the first {num_examples} (--num_examples)' if num_examples
-             else 'outside the requested slice of the split'] = num_in_split - evaluated
-  if table is not None and without_joints:
-    left_out['no annotated joints'] = without_joints
-  if without_torso:
-    left_out['no torso to normalise by (a shoulder or hip missing)'] = without_torso
-  scored = evaluated - (without_joints if table is not None else 0) - without_torso
-  return {'in_split': num_in_split, 'predicted': evaluated,
-          'scored': scored if table is not None else 0, 'left_out': left_out}
-
-
-def format_persons(counts: dict[str, Any]) -> str:
-  """`scored 98 of 100 persons; left out: 2 no annotated joints`."""
-  text = f'scored {counts["scored"]} of {counts["in_split"]} persons'
-  if counts['left_out']:
-    return text + '; left out: ' + ', '.join(f'{n} {why}' for why, n in counts['left_out'].items())
-  return text + ' (none left out)'
-
-
-def run(config, workdir: str, *, split: str | None = None, flip: bool = False,
-        scales: str | Sequence[float] = '1.0', checkpoint: str = 'best',
-        output_dir: str | None = None, batch_size: int | None = None,
-        mean_pose_from: str | None = None, num_examples: int | None = None,
-        verbose: bool = True) -> dict[str, Any]:
-  """Evaluates and writes every output; returns the results dict (as in the JSON).
-
-  The whole split unless `num_examples` (the first N persons) is given:
-  `config.num_eval_examples` is the training-time evaluation's subset.
-  """
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
-  if num_examples is not None and num_examples < 1:
-    raise ValueError(f'--num_examples must be >= 1, got {num_examples}')
-  training_subset = config.num_eval_examples
-  config = ml_collections.ConfigDict(config.to_dict())
-  config.num_eval_examples = num_examples or -1
-  if isinstance(scales, str):
-    scales = evaluation.parse_scales(scales)
-  else:
-    scales = evaluation.parse_scales(','.join(str(s) for s in scales))
-  split = split or config.eval_split
-  evaluation.find_checkpoint(workdir, checkpoint)  # fail early
-  num_in_split = _check_split(config, split)
-  import jax  # pylint: disable=g-import-not-at-top
-  if batch_size is None:
-    batch_size = config.batch_size
-  devices = jax.local_device_count()
-  batch_size = max(devices, (batch_size // devices) * devices)
-
-  # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax.evaluation import metrics
-  from rhpe_jax.evaluation import prediction_io
-  from rhpe_jax.core import skeleton
-  from rhpe_jax.core import visualize
-  state, step = evaluation.restore_state(config, workdir, checkpoint)
-  path, _ = evaluation.find_checkpoint(workdir, str(step))  # the one restored
-  predictions = evaluation.predict_split(config, state, split, flip=flip, scales=scales,
-                                         batch_size=batch_size)
-  out_dir = pathlib.Path(output_dir or os.path.join(workdir, f'eval_{split.split("[")[0]}'))
-  out_dir.mkdir(parents=True, exist_ok=True)
-  joints = skeleton.get_skeleton(config.skeleton)
-  results: dict[str, Any] = {
-      'checkpoint': path, 'step': step, 'dataset': config.dataset, 'split': split,
-      'flip': bool(flip), 'scales': list(scales), 'num_persons': int(len(predictions['pred'])),
-      'joint_names': list(joints.joint_names),
-      'rows': 'sorted by (image_index, person_index)',
-      'image_index': predictions['image_index'], 'person_index': predictions['person_index'],
-      'files': {},
-  }
-  h5 = out_dir / 'predictions.h5'
-  prediction_io.save_predictions(h5, predictions['pred_image'])
-  results['files']['predictions'] = str(h5)
-  results['confidence'] = predictions['confidence']
-
-  table = None
-  if evaluation.has_ground_truth(predictions):
-    table = evaluation.score(config, predictions)
-  if split.split('[')[0] != split:
-    num_in_split = len(predictions['pred'])  # a slice asked for: that is the split here
-  results['persons'] = persons_count(num_in_split, predictions, table, num_examples)
-  if verbose and training_subset > 0 and num_examples is None:
-    print(f'(config.num_eval_examples = {training_subset} is for the evaluation during '
-          f'training; this scores the whole split: --num_examples={training_subset} for that '
-          'subset)')
-
-  if table is None:
-    mat = out_dir / 'predictions.mat'
-    prediction_io.save_predictions(mat, predictions['pred_image'])
-    results['files']['submission'] = str(mat)
-    results['submission'] = True
-    if verbose:
-      print(f'{split}: {len(predictions["pred"])} persons without ground truth; '
-            f'submission written to {h5} and {mat}')
-  else:
-    results['submission'] = False
-    results['metric'] = table['metric']
-    results['threshold'] = table['threshold']
-    results['table'] = dict(table['groups'], Total=table['Total'])
-    if 'AUC' in table:
-      results['table']['AUC'] = table['AUC']
-    results['per_joint'] = dict(zip(joints.joint_names, table['per_joint']))
-    results['counts'] = dict(zip(joints.joint_names, table['counts']))
-    results['correct'] = dict(zip(joints.joint_names, table['correct']))
-    curves = evaluation.accuracy_curves(config, predictions)
-    if mean_pose_from:
-      baseline = evaluation.mean_pose_baseline(
-          config, predictions, data_dir=None if mean_pose_from == 'config' else mean_pose_from)
-      results['mean_pose_baseline'] = dict(baseline['groups'], Total=baseline['Total'])
-    results['curves'] = {'thresholds': curves['thresholds'], **curves['curves']}
-    results['curve_auc'] = curves['auc']
-    png = out_dir / 'pck_curves.png'
-    visualize.save_pck_curves(png, curves['thresholds'], curves['curves'], table['metric'],
-                              title=f'{table["metric"]} on {config.dataset} {split}')
-    results['files']['curves'] = str(png)
-    vis = evaluation.visibility(predictions)
-    if vis is not None:
-      png = out_dir / 'visibility_pr.png'
-      visualize.save_precision_recall(png, vis['precision'], vis['recall'], vis['ap'])
-      results['visibility'] = {'ap': 100.0 * vis['ap'], 'num_visible': vis['num_visible'],
-                               'num_occluded': vis['num_occluded'],
-                               'precision': vis['precision'], 'recall': vis['recall']}
-      results['files']['visibility'] = str(png)
-    if verbose:
-      tta = ' + flip' if flip else ''
-      tta += f' + scales {",".join(f"{s:g}" for s in scales)}' if len(scales) > 1 else ''
-      print(f'{config.dataset} {split}, step {step}{tta}: '
-            f'{format_persons(results["persons"])}')
-      print(metrics.format_table(table, joints))
-      if mean_pose_from:
-        row = metrics.format_table(baseline, joints).splitlines()[1]
-        print('mean pose' + row[len('mean pose'):])
-      if vis is not None:
-        print(f'visibility AP {100 * vis["ap"]:.1f} % '
-              f'({vis["num_visible"]} visible, {vis["num_occluded"]} occluded joints)')
-  json_path = out_dir / 'results.json'
-  results['files']['results'] = str(json_path)
-  json_path.write_text(json.dumps(prediction_io.jsonable(results), indent=1) + '\n')
-  if verbose:
-    print(f'wrote {", ".join(sorted(results["files"].values()))}')
-  return results
-
-
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    return cli.error_status(ValueError(f'unexpected arguments: {" ".join(argv[1:])}'))
-  try:
-    if FLAGS.config is None:
-      raise ValueError('--config is required')
-    if not FLAGS.workdir:
-      raise ValueError('--workdir is required')
-    from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
-    from rhpe_jax.core import runtime
-    runtime.enable_compilation_cache()
-    evaluation.parse_scales(FLAGS.scales)
-    evaluation.find_checkpoint(FLAGS.workdir, FLAGS.checkpoint)
-    run(FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
-        checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
-        mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples)
-  except (ValueError, OSError) as e:  # bad input, missing or unreadable files
-    return cli.error_status(e)
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  for name in ('config', 'workdir'):
+    if not getattr(FLAGS, name):
+      raise app.UsageError(f'--{name} is required')
+  from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  runtime.enable_compilation_cache()
+  report.evaluate_checkpoint(
+      FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
+      checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
+      mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples)
   return 0
 
 

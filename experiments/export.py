@@ -15,10 +15,9 @@ size is left free (symbolic).
 """
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
-from absl import flags
+from absl import app, flags
 
 from rhpe_jax import cli
 
@@ -26,8 +25,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-  """The command line's flags (defined on demand, so that importing this module
-  next to other scripts of the project does not clash over --config)."""
+  """The flags (defined on demand: other scripts of the project define --config too)."""
   cli.define_checkpoint_flags()
   flags.DEFINE_string('output', None, 'Directory for the artefacts (created).')
   flags.DEFINE_string('formats', 'saved_model,tflite,jax_export',
@@ -36,36 +34,17 @@ def define_flags() -> None:
   flags.DEFINE_integer('batch', None, 'Fixed batch size (default: any batch size).')
 
 
-def run(config, workdir: str, output: str, *, checkpoint: str = 'best',
-        formats: str | Sequence[str] = 'saved_model,tflite,jax_export',
-        image_size: int | None = None, batch: int | None = None) -> dict[str, str]:
-  """Checks the arguments, restores the checkpoint, writes the artefacts;
-  returns their paths."""
-  # pylint: disable-next=g-import-not-at-top
-  from rhpe_jax.evaluation import evaluator as evaluation
-  from rhpe_jax.deploy import export
-  formats = export.parse_formats(formats)
-  export.input_spec(config.input_size if image_size is None else image_size, batch)
-  evaluation.find_checkpoint(workdir, checkpoint)
-  if os.path.isfile(output):
-    raise FileExistsError(f'--output {output} is a file, not a directory')
-  state, step = evaluation.restore_state(config, workdir, checkpoint)
-  return export.export(config, state, output, formats=formats, image_size=image_size,
-                       batch=batch, step=step)
-
-
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    return cli.error_status(ValueError(f'unexpected arguments: {" ".join(argv[1:])}'))
-  try:
-    for name in ('config', 'workdir', 'output'):
-      if getattr(FLAGS, name) is None:
-        raise ValueError(f'--{name} is required')
-    paths = run(FLAGS.config, FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
-                formats=FLAGS.formats, image_size=FLAGS.image_size, batch=FLAGS.batch)
-    print(f'wrote {", ".join(paths.values())}')
-  except (ValueError, OSError) as e:  # bad input, missing or unreadable files
-    return cli.error_status(e)
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  for name in ('config', 'workdir', 'output'):
+    if getattr(FLAGS, name) is None:
+      raise app.UsageError(f'--{name} is required')
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
+  paths = export.export_checkpoint(
+      FLAGS.config, FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,
+      formats=FLAGS.formats, image_size=FLAGS.image_size, batch=FLAGS.batch)
+  print(f'wrote {", ".join(paths.values())}')
   return 0
 
 

@@ -17,10 +17,16 @@ deleted. A save that fails stops training with `CheckpointSaveError`, which
 names the step and the reason; the checkpoints saved before it stay as they
 were (orbax writes into a temporary directory and deletes old steps only
 after a save has committed).
+
+The tools that only run a trained network (evaluate, predict, export) read
+its variables alone (`restore_variables`): parameters and batch statistics,
+the target built from the network, no optimiser; training restores its whole
+state through `CheckpointManager`.
 """
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import sys
 from typing import Any, Callable, Sequence, TypeVar
@@ -30,6 +36,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_manager as ocp_manager
+
+from rhpe_jax import model as model_lib
 
 T = TypeVar('T')
 
@@ -322,3 +330,102 @@ class CheckpointManager:
     finally:
       self._latest.close()
       self._best.close()
+
+
+# --------------------------------------------------------------------------
+# The network's variables alone, for the tools that run a trained network.
+
+def _saved_steps(directory) -> list[int]:
+  directory = pathlib.Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir()
+                if p.is_dir() and p.name.isdigit() and (p / 'default').is_dir())
+
+
+def checkpoint_candidates(workdir: str, checkpoint: str = 'best') -> list[tuple[str, int]]:
+  """The checkpoints (`checkpoints/<kind>` directory, step) that `checkpoint`
+  may restore, in order: the one asked for first, then those to fall back to
+  when it cannot be read.
+
+  `checkpoint` is 'best' (the best by score, then the newest; only the newest
+  when no best was saved, as training's resume), 'latest' (newest first; the
+  best when no other was saved), or a step number (looked up in both; no
+  fallback). Raises FileNotFoundError / ValueError with a one-line reason.
+  """
+  root = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f'workdir {workdir} does not exist')
+  best = _saved_steps(os.path.join(root, 'best'))
+  latest = _saved_steps(os.path.join(root, 'latest'))
+  if not best and not latest:
+    raise FileNotFoundError(f'no checkpoint in {root} (train first with experiments.train)')
+  newest_first = [(os.path.join(root, 'latest'), step) for step in reversed(latest)]
+  if checkpoint == 'best':
+    return [(os.path.join(root, 'best'), step) for step in best[-1:]] + newest_first
+  if checkpoint == 'latest':
+    return newest_first or [(os.path.join(root, 'best'), best[-1])]
+  if not str(checkpoint).isdigit():
+    raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got {checkpoint!r}")
+  step = int(checkpoint)
+  for kind, steps in (('latest', latest), ('best', best)):
+    if step in steps:
+      return [(os.path.join(root, kind), step)]
+  raise FileNotFoundError(
+      f'no checkpoint of step {step} in {root}; saved steps: {sorted(set(best + latest))}')
+
+
+def find_checkpoint(workdir: str, checkpoint: str = 'best') -> tuple[str, int]:
+  """(`checkpoints/<kind>/<step>` directory, step): the checkpoint that
+  `checkpoint` asks for (see `checkpoint_candidates`)."""
+  directory, step = checkpoint_candidates(workdir, checkpoint)[0]
+  return os.path.join(directory, str(step)), step
+
+
+def variables_target(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of the config's network as host zeros of the
+  right shapes and dtypes: the network's abstract initialisation, nothing
+  computed or compiled."""
+  net = model_lib.create_model(config)
+  image = jax.ShapeDtypeStruct((1, config.input_size, config.input_size, 3), np.float32)
+  shapes = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), image)
+  zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), dict(shapes))
+  return {'params': zeros['params'], 'batch_stats': zeros.get('batch_stats', {})}
+
+
+def restore_variables(config: ml_collections.ConfigDict, workdir: str,
+                      checkpoint: str = 'best') -> tuple[dict[str, Any], int]:
+  """({'params', 'batch_stats'} as host arrays, step) of a workdir's checkpoint.
+
+  Reads only the network's variables (orbax partial restore): the optimiser
+  state is left on disk, so that a checkpoint runs whatever optimiser settings
+  the config has now. 'best' and 'latest' fall back to the newest readable
+  checkpoint when the one asked for cannot be read (one `warning:` line each;
+  the unreadable one is set aside, `restore_first_readable`); a step number
+  does not.
+  """
+  candidates = checkpoint_candidates(workdir, checkpoint)
+  target = variables_target(config)
+
+  def restore(directory: str, step: int):
+    manager = ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
+    try:
+      restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True))
+    finally:
+      manager.close()
+    restored = {'params': restored['params'], 'batch_stats': restored['batch_stats']}
+    jax.tree_util.tree_map_with_path(_check_shape, target, restored)  # host arrays take any
+    return restored
+
+  variables, _, step = restore_first_readable(candidates, restore, move_required=False)
+  return variables, step
+
+
+def _check_shape(path, want: np.ndarray, got: np.ndarray) -> None:
+  """A ValueError (the checkpoint does not fit) unless `got` has `want`'s shape."""
+  if np.shape(got) != want.shape:
+    raise ValueError(f'{jax.tree_util.keystr(path)} has shape {np.shape(got)} in the '
+                     f'checkpoint, {want.shape} in the network of this config')

@@ -2,9 +2,10 @@
 
 The inference function takes uint8 RGB images (B, S, S, 3) and returns
 `keypoints` (B, J, 2) in input pixels, `confidence` (B, J) and the last
-stage's `heatmaps` (B, S/4, S/4, J), exactly as `train_step.predict_step`
-computes them, with normalisation and decoding (rhpe_jax.codec.decode) inside. It
-runs the network with batch norm folded into the convolutions, in float32.
+stage's `heatmaps` (B, S/4, S/4, J): the predictor's function
+(rhpe_jax.inference.predictor.predict: normalisation, network, last stage,
+decoding) on the network with batch norm folded into the convolutions, in
+float32.
 
 Three writers serialise it:
   jax_export   `jax.export` (StableHLO), callable from any JAX program;
@@ -18,9 +19,9 @@ The two TF artefacts carry StableHLO in the version the installed TensorFlow
 reads (rhpe_jax.deploy.tf_stablehlo), or stop with one line saying why not. JAX can
 only serialise to StableHLO in current versions (jax2tf's graph-of-TF-ops mode
 is gone), so the TFLite file comes from the converter's StableHLO
-legalisation; decode.heatmaps_to_keypoints avoids the two operations that it
-cannot translate (a two-operand argmax reduction, a gather on a batch of
-symbolic size).
+legalisation; decode.heatmaps_to_keypoints and the predictor's last-stage
+slice avoid the two operations that it cannot translate (a two-operand argmax
+reduction, a gather on a batch of symbolic size).
 """
 from __future__ import annotations
 
@@ -34,14 +35,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rhpe_jax.codec import decode
-from rhpe_jax.model import network as model_lib
+from rhpe_jax import checkpoints
 from rhpe_jax.core import skeleton
 from rhpe_jax.deploy import tf_stablehlo
-from rhpe_jax.training import steps as train_step
+from rhpe_jax.inference import predictor
+from rhpe_jax.model import network as model_lib
 
 FORMATS = ('saved_model', 'tflite', 'jax_export')
 STRIDE = 4  # input pixels per heat-map pixel
+OUTPUTS = ('keypoints', 'confidence', 'heatmaps')  # what the artefacts return
 # StableHLO for these platforms goes into the jax.export and SavedModel
 # artefacts; TFLite gets a CPU-only lowering of its own.
 PLATFORMS = ('cpu', 'cuda', 'tpu')
@@ -115,9 +117,12 @@ def inference_model(config: ml_collections.ConfigDict) -> model_lib.RecurrentPos
       num_parts=0, dtype=jnp.float32, batch_norm_folded=True, remat=False, tuned_convolutions=False)
 
 
-def inference_params(config: ml_collections.ConfigDict, state) -> dict[str, Any]:
-  """The folded parameters of a train state, without the body-part heads."""
-  folded = fold_batch_norm(state.params, state.batch_stats, config.num_iterations)
+def inference_params(config: ml_collections.ConfigDict, variables: Mapping[str, Any]
+                     ) -> dict[str, Any]:
+  """The folded parameters of the network's variables ({'params',
+  'batch_stats'}), without the body-part heads."""
+  folded = fold_batch_norm(variables['params'], variables['batch_stats'],
+                           config.num_iterations)
   for heads in (folded['heads_0'], folded['fusion']['heads']):
     heads.pop('parts', None)
   return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), folded)
@@ -126,17 +131,11 @@ def inference_params(config: ml_collections.ConfigDict, state) -> dict[str, Any]
 def inference_fn(config: ml_collections.ConfigDict
                  ) -> Callable[[Mapping[str, Any], jax.Array], dict[str, jax.Array]]:
   """(folded parameters, uint8 images (B, S, S, 3)) -> {keypoints, confidence,
-  heatmaps}, as predict_step computes them."""
+  heatmaps}: the predictor's `predict` on the folded network."""
   net = inference_model(config)
 
   def infer(params: Mapping[str, Any], images: jax.Array) -> dict[str, jax.Array]:
-    keypoint_maps, _ = net.apply({'params': params}, model_lib.normalize_images(images))
-    # The last stage by a slice: indexing lowers to a gather, which TFLite
-    # cannot translate for a symbolic batch size.
-    heatmaps = jax.lax.index_in_dim(keypoint_maps, keypoint_maps.shape[0] - 1, keepdims=False)
-    coords, confidence = decode.heatmaps_to_keypoints(heatmaps)
-    return {'keypoints': decode.grid_to_input(coords, STRIDE), 'confidence': confidence,
-            'heatmaps': heatmaps}
+    return predictor.predict(net, {'params': params}, images, outputs=OUTPUTS)
 
   return infer
 
@@ -301,14 +300,16 @@ def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
       files=files)
 
 
-def export(config: ml_collections.ConfigDict, state, output: str | os.PathLike, *,
+def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
+           output: str | os.PathLike, *,
            formats: Sequence[str] = FORMATS, image_size: int | None = None,
            batch: int | None = None, step: int = 0) -> dict[str, str]:
-  """Writes the chosen artefacts and README.md to `output`; returns their paths."""
+  """Writes the chosen artefacts of the network's `variables` and README.md
+  to `output`; returns their paths."""
   formats = parse_formats(formats)
   image_size = config.input_size if image_size is None else image_size
   input_spec(image_size, batch)  # validates before any work
-  params = inference_params(config, state)
+  params = inference_params(config, variables)
   # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
   # the export here, before anything is written.
   for_tf = {name: export_for_tensorflow(config, params, image_size, batch, _TF_PLATFORMS[name])
@@ -329,3 +330,20 @@ def export(config: ml_collections.ConfigDict, state, output: str | os.PathLike, 
   readme.write_text(readme_text(config, step, image_size, batch, formats))
   paths['readme'] = str(readme)
   return paths
+
+
+def export_checkpoint(config: ml_collections.ConfigDict, workdir: str, output: str, *,
+                      checkpoint: str = 'best',
+                      formats: str | Sequence[str] = FORMATS,
+                      image_size: int | None = None, batch: int | None = None
+                      ) -> dict[str, str]:
+  """`experiments.export`: checks the arguments, restores a checkpoint of
+  `workdir`, writes the artefacts; returns their paths."""
+  formats = parse_formats(formats)
+  input_spec(config.input_size if image_size is None else image_size, batch)
+  checkpoints.find_checkpoint(workdir, checkpoint)
+  if os.path.isfile(output):
+    raise FileExistsError(f'--output {output} is a file, not a directory')
+  variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
+  return export(config, variables, output, formats=formats, image_size=image_size,
+                batch=batch, step=step)

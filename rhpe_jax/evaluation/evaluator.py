@@ -1,29 +1,26 @@
-"""Evaluation of a train state on a split: predictions in original image pixels
-and the paper's accuracy measures (PCKh for MPII, PCK for LSP and synthetic).
+"""Evaluation on a split: predictions in original image pixels and the paper's
+accuracy measures (PCKh for MPII, PCK for LSP and synthetic).
+
+The evaluator receives the function that predicts: training hands `Evaluator`
+its pmapped eval step (it needs the loss), the standalone evaluation
+(`predict_split`, rhpe_jax.evaluation.report) the predictor's
+(rhpe_jax.inference.predictor). Nothing here imports training.
 """
 from __future__ import annotations
 
 import functools
-import json
-import os
-import pathlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-from rhpe_jax import checkpoints
-from rhpe_jax.data import datasets as data
-from rhpe_jax.codec import decode
-from rhpe_jax.evaluation import metrics
 from rhpe_jax.core import skeleton
 from rhpe_jax.core import visualize
-from rhpe_jax.model import network as model_lib
-from rhpe_jax.training import steps as step_lib
+from rhpe_jax.data import datasets as data
+from rhpe_jax.evaluation import metrics
+from rhpe_jax.inference import predictor
 
 # Batch fields kept next to the predictions (ground truth and provenance).
 _KEPT_FIELDS = ('keypoints', 'keypoint_status', 'input_to_image', 'head_size',
@@ -127,13 +124,19 @@ def mean_pose_baseline(config: ml_collections.ConfigDict, predictions: dict[str,
   return score(config, dict(predictions, pred_image=guess))
 
 
-class Evaluator:
-  """Evaluates replicated train states on a config's evaluation split."""
+# (replicated state, batch (D, B, ...)) -> {'loss', 'keypoints' (input pixels), 'confidence'}
+EvalFn = Callable[[Any, dict], dict]
 
-  def __init__(self, config: ml_collections.ConfigDict, split: str | None = None):
+
+class Evaluator:
+  """Evaluates replicated states on a config's evaluation split with
+  `eval_fn` (training's pmapped eval step)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, eval_fn: EvalFn,
+               split: str | None = None):
     self.config = config
     self.split = split or config.eval_split
-    self._p_eval_step = step_lib.pmapped_eval_step(config)
+    self._p_eval_step = eval_fn
 
   def evaluate(self, state) -> dict[str, Any]:
     batches = data.eval_dataset(self.config, self.split).as_numpy_iterator()
@@ -174,174 +177,8 @@ def write_image_summaries(writer, config: ml_collections.ConfigDict, evaluation:
 
 
 # --------------------------------------------------------------------------
-# Standalone evaluation (experiments/evaluate.py): checkpoints, test-time
-# augmentation, paper-style numbers.
-
-def _saved_steps(directory) -> list[int]:
-  directory = pathlib.Path(directory)
-  if not directory.is_dir():
-    return []
-  return sorted(int(p.name) for p in directory.iterdir()
-                if p.is_dir() and p.name.isdigit() and (p / 'default').is_dir())
-
-
-def checkpoint_candidates(workdir: str, checkpoint: str = 'best') -> list[tuple[str, int]]:
-  """The checkpoints (`checkpoints/<kind>` directory, step) that `checkpoint`
-  may restore, in order: the one asked for first, then those to fall back to
-  when it cannot be read.
-
-  `checkpoint` is 'best' (the best by score, then the newest; only the newest
-  when no best was saved, as training's resume), 'latest' (newest first; the
-  best when no other was saved), or a step number (looked up in both; no
-  fallback). Raises FileNotFoundError / ValueError with a one-line reason.
-  """
-  root = os.path.join(os.path.abspath(workdir), 'checkpoints')
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f'workdir {workdir} does not exist')
-  best = _saved_steps(os.path.join(root, 'best'))
-  latest = _saved_steps(os.path.join(root, 'latest'))
-  if not best and not latest:
-    raise FileNotFoundError(f'no checkpoint in {root} (train first with experiments.train)')
-  newest_first = [(os.path.join(root, 'latest'), step) for step in reversed(latest)]
-  if checkpoint == 'best':
-    return [(os.path.join(root, 'best'), step) for step in best[-1:]] + newest_first
-  if checkpoint == 'latest':
-    return newest_first or [(os.path.join(root, 'best'), best[-1])]
-  if not str(checkpoint).isdigit():
-    raise ValueError(f"checkpoint must be 'best', 'latest' or a step number, got {checkpoint!r}")
-  step = int(checkpoint)
-  for kind, steps in (('latest', latest), ('best', best)):
-    if step in steps:
-      return [(os.path.join(root, kind), step)]
-  raise FileNotFoundError(
-      f'no checkpoint of step {step} in {root}; saved steps: {sorted(set(best + latest))}')
-
-
-def find_checkpoint(workdir: str, checkpoint: str = 'best') -> tuple[str, int]:
-  """(`checkpoints/<kind>/<step>` directory, step): the checkpoint that
-  `checkpoint` asks for (see `checkpoint_candidates`)."""
-  directory, step = checkpoint_candidates(workdir, checkpoint)[0]
-  return os.path.join(directory, str(step)), step
-
-
-def restore_state(config: ml_collections.ConfigDict, workdir: str,
-                  checkpoint: str = 'best') -> tuple[Any, int]:
-  """A train state (single device) with a workdir's saved values, and its step.
-
-  'best' and 'latest' fall back to the newest readable checkpoint when the
-  one asked for cannot be read (one `warning:` line each; the unreadable one
-  is set aside, `checkpoints.restore_first_readable`); a step number does not.
-  """
-  candidates = checkpoint_candidates(workdir, checkpoint)
-  state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1,
-                                      total_steps=1)  # the schedule is not used
-  # Only what inference needs: the optimiser state is left out, so that a
-  # checkpoint evaluates whatever optimiser settings the config has now.
-  target = {'step': state.step, 'params': state.params, 'batch_stats': state.batch_stats}
-
-  def restore(directory: str, step: int):
-    manager = ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(create=False, read_only=True))
-    try:
-      return manager.restore(step, args=ocp.args.PyTreeRestore(
-          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True))
-    finally:
-      manager.close()
-
-  restored, _, step = checkpoints.restore_first_readable(candidates, restore,
-                                                        move_required=False)
-  return state.replace(**restored), step
-
-
-def _last_stage_heatmaps(state, images, *, config):
-  """Last-stage keypoint maps (B, h, w, J) of uint8 images (B, S, S, 3)."""
-  net = model_lib.create_model(config)
-  keypoint_maps, _ = net.apply(
-      {'params': state.params, 'batch_stats': state.batch_stats},
-      model_lib.normalize_images(images), train=False)
-  return keypoint_maps[-1].astype(jnp.float32)
-
-
-def make_heatmap_fn(config: ml_collections.ConfigDict, flip: bool = False):
-  """pmapped (replicated state, images (D, B, S, S, 3)) -> heat maps (D, B, h, w, J).
-
-  With `flip`, the maps are the mean of the image's and the un-mirrored maps of
-  the mirrored image (`decode.merge_flipped`), left/right channels swapped back.
-  One function per (config, flip), so repeated evaluations compile once.
-  """
-  fields = {k: v for k, v in config.to_dict().items() if k not in _DATA_FIELDS}
-  return _heatmap_fn(json.dumps(fields, sort_keys=True, default=str), bool(flip))
-
-
-# Config fields that do not change the network: evaluations that differ only
-# in these share one compiled function.
-_DATA_FIELDS = ('dataset', 'data_dir', 'train_split', 'eval_split', 'num_eval_examples',
-                'extra_train_datasets')
-
-
-@functools.lru_cache(maxsize=8)
-def _heatmap_fn(config_json: str, flip: bool):
-  config = ml_collections.ConfigDict(json.loads(config_json))
-  perm = skeleton.get_skeleton(config.skeleton).flip_permutation
-
-  def fn(state, images):
-    maps = _last_stage_heatmaps(state, images, config=config)
-    if flip:
-      mirrored = _last_stage_heatmaps(state, images[:, :, ::-1], config=config)
-      maps = decode.merge_flipped(maps, mirrored, perm)
-    return maps
-
-  return jax.pmap(fn)
-
-
-def grid_to_grid_affine(target_input_to_image: np.ndarray,
-                        source_input_to_image: np.ndarray, stride: int = 4) -> np.ndarray:
-  """(..., 2, 3) map from the target crop's heat-map grid to the source crop's.
-
-  Both crops see one original image through their `input_to_image`; a target
-  grid pixel goes grid -> input -> image (target), then image -> input -> grid
-  (source); rows whose source affine is singular (batch padding) get the
-  identity. Used to bring the heat maps of another box scale into the scale-1
-  frame before averaging.
-  """
-  def hom(a):
-    a = np.asarray(a, np.float64)
-    last = np.broadcast_to(np.array([0.0, 0.0, 1.0]), a.shape[:-2] + (1, 3))
-    return np.concatenate([a, last], axis=-2)
-
-  # grid -> input: x_in = s x + (s - 1) / 2; its inverse x = (x_in - (s - 1) / 2) / s.
-  g2i = np.array([[stride, 0, (stride - 1) / 2], [0, stride, (stride - 1) / 2], [0, 0, 1.0]])
-  i2g = np.linalg.inv(g2i)
-  source = hom(source_input_to_image)
-  # Padding rows of a batch have all-zero affines: map them to the identity.
-  singular = np.abs(np.linalg.det(source)) < 1e-12
-  source = np.where(singular[..., None, None], np.eye(3), source)
-  full = i2g @ np.linalg.inv(source) @ hom(target_input_to_image) @ g2i
-  full = np.where(singular[..., None, None], np.eye(3), full)
-  return full[..., :2, :]
-
-
-def resample_heatmaps(heatmaps: jnp.ndarray, affine: jnp.ndarray) -> jnp.ndarray:
-  """Heat maps (B, h, w, J) sampled (bilinear, 0 outside) at `affine` (B, 2, 3)
-  applied to every pixel centre of a (h, w) output grid."""
-  heatmaps = jnp.asarray(heatmaps)
-  height, width = heatmaps.shape[1:3]
-  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
-                        jnp.arange(width, dtype=jnp.float32), indexing='ij')
-
-  def one(maps, a):
-    sx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
-    sy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
-    sample = lambda m: jax.scipy.ndimage.map_coordinates(m, [sy, sx], order=1,
-                                                         mode='constant', cval=0.0)
-    return jax.vmap(sample, in_axes=-1, out_axes=-1)(maps)
-
-  return jax.vmap(one)(heatmaps, jnp.asarray(affine, jnp.float32))
-
-
-_resample_jit = jax.jit(resample_heatmaps)
-
+# Standalone evaluation (rhpe_jax.evaluation.report): test-time augmentation,
+# paper-style numbers.
 
 def _scaled_config(config: ml_collections.ConfigDict, scale: float) -> ml_collections.ConfigDict:
   scaled = ml_collections.ConfigDict(config.to_dict())
@@ -363,13 +200,14 @@ def parse_scales(text: str) -> tuple[float, ...]:
   return (1.0,) + tuple(s for s in scales if s != 1.0)
 
 
-def predict_split(config: ml_collections.ConfigDict, state, split: str, *,
+def predict_split(config: ml_collections.ConfigDict, variables, split: str, *,
                   flip: bool = False, scales: tuple[float, ...] = (1.0,),
                   batch_size: int | None = None) -> dict[str, np.ndarray]:
-  """Predictions for every example of a split, sorted by (image, person).
+  """Predictions of the network's `variables` ({'params', 'batch_stats'})
+  for every example of a split, sorted by (image, person).
 
   Heat maps of each box scale (and their mirror, with `flip`) are brought to
-  the scale-1 crop's grid (`grid_to_grid_affine`, bilinear), averaged, then
+  the scale-1 crop's grid (`predictor.grid_to_grid_affine`, bilinear), averaged, then
   decoded. Returns 'pred' (input pixels of the scale-1 crop), 'pred_image'
   and 'gt_image' (original pixels), 'confidence' (max of each averaged map),
   and the ground-truth fields of the split.
@@ -377,8 +215,9 @@ def predict_split(config: ml_collections.ConfigDict, state, split: str, *,
   if not scales or scales[0] != 1.0:
     raise ValueError(f'scales must start with 1.0, got {scales}')
   batch_size = batch_size or config.batch_size
-  heatmap_fn = make_heatmap_fn(config, flip)
-  replicated = step_lib.replicate(state)
+  heatmap_fn = predictor.predict_fn(config, flip=flip, outputs=('heatmaps',),
+                                    over_devices=True)
+  replicated = predictor.replicate(variables)
   iterators = [data.eval_dataset(_scaled_config(config, s), split, batch_size).as_numpy_iterator()
                for s in scales]
   parts: dict[str, list] = {k: [] for k in ('pred', 'confidence', 'valid') + _KEPT_FIELDS}
@@ -386,17 +225,17 @@ def predict_split(config: ml_collections.ConfigDict, state, split: str, *,
     reference = batches[0]
     # Copies: tf.data may reuse the buffers of the arrays it hands out.
     flat = lambda x: np.array(x).reshape((-1,) + np.shape(x)[2:])
-    maps = flat(heatmap_fn(replicated, reference['image']))
+    maps = flat(heatmap_fn(replicated, reference['image'])['heatmaps'])
     if len(scales) > 1:
       total = maps
       for batch in batches[1:]:
-        other = flat(heatmap_fn(replicated, batch['image']))
-        affine = grid_to_grid_affine(flat(reference['input_to_image']),
-                                     flat(batch['input_to_image']))
-        total = total + np.asarray(_resample_jit(other, affine))
+        other = flat(heatmap_fn(replicated, batch['image'])['heatmaps'])
+        affine = predictor.grid_to_grid_affine(flat(reference['input_to_image']),
+                                               flat(batch['input_to_image']))
+        total = total + np.asarray(predictor.resample_heatmaps(other, affine))
       maps = total / len(scales)
-    coords, confidence = decode.heatmaps_to_keypoints(maps)
-    parts['pred'].append(np.asarray(decode.grid_to_input(coords)))
+    keypoints, confidence = predictor.decode_heatmaps(maps)
+    parts['pred'].append(np.asarray(keypoints))
     parts['confidence'].append(np.asarray(confidence))
     parts['valid'].append(flat(reference['valid']))
     for key in _KEPT_FIELDS:

@@ -1,7 +1,8 @@
 """Pose on many images in one run, into one JSON Lines file that can be resumed.
 
 Images are read (rhpe_jax.data.image_io: upright, RGB), cut to the network's
-window and batched through one compiled prediction step (the last batch is
+window (rhpe_jax.inference.crop) and batched through the predictor's compiled
+function (rhpe_jax.inference.predictor; the last batch is
 padded, so the step compiles once); reading and cropping run in threads ahead
 of the network. Each result is one line of the output, written and flushed
 batch by batch, so an interrupted run loses at most the batch in flight; a
@@ -21,53 +22,13 @@ import os
 import pathlib
 import re
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from rhpe_jax.data import image_io
 from rhpe_jax.data import image_inputs
-
-
-def window(image_shape: tuple[int, ...], center: Sequence[float] | None,
-           scale: float | None, box_scale: float) -> tuple[tuple[float, float], float]:
-  """Centre and side (pixels) of the square the network sees: the whole
-  image padded to a square, or MPII's person window (side = box_scale x 200
-  x scale around the centre)."""
-  height, width = image_shape[:2]
-  if center is None:
-    if scale is not None:
-      raise ValueError('--scale needs --center')
-    return ((width - 1) / 2.0, (height - 1) / 2.0), float(max(height, width))
-  if len(center) != 2:
-    raise ValueError(f'--center needs two numbers X Y, got {list(center)}')
-  if scale is None or not scale > 0:
-    raise ValueError(f'--center needs a positive --scale, got {scale}')
-  return (float(center[0]), float(center[1])), float(box_scale * 200.0 * scale)
-
-
-def crop(image: np.ndarray, centre: Sequence[float], side: float, input_size: int
-         ) -> tuple[np.ndarray, np.ndarray]:
-  """The (S, S, 3) uint8 network input of a window and its (3, 3)
-  input-to-image matrix (the training pipeline's crop, without augmentation)."""
-  pixels, matrix = _crop_fn(input_size)(np.asarray(image, np.uint8),
-                                        np.asarray(centre, np.float64), np.float64(side))
-  return pixels.numpy(), matrix.numpy()
-
-
-@functools.lru_cache(maxsize=4)
-def _crop_fn(input_size: int):
-  """The crop as one TensorFlow graph (eager op by op costs ~7 ms an image)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
-
-  @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
-                                tf.TensorSpec([2], tf.float64), tf.TensorSpec([], tf.float64)])
-  def fn(image, centre, side):
-    matrix = augment.input_to_stored_matrix(centre, side, input_size, augment.identity_params())
-    return augment.warp_image(image, matrix, input_size), matrix
-
-  return fn
+from rhpe_jax.inference import crop as crop_lib
 
 
 @dataclasses.dataclass
@@ -86,8 +47,8 @@ def prepare(item: image_inputs.ImageInput, box_scale: float, input_size: int,
             keep_image: bool = False) -> Prepared:
   try:
     image = image_io.read_image(item.path)
-    centre, side = window(image.shape, item.center, item.scale, box_scale)
-    pixels, matrix = crop(image, centre, side, input_size)
+    centre, side = crop_lib.window(image.shape, item.center, item.scale, box_scale)
+    pixels, matrix = crop_lib.crop(image, centre, side, input_size)
   except (OSError, ValueError) as e:  # image_io's errors name the file
     message = ' '.join(str(e).split())
     return Prepared(item, error=message if item.path in message else f'{item.path}: {message}')
@@ -124,32 +85,6 @@ def batches(prepared: Iterable[Prepared], batch_size: int
       ready, failed = [], []
   if ready or failed:
     yield ready, failed
-
-
-def make_step(config) -> Callable[[Any, np.ndarray], dict[str, np.ndarray]]:
-  """(state, uint8 images (B, S, S, 3)) -> keypoints (input pixels), confidence;
-  jitted once (one compilation per batch shape)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.training import steps as train_step  # pylint: disable=g-import-not-at-top
-
-  @jax.jit
-  def step(params, batch_stats, images):
-    state = _Variables(params, batch_stats)
-    out = train_step.predict_step(state, {'image': images}, config=config)
-    return out['keypoints'], out['confidence']
-
-  def run(state, images):
-    keypoints, confidence = step(state.params, state.batch_stats, images)
-    return {'keypoints': np.asarray(keypoints), 'confidence': np.asarray(confidence)}
-
-  return run
-
-
-@dataclasses.dataclass
-class _Variables:
-  """What predict_step reads of a train state."""
-  params: Any
-  batch_stats: Any
 
 
 # --------------------------------------------------------------------------
@@ -220,15 +155,19 @@ class Summary:
   images_per_s: float | None  # after the first batch (compilation excluded)
 
 
-def predict_images(config, state, step_number: int, items: Sequence[image_inputs.ImageInput],
+def predict_images(config, variables, step_number: int, items: Sequence[image_inputs.ImageInput],
                    output: str | os.PathLike, *, batch_size: int = 8,
                    pictures: str | os.PathLike | None = None, overwrite: bool = False,
                    workers: int = 2, progress_stream=None,
                    report: Callable[[str], None] | None = None) -> Summary:
-  """Predicts every item not already in `output`, appending one JSON line each."""
+  """Predicts every item not already in `output`, appending one JSON line each,
+  with the network's `variables` ({'params', 'batch_stats'}) of checkpoint
+  step `step_number`."""
+  import jax  # pylint: disable=g-import-not-at-top
   from rhpe_jax.codec import decode  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import progress
   from rhpe_jax.core import skeleton
+  from rhpe_jax.inference import predictor
   started = time.monotonic()
   output = pathlib.Path(output)
   if not output.parent.is_dir():
@@ -251,7 +190,7 @@ def predict_images(config, state, step_number: int, items: Sequence[image_inputs
   names = picture_names(list(items)) if picture_dir is not None else {}
   skel = skeleton.get_skeleton(config.skeleton)
   joint_names = list(skel.joint_names)
-  step = make_step(config)
+  step = predictor.predict_fn(config)
   size = config.input_size
   bar = progress.Progress(len(todo), stream=progress_stream)
   note = report or bar.note
@@ -271,7 +210,7 @@ def predict_images(config, state, step_number: int, items: Sequence[image_inputs
         images = np.zeros((batch_size, size, size, 3), np.uint8)
         for k, p in enumerate(group):
           images[k] = p.crop
-        result = step(state, images)
+        result = jax.device_get(step(variables, images))
         for k, p in enumerate(group):
           matrix = p.input_to_image
           keypoints = np.asarray(decode.transform_points(result['keypoints'][k], matrix[:2]))
@@ -309,3 +248,52 @@ def _closing(bar):
     yield bar
   finally:
     bar.close()
+
+
+def predict_folder(config, workdir: str, images: str, output: str, *,
+                   pictures: str | None = None, batch_size: int = 8, overwrite: bool = False,
+                   checkpoint: str = 'best') -> int:
+  """`predict --images`: every image `images` names (a folder, a glob or a list
+  file) into the JSON Lines file `output` (.jsonl added without a suffix),
+  with a checkpoint of `workdir`; prints what it does and returns the exit
+  status: 1 if any image failed, 130 when interrupted (SIGINT or SIGTERM; the
+  same call resumes)."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
+  if batch_size < 1:
+    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
+  items, kind = image_inputs.list_images(images)
+  runtime.enable_compilation_cache()
+  out = pathlib.Path(output)
+  if not out.suffix:
+    out = out.with_suffix('.jsonl')
+  checkpoints.find_checkpoint(workdir, checkpoint)
+  if not out.parent.is_dir():
+    raise FileNotFoundError(f'output directory {out.parent} does not exist')
+  variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
+  print(f'{len(items)} images ({kind} {images}), checkpoint step {step}, '
+        f'batches of {batch_size}', flush=True)
+
+  def stop(signum, frame):  # pylint: disable=unused-argument
+    raise KeyboardInterrupt
+  previous = signal.signal(signal.SIGTERM, stop)
+  try:
+    summary = predict_images(config, variables, step, items, out, batch_size=batch_size,
+                             pictures=pictures, overwrite=overwrite)
+  except KeyboardInterrupt:
+    kept = len(read_existing(out))
+    print(f'interrupted: {out} keeps {kept} results; the same command resumes', file=sys.stderr)
+    return 130
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  rate = f', {summary.images_per_s:.2f} images/s' if summary.images_per_s else ''
+  print(f'predicted {summary.predicted} images in {summary.seconds:.1f} s{rate}'
+        + (f'; {summary.skipped_done} already in {out}' if summary.skipped_done else '')
+        + f'; wrote {out}', flush=True)
+  if summary.failed:
+    print(f'error: {len(summary.failed)} of {summary.total} images failed (reported above '
+          'as "skipped"); they are not in the output', file=sys.stderr)
+    return 1
+  return 0

@@ -193,17 +193,17 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
 def folder_predictor(config, workdir: str):
   """predict(items, out_path, batch) -> summary: the weights of `workdir`
   restored and a folder predicted as `predict --images` does. The one place
-  the benchmark names the inference API (today rhpe_jax.inference.batch and
-  the evaluator's restore)."""
+  the benchmark names the inference API (rhpe_jax.inference.batch and
+  checkpoints.restore_variables)."""
   # pylint: disable=g-import-not-at-top
-  from rhpe_jax.evaluation import evaluator
+  from rhpe_jax import checkpoints
   from rhpe_jax.inference import batch as batch_predict
-  state, step = evaluator.restore_state(config, workdir)
+  variables, step = checkpoints.restore_variables(config, workdir)
 
   def predict(items, out_path, batch: int):
     with open(os.devnull, 'w') as quiet:
       return batch_predict.predict_images(
-          config, state, step, items, out_path, batch_size=batch, overwrite=True,
+          config, variables, step, items, out_path, batch_size=batch, overwrite=True,
           report=lambda line: None, progress_stream=quiet)
   return predict
 

@@ -165,7 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p_train_step = step_lib.pmapped_train_step(config)
   state = step_lib.replicate(state)
   batches = train_data.iterator(start_step)
-  evaluator = evaluation.Evaluator(config)
+  evaluator = evaluation.Evaluator(config, step_lib.pmapped_eval_step(config))
   schedule = step_lib.learning_rate_schedule(config, per_epoch, num_steps)
   last_eval: dict[str, Any] = {}
   pending: list[dict] = []  # device metrics not yet checked

@@ -24,6 +24,7 @@ from rhpe_jax.codec import decode
 from rhpe_jax.codec import targets
 from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import skeleton
+from rhpe_jax.inference import predictor
 from rhpe_jax.training import losses
 
 AXIS = 'batch'  # the pmap axis name
@@ -153,20 +154,14 @@ def train_step(state: TrainState, batch: dict, *,
 
 def predict_step(state: TrainState, batch: dict, *,
                  config: ml_collections.ConfigDict) -> dict:
-  """Inference: heat maps of the last stage, keypoints in input pixels.
+  """The inference path (rhpe_jax.inference.predictor.predict) on a train state.
 
   Returns `keypoints` (B, J, 2) in input pixels, `confidence` (B, J) (the
   maps' maxima, the paper's visibility score) and the last stage's maps.
   """
-  net = model_lib.create_model(config)
-  images = model_lib.normalize_images(batch['image'])
-  keypoint_maps, part_maps = net.apply(
-      {'params': state.params, 'batch_stats': state.batch_stats}, images,
-      train=False)
-  heatmaps = keypoint_maps[-1].astype(jnp.float32)
-  coords, confidence = decode.heatmaps_to_keypoints(heatmaps)
-  return {'keypoints': decode.grid_to_input(coords), 'confidence': confidence,
-          'heatmaps': heatmaps, 'part_maps': part_maps[-1].astype(jnp.float32)}
+  return predictor.predict(
+      model_lib.create_model(config), {'params': state.params, 'batch_stats': state.batch_stats},
+      batch['image'], outputs=('keypoints', 'confidence', 'heatmaps', 'part_maps'))
 
 
 def eval_step(state: TrainState, batch: dict, *,
@@ -183,10 +178,9 @@ def eval_step(state: TrainState, batch: dict, *,
   total, _ = losses.pose_loss(keypoint_maps, part_maps, target)
   if axis_name is not None:
     total = jax.lax.pmean(total, axis_name)
-  coords, confidence = decode.heatmaps_to_keypoints(
-      keypoint_maps[-1].astype(jnp.float32))
-  return {'loss': total, 'keypoints': decode.grid_to_input(coords),
-          'confidence': confidence}
+  keypoints, confidence = predictor.decode_heatmaps(
+      predictor.last_stage(keypoint_maps).astype(jnp.float32))
+  return {'loss': total, 'keypoints': keypoints, 'confidence': confidence}
 
 
 def pmapped_train_step(config: ml_collections.ConfigDict, devices: Sequence | None = None):

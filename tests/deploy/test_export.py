@@ -1,6 +1,7 @@
 """rhpe_jax.deploy.export and experiments/export.py: batch-norm folding against the
 unfolded network; the three artefacts written by the command line against
-the project's predict_step on real LSPET images; one-line errors."""
+the predictor (rhpe_jax.inference.predictor) on the unfolded network, on real
+LSPET images; one-line errors."""
 from __future__ import annotations
 
 import os
@@ -65,7 +66,7 @@ def calibrated(tiny_data_dir):
 def test_batch_norm_folding_matches_the_unfolded_network(calibrated):
   import jax  # pylint: disable=g-import-not-at-top
   from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.training import steps as train_step
+  from rhpe_jax.model import network as model_lib  # pylint: disable=g-import-not-at-top
   config, state = calibrated
   passes = config.num_iterations + 1
   stats = state.batch_stats['fusion']['ConvBlock_1']['BatchNorm_0']['mean']
@@ -74,7 +75,8 @@ def test_batch_norm_folding_matches_the_unfolded_network(calibrated):
   images = np.random.default_rng(1).uniform(-0.5, 0.5, (2, SIZE, SIZE, 3)).astype(np.float32)
   reference, _ = model_lib.create_model(config).apply(
       {'params': state.params, 'batch_stats': state.batch_stats}, images, train=False)
-  folded = export.inference_params(config, state)
+  folded = export.inference_params(
+      config, {'params': state.params, 'batch_stats': state.batch_stats})
   assert 'BatchNorm_0' not in str(jax.tree_util.tree_structure(folded))
   kernel = folded['fusion']['ConvBlock_0']['Conv_0']['kernel']
   assert kernel.shape[0] == passes  # one folded kernel per pass
@@ -136,23 +138,23 @@ def calibrated_workdir(calibrated, tmp_path_factory):
   return workdir
 
 
-def test_artefacts_agree_with_predict_step_on_real_images(tiny_data_dir, calibrated_workdir,
-                                                         tmp_path):
+def test_artefacts_agree_with_the_predictor_on_real_images(tiny_data_dir, calibrated_workdir,
+                                                          tmp_path):
   if not (SHARED_DATA / 'lspet_sample' / 'images' / 'im00004.jpg').is_file():
     pytest.skip(f'the real LSPET sample is not at {SHARED_DATA / "lspet_sample"}')
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.training import steps as train_step
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.inference import predictor  # pylint: disable=g-import-not-at-top
   out = tmp_path / 'export'
   process = _start(_config_flags(tiny_data_dir) + [f'--workdir={calibrated_workdir}',
                                                    f'--output={out}'])
   images = _lspet_crops(4)
   config = tiny_config(tiny_data_dir)
-  state, step = evaluation.restore_state(config, str(calibrated_workdir))
+  variables, step = checkpoints.restore_variables(config, str(calibrated_workdir))
   assert step == 7
-  expected = jax.jit(lambda s, b: train_step.predict_step(s, b, config=config))(
-      state, {'image': images})
+  expected = predictor.predict_fn(config, outputs=export.OUTPUTS)(variables, images)
   assert float(np.std(expected['heatmaps'])) > 1e-2  # the network is not dead
   stdout, stderr = process.communicate(timeout=300)
   assert process.returncode == 0, stderr[-3000:]
@@ -184,7 +186,7 @@ def test_artefacts_agree_with_predict_step_on_real_images(tiny_data_dir, calibra
 
 
 def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_path):
-  from experiments import export as cli  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data_dir)
   (tmp_path / 'empty_run').mkdir()
   cases = {
@@ -197,7 +199,7 @@ def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_pat
   }
   for name, (workdir, kwargs, message) in cases.items():
     with pytest.raises((ValueError, FileNotFoundError), match=message):
-      cli.run(config, workdir, str(tmp_path / name), **kwargs)
+      export.export_checkpoint(config, workdir, str(tmp_path / name), **kwargs)
     assert not (tmp_path / name).exists()
 
   process = _start(_config_flags(tiny_data_dir) + [f'--workdir={tiny_workdir}',
@@ -212,10 +214,10 @@ def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_pat
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # abandoned reads
 def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
                                                          tmp_path, capsys):
-  from experiments import export as cli  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
   out = tmp_path / 'export'
-  cli.run(tiny_config(tiny_data_dir), str(broken_newest_workdir), str(out),
-          checkpoint='latest', formats='jax_export')
+  export.export_checkpoint(tiny_config(tiny_data_dir), str(broken_newest_workdir), str(out),
+                           checkpoint='latest', formats='jax_export')
   assert 'step 1' in (out / 'README.md').read_text()
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 1 and lines[0].startswith('warning: checkpoint step 2 cannot be read: ')
@@ -230,7 +232,7 @@ def test_a_stablehlo_gap_stops_the_tf_formats_before_anything_is_written(
   written, jax_export included (jax_export alone never calls TensorFlow:
   rhpe_jax.deploy.export.export asks tf_stablehlo only for the TF formats)."""
   from tensorflow.compiler.mlir.stablehlo import stablehlo  # pylint: disable=g-import-not-at-top
-  from experiments import export as cli  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
   from rhpe_jax.deploy import tf_stablehlo  # pylint: disable=g-import-not-at-top
 
   def reads_nothing(serialized):
@@ -240,5 +242,6 @@ def test_a_stablehlo_gap_stops_the_tf_formats_before_anything_is_written(
   config = tiny_config(tiny_data_dir)
   with pytest.raises(tf_stablehlo.StableHloMismatch,
                      match=r'writes StableHLO [\d.]+, which .* --formats=jax_export'):
-    cli.run(config, str(tiny_workdir), str(tmp_path / 'both'), formats='jax_export,tflite')
+    export.export_checkpoint(config, str(tiny_workdir), str(tmp_path / 'both'),
+                             formats='jax_export,tflite')
   assert not (tmp_path / 'both').exists()

@@ -1,5 +1,7 @@
 """The evaluation path on hand-made cases: collect -> original pixels -> PCK(h),
-curves, visibility AP, heat-map resampling for scale averaging, checkpoints."""
+curves, visibility AP, box scales. (Heat-map resampling for scale averaging:
+tests/inference/test_predictor.py; finding and restoring checkpoints:
+tests/test_checkpoints.py.)"""
 from __future__ import annotations
 
 import h5py
@@ -156,42 +158,6 @@ def test_visibility_ap_by_hand():
                                 'confidence': np.ones((1, 3))}) is None
 
 
-def test_grid_to_grid_affine_and_resampling_against_numpy():
-  # Scale-1 crop: input x -> 2 x + 10 (image); scale-1.5 crop of the same centre.
-  size, mid = 64, 31.5
-  t1 = np.array([[2.0, 0, 10], [0, 2.0, 20]])
-  k = 2.0 * 1.5
-  centre = t1[:, :2] @ [mid, mid] + t1[:, 2]
-  t2 = np.array([[k, 0, centre[0] - k * mid], [0, k, centre[1] - k * mid]])
-  a = evaluation.grid_to_grid_affine(t1[None], t2[None])[0]
-  # A grid-1 point -> input-1 -> image -> input-2 -> grid-2, step by step.
-  g1 = np.array([3.0, 11.0])
-  in1 = 4 * (g1 + 0.5) - 0.5
-  image = t1[:, :2] @ in1 + t1[:, 2]
-  in2 = (image - t2[:, 2]) / k
-  g2 = (in2 + 0.5) / 4 - 0.5
-  np.testing.assert_allclose(a[:, :2] @ g1 + a[:, 2], g2)
-
-  rng = np.random.default_rng(2)
-  maps = rng.uniform(0, 1, (1, 16, 16, 2)).astype(np.float32)
-  out = np.asarray(evaluation.resample_heatmaps(maps, a[None]))
-
-  def bilinear(m, x, y):
-    x0, y0 = int(np.floor(x)), int(np.floor(y))
-    value = 0.0
-    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
-      for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
-        if 0 <= yy < m.shape[0] and 0 <= xx < m.shape[1]:
-          value += wx * wy * m[yy, xx]
-    return value
-
-  for y in range(16):
-    for x in range(16):
-      sx, sy = a[:, :2] @ [x, y] + a[:, 2]
-      for c in range(2):
-        assert out[0, y, x, c] == pytest.approx(bilinear(maps[0, :, :, c], sx, sy), abs=1e-5)
-
-
 def test_parse_scales():
   assert evaluation.parse_scales('0.9,1.0,1.1') == (1.0, 0.9, 1.1)
   assert evaluation.parse_scales('1') == (1.0,)
@@ -200,51 +166,23 @@ def test_parse_scales():
       evaluation.parse_scales(bad)
 
 
-def test_find_checkpoint_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match='does not exist'):
-    evaluation.find_checkpoint(str(tmp_path / 'missing'))
-  with pytest.raises(FileNotFoundError, match='no checkpoint'):
-    evaluation.find_checkpoint(str(tmp_path))
-  for kind, step in (('latest', 3), ('latest', 5), ('best', 3)):
-    (tmp_path / 'checkpoints' / kind / str(step) / 'default').mkdir(parents=True)
-  assert evaluation.find_checkpoint(str(tmp_path), 'best')[1] == 3
-  assert evaluation.find_checkpoint(str(tmp_path), 'latest')[1] == 5
-  assert evaluation.find_checkpoint(str(tmp_path), '5')[0].endswith('latest/5')
-  with pytest.raises(FileNotFoundError, match='step 4'):
-    evaluation.find_checkpoint(str(tmp_path), '4')
-  with pytest.raises(ValueError, match='step number'):
-    evaluation.find_checkpoint(str(tmp_path), 'newest')
-  root = tmp_path / 'checkpoints'
-  assert evaluation.checkpoint_candidates(str(tmp_path), 'best') == [
-      (str(root / 'best'), 3), (str(root / 'latest'), 5), (str(root / 'latest'), 3)]
-  assert evaluation.checkpoint_candidates(str(tmp_path), 'latest') == [
-      (str(root / 'latest'), 5), (str(root / 'latest'), 3)]
-  assert evaluation.checkpoint_candidates(str(tmp_path), '3') == [(str(root / 'latest'), 3)]
-
-
-@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # abandoned reads
-def test_restore_state_falls_back_past_an_unreadable_checkpoint(
-    tiny_data_dir, broken_newest_workdir, capsys):
-  """'latest' (and 'best' without a best) take step 1 when step 2 cannot be
-  read, with one line, and set 2 aside. (A step asked for by number does not
-  fall back: test_checkpoints.py.)"""
-  import jax  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+def test_evaluator_scores_what_the_function_it_is_given_predicts(tiny_data_dir):
+  """The in-training Evaluator runs the eval function it receives over the
+  split: predicting the ground truth scores 100 on every person, and the
+  loss is the function's."""
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
-  latest = broken_newest_workdir / 'checkpoints' / 'latest'
-  state, step = evaluation.restore_state(tiny_config(tiny_data_dir), str(broken_newest_workdir),
-                                         'latest')
-  assert step == 1
-  saved = ocp.StandardCheckpointer().restore(latest / '1' / 'default')  # as saved, untyped
-  got = jax.tree_util.tree_leaves_with_path(state.params)
-  want = dict(jax.tree_util.tree_leaves_with_path(saved['params']))
-  assert len(got) == len(want) > 10
-  for path, value in got:
-    np.testing.assert_array_equal(value, want[path])
-  lines = capsys.readouterr().err.splitlines()
-  aside = broken_newest_workdir / 'checkpoints' / 'unreadable' / 'latest_2'
-  assert len(lines) == 1 and lines[0].startswith(
-      f'warning: checkpoint step 2 cannot be read: {latest}/2/default/d/')
-  assert lines[0].endswith(f'(OUT_OF_RANGE); moved to {aside}; using step 1')
-  assert sorted(p.name for p in latest.iterdir()) == ['1'] and aside.is_dir()
-  assert evaluation.find_checkpoint(str(broken_newest_workdir), 'best') == (str(latest / '1'), 1)
+  config = tiny_config(tiny_data_dir)
+  config.num_summary_images = 2
+  seen = []
+
+  def ground_truth(state, batch):
+    seen.append(state)
+    return {'keypoints': batch['keypoints'], 'confidence': np.ones(batch['keypoints'].shape[:-1]),
+            'loss': np.full(batch['keypoints'].shape[:1], 0.25)}
+
+  result = evaluation.Evaluator(config, ground_truth).evaluate('the state')
+  assert seen and set(seen) == {'the state'}
+  assert result['score'] == result['scalars']['total'] == pytest.approx(100.0)
+  assert result['scalars']['loss'] == pytest.approx(0.25)
+  assert len(result['predictions']['pred']) == 6  # the whole split (num_eval_examples -1)
+  assert result['predictions']['images'].shape == (2, 64, 64, 3)

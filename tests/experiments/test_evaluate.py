@@ -1,6 +1,6 @@
-"""experiments/evaluate.py on a tiny checkpoint: the written files, numbers that
-agree with an independent computation from the written .h5, a test-split
-submission, and one-line errors for bad input."""
+"""experiments/evaluate.py (rhpe_jax.evaluation.report) on a tiny checkpoint:
+the written files, numbers that agree with an independent computation from
+the written .h5, a test-split submission, and one-line errors for bad input."""
 from __future__ import annotations
 
 import json
@@ -45,12 +45,12 @@ def _average_precision(scores, positive):
 
 def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workdir, tmp_path,
                                                        capsys):
-  from experiments import evaluate
+  from rhpe_jax.evaluation import report
   config = tiny_config(tiny_data_dir)
   config.num_eval_examples = 2  # the training-time subset: the command scores all 6
   out = tmp_path / 'eval'
-  evaluate.run(config, str(tiny_workdir), flip=True, scales='1.0,1.25', output_dir=str(out),
-               mean_pose_from='config')
+  report.evaluate_checkpoint(config, str(tiny_workdir), flip=True, scales='1.0,1.25',
+                             output_dir=str(out), mean_pose_from='config')
   printed = capsys.readouterr().out
   assert 'scored 6 of 6 persons (none left out)' in printed
   assert 'config.num_eval_examples = 2' in printed and '--num_examples=2' in printed
@@ -102,12 +102,12 @@ def test_a_subset_when_asked_for(tiny_data_dir, tiny_workdir, tmp_path,
                                                       capsys):
   """--num_examples limits the command (config.num_eval_examples does not),
   and the output says what was left out and why."""
-  from experiments import evaluate
+  from rhpe_jax.evaluation import report
   config = tiny_config(tiny_data_dir)
   config.num_eval_examples = 2  # the whole split: test_evaluate_writes_files_...
   _, status, _ = _ground_truth(tiny_data_dir)
-  subset = evaluate.run(config, str(tiny_workdir), output_dir=str(tmp_path / 'b'),
-                        num_examples=4, flip=True)  # flip: the step compiled above
+  subset = report.evaluate_checkpoint(config, str(tiny_workdir), output_dir=str(tmp_path / 'b'),
+                                      num_examples=4, flip=True)  # flip: the step compiled above
   printed = capsys.readouterr().out
   assert subset['num_persons'] == 4
   assert subset['persons']['left_out'] == {'not among the first 4 (--num_examples)': 2}
@@ -118,7 +118,7 @@ def test_a_subset_when_asked_for(tiny_data_dir, tiny_workdir, tmp_path,
   # and a person without annotated joints is named as such.
   predictions = {'pred': np.zeros((3, 16, 2)), 'keypoint_status': status[:3].copy()}
   predictions['keypoint_status'][1] = 0
-  counts = evaluate.persons_count(5, predictions, {'persons_without_torso': 1}, None)
+  counts = report.persons_count(5, predictions, {'persons_without_torso': 1}, None)
   assert counts == {'in_split': 5, 'predicted': 3, 'scored': 1, 'left_out': {
       'outside the requested slice of the split': 2, 'no annotated joints': 1,
       'no torso to normalise by (a shoulder or hip missing)': 1}}
@@ -126,7 +126,7 @@ def test_a_subset_when_asked_for(tiny_data_dir, tiny_workdir, tmp_path,
 
 def test_split_without_keypoints_gives_a_submission(tiny_data_dir, tiny_workdir, tmp_path):
   import tensorflow_datasets as tfds
-  from experiments import evaluate
+  from rhpe_jax.evaluation import report
   from rhpe_jax.data import pose_features
   from rhpe_jax.data import synthetic
   examples = []
@@ -142,7 +142,7 @@ def test_split_without_keypoints_gives_a_submission(tiny_data_dir, tiny_workdir,
   config = tiny_config(tiny_data_dir)
   config.dataset = 'rhpe_nogt_pose'
   config.data_dir = str(tmp_path / 'data')
-  results = evaluate.run(config, str(tiny_workdir), split='test', flip=True,
+  results = report.evaluate_checkpoint(config, str(tiny_workdir), split='test', flip=True,
                          output_dir=str(tmp_path / 'o'), verbose=False)
   assert results['submission'] and 'table' not in results
   written = json.loads((tmp_path / 'o' / 'results.json').read_text())
@@ -161,29 +161,33 @@ def _run_cli(args):
 
 
 def test_bad_input_gives_one_line_errors(tiny_data_dir, tiny_workdir, tmp_path):
-  """As the command line reports them: a non-zero exit, one `error:` line,
-  no traceback (two cases run as processes, in parallel; the rest in-process)."""
-  from experiments import evaluate
+  """As the command line reports them: exit 1 (bad input) or 2 (usage), one
+  `error:` line, no traceback (two cases run as processes, in parallel; the
+  rest in-process: the library's one-line errors, which cli.run prints as it
+  prints the unknown split's)."""
+  from rhpe_jax.evaluation import report
   base = ['--config=experiments/configs/demo.py',
           '--config.dataset=synthetic_pose/tiny_eval', f'--config.data_dir={tiny_data_dir}',
           '--config.width=0.0625', '--config.input_size=64']
   cases = {
-      'does not exist': [f'--workdir={tmp_path / "missing"}'],
-      'unknown split': [f'--workdir={tiny_workdir}', '--split=bogus'],
+      'unknown split': ([f'--workdir={tiny_workdir}', '--split=bogus'], 1),
+      '--workdir is required': ([], 2),
   }
-  processes = {k: _run_cli(base + v) for k, v in cases.items()}
+  processes = {k: (_run_cli(base + args), status) for k, (args, status) in cases.items()}
   config = tiny_config(tiny_data_dir)
+  with pytest.raises(FileNotFoundError, match='does not exist'):
+    report.evaluate_checkpoint(config, str(tmp_path / 'missing'))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(FileNotFoundError, match='no checkpoint'):
-    evaluate.run(config, str(tmp_path / 'empty'))
+    report.evaluate_checkpoint(config, str(tmp_path / 'empty'))
   for bad in ('1.0,big', '0.8,1.2', '1,0'):
     with pytest.raises(ValueError, match='--scales'):
-      evaluate.run(config, str(tiny_workdir), scales=bad)
+      report.evaluate_checkpoint(config, str(tiny_workdir), scales=bad)
   with pytest.raises(ValueError, match='step number'):
-    evaluate.run(config, str(tiny_workdir), checkpoint='newest')
-  for expected, process in processes.items():
+    report.evaluate_checkpoint(config, str(tiny_workdir), checkpoint='newest')
+  for expected, (process, status) in processes.items():
     _, stderr = process.communicate(timeout=240)
-    assert process.returncode != 0, expected
+    assert process.returncode == status, (expected, stderr)
     assert 'Traceback' not in stderr, stderr
     errors = [line for line in stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and expected in errors[0], stderr
@@ -193,9 +197,10 @@ def test_bad_input_gives_one_line_errors(tiny_data_dir, tiny_workdir, tmp_path):
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')  # abandoned reads
 def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_newest_workdir,
                                                          tmp_path, capsys):
-  from experiments import evaluate
-  results = evaluate.run(tiny_config(tiny_data_dir), str(broken_newest_workdir),
-                         checkpoint='latest', output_dir=str(tmp_path / 'eval'), verbose=False)
+  from rhpe_jax.evaluation import report
+  results = report.evaluate_checkpoint(
+      tiny_config(tiny_data_dir), str(broken_newest_workdir), checkpoint='latest',
+      output_dir=str(tmp_path / 'eval'), verbose=False)
   latest = broken_newest_workdir / 'checkpoints' / 'latest'
   assert results['step'] == 1 and results['checkpoint'] == str(latest / '1')
   assert json.loads((tmp_path / 'eval' / 'results.json').read_text())['step'] == 1

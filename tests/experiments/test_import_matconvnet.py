@@ -37,8 +37,9 @@ def test_import_predict_and_tflite_agree_with_the_file(tmp_path):
     pytest.skip(f'the real LSPET sample is not at {IMAGE.parent}')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from experiments import export as export_cli, predict
-  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import augment, image_io
+  from rhpe_jax.deploy import export
+  from rhpe_jax.inference import crop as crop_lib, single
   from rhpe_jax.codec import decode
   from rhpe_jax.interop import matconvnet
   from rhpe_jax.training import steps
@@ -58,13 +59,13 @@ def test_import_predict_and_tflite_agree_with_the_file(tmp_path):
   assert config.input_size == 248
 
   # predict: the whole image padded to a square, as the authors' demo does.
-  record = predict.run(config, str(workdir), str(tmp_path / 'pred'), image_path=str(IMAGE))
+  record = single.predict_image(config, str(workdir), str(tmp_path / 'pred'), image_path=str(IMAGE))
   assert record['checkpoint_step'] == 0
   predicted = np.asarray(record['keypoints'])
 
-  export_cli.run(config, str(workdir), str(tmp_path / 'export'), formats='tflite')
-  image = predict.load_image(str(IMAGE))
-  centre, side = predict.window(image.shape, None, None, config.box_scale)
+  export.export_checkpoint(config, str(workdir), str(tmp_path / 'export'), formats='tflite')
+  image = image_io.read_image(str(IMAGE))
+  centre, side = crop_lib.window(image.shape, None, None, config.box_scale)
   size = config.input_size
   matrix = augment.input_to_stored_matrix(tf.constant(centre, tf.float64), side, size,
                                           augment.identity_params())

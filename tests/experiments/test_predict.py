@@ -1,5 +1,6 @@
-"""experiments/predict.py: a real MPII image in, JSON and pictures out; bad
-input gives a one-line error and a non-zero exit (run as processes)."""
+"""experiments/predict.py and rhpe_jax.inference.single: a real MPII image in,
+JSON and pictures out; bad input gives a one-line error and a non-zero exit
+(as processes where the command line's reporting is what is checked)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, SHARED_DATA, library_lines
+from tests.conftest import REPO, SHARED_DATA, library_lines, tiny_config
 
 MPII_NAMES = ['r_ankle', 'r_knee', 'r_hip', 'l_hip', 'l_knee', 'l_ankle', 'pelvis', 'thorax',
               'upper_neck', 'head_top', 'r_wrist', 'r_elbow', 'r_shoulder', 'l_shoulder',
@@ -45,19 +46,26 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
                       '--center', str(centre[0]), str(centre[1]), f'--scale={scale}',
                       f'--output={tmp_path / "person"}', '--heatmaps',
                       '--joints=r_wrist,l_ankle'])
-  failures = {
-      'does not exist': _start(base + [f'--workdir={tiny_workdir}',
-                                       f'--image={tmp_path / "missing.jpg"}',
-                                       f'--output={tmp_path / "x"}']),
-      'not a readable image': _start(base + [f'--workdir={tiny_workdir}',
-                                             f'--image={not_an_image}',
-                                             f'--output={tmp_path / "y"}']),
-      'no checkpoint': _start(base + [f'--workdir={tmp_path / "empty_run"}',
-                                      f'--image={image_path}', f'--output={tmp_path / "z"}']),
-  }
-  for expected, process in failures.items():
+  no_checkpoint = _start(base + [f'--workdir={tmp_path / "empty_run"}',
+                                 f'--image={image_path}', f'--output={tmp_path / "z"}'])
+  usage = _start(base + [f'--image={image_path}', f'--output={tmp_path / "u"}'])
+  # The library's errors (the command line prints each as its one line, as
+  # it does no_checkpoint's), in-process.
+  from rhpe_jax.inference import single  # pylint: disable=g-import-not-at-top
+  config = tiny_config(tiny_data_dir)
+  for expected, path in (('does not exist', tmp_path / 'missing.jpg'),
+                         ('not a readable image', not_an_image)):
+    with pytest.raises((ValueError, OSError), match=expected) as error:
+      single.predict_image(config, str(tiny_workdir), str(tmp_path / 'x'), image_path=str(path))
+    assert '\n' not in str(error.value)
+  with pytest.raises(ValueError, match='unknown joints'):
+    single.predict_image(config, str(tiny_workdir), str(tmp_path / 'x'),
+                         image_path=str(image_path), joints=['l_tail'])
+  assert not list(tmp_path.glob('x*'))
+  for expected, process, status in (('no checkpoint', no_checkpoint, 1),
+                                    ('--workdir is required', usage, 2)):
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode != 0, expected
+    assert process.returncode == status, (expected, stderr)
     assert 'Traceback' not in stderr, stderr
     errors = [line for line in stderr.splitlines() if line.startswith('error:')]
     assert len(errors) == 1 and expected in errors[0], stderr
@@ -92,32 +100,33 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
 
 def test_command_line_helpers(tmp_path):
   from experiments import predict
+  from rhpe_jax.data import image_io
+  from rhpe_jax.inference import crop
   assert predict.join_center_values(['p', '--center', '10', '20.5', '--scale=2']) == [
       'p', '--center=10,20.5', '--scale=2']
-  assert predict.window((100, 300, 3), None, None, 1.5) == ((149.5, 49.5), 300.0)
-  assert predict.window((100, 300, 3), (5, 6), 2.0, 1.5) == ((5.0, 6.0), 600.0)
+  assert crop.window((100, 300, 3), None, None, 1.5) == ((149.5, 49.5), 300.0)
+  assert crop.window((100, 300, 3), (5, 6), 2.0, 1.5) == ((5.0, 6.0), 600.0)
   with pytest.raises(ValueError, match='--scale'):
-    predict.window((10, 10, 3), (5, 6), None, 1.5)
+    crop.window((10, 10, 3), (5, 6), None, 1.5)
   with pytest.raises(ValueError, match='needs --center'):
-    predict.window((10, 10, 3), None, 2.0, 1.5)
+    crop.window((10, 10, 3), None, 2.0, 1.5)
   with pytest.raises(FileNotFoundError, match='does not exist'):
-    predict.load_image(str(tmp_path / 'nothing.png'))
+    image_io.read_image(str(tmp_path / 'nothing.png'))
   bad = tmp_path / 'bad.png'
   bad.write_bytes(b'\x89PNG broken')
   with pytest.raises(ValueError, match='not a readable image'):
-    predict.load_image(str(bad))
+    image_io.read_image(str(bad))
   picture = np.zeros((5, 7, 3), np.uint8)
   picture[1, 2] = (10, 20, 30)
   Image.fromarray(picture).convert('L').save(tmp_path / 'grey.png')
-  loaded = predict.load_image(str(tmp_path / 'grey.png'))
+  loaded = image_io.read_image(str(tmp_path / 'grey.png'))
   assert loaded.shape == (5, 7, 3)  # grey images come back as RGB
 
 
 def test_single_image_keypoints_are_in_the_upright_frame(tiny_data_dir, tiny_workdir, tmp_path):
   """A photo stored sideways with EXIF orientation 6 (as phones store portrait
   photos) gives the upright photo's keypoints and an upright picture."""
-  from experiments import predict
-  from tests.conftest import tiny_config
+  from rhpe_jax.inference import single
   from tests.inference.test_batch import LSPET_IMAGE, _stored
   if not LSPET_IMAGE.is_file():
     pytest.skip(f'the LSPET sample is not at {LSPET_IMAGE.parent}')
@@ -129,10 +138,10 @@ def test_single_image_keypoints_are_in_the_upright_frame(tiny_data_dir, tiny_wor
   exif[0x0112] = 6
   sideways.save(tmp_path / 'sideways.png', exif=exif.tobytes())
   config = tiny_config(tiny_data_dir)
-  want = predict.run(config, str(tiny_workdir), str(tmp_path / 'a'),
-                     image_path=str(tmp_path / 'upright.png'))
-  got = predict.run(config, str(tiny_workdir), str(tmp_path / 'b'),
-                    image_path=str(tmp_path / 'sideways.png'))
+  want = single.predict_image(config, str(tiny_workdir), str(tmp_path / 'a'),
+                              image_path=str(tmp_path / 'upright.png'))
+  got = single.predict_image(config, str(tiny_workdir), str(tmp_path / 'b'),
+                             image_path=str(tmp_path / 'sideways.png'))
   assert got['image_size'] == want['image_size'] == [upright.shape[1], upright.shape[0]]
   np.testing.assert_allclose(got['keypoints'], want['keypoints'], atol=1.0)
   with Image.open(tmp_path / 'a.png') as a, Image.open(tmp_path / 'b.png') as b:
@@ -144,7 +153,7 @@ def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_n
                                                          tmp_path):
   """As a user sees it: --checkpoint=latest with step 2 unreadable predicts
   with step 1 after one `warning:` line. (A step asked for by number does not
-  fall back: test_evaluation.py.)"""
+  fall back: tests/test_checkpoints.py.)"""
   image = tmp_path / 'noise.png'
   Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 60, 3), np.uint8)).save(image)
   fallback = _start(_config_flags(tiny_data_dir) + [

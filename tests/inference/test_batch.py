@@ -76,14 +76,14 @@ def _records(path) -> dict[str, dict]:
 
 @pytest.fixture(scope='module')
 def restored(tiny_data_dir, tiny_workdir):
-  from rhpe_jax.evaluation import evaluator as evaluation
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data_dir)
-  state, step = evaluation.restore_state(config, str(tiny_workdir))
-  return config, state, step
+  variables, step = checkpoints.restore_variables(config, str(tiny_workdir))
+  return config, variables, step
 
 
 def test_variants_give_the_originals_keypoints_and_bad_files_are_skipped(restored, tmp_path):
-  config, state, step = restored
+  config, variables, step = restored
   folder = tmp_path / 'images'
   pairs = _variants(folder)
   (folder / 'broken.jpg').write_bytes((folder / 'original.png').read_bytes()[:300])
@@ -93,7 +93,7 @@ def test_variants_give_the_originals_keypoints_and_bad_files_are_skipped(restore
   assert kind == 'folder' and len(items) == len(pairs) + 3 + 2  # 3 references, 2 bad
   notes = []
   out = tmp_path / 'out.jsonl'
-  summary = batch_predict.predict_images(config, state, step, items, out, batch_size=4,
+  summary = batch_predict.predict_images(config, variables, step, items, out, batch_size=4,
                                          pictures=tmp_path / 'pictures', report=notes.append)
   assert sorted(os.path.basename(p) for p in summary.failed) == ['broken.jpg', 'notes.jpg']
   assert len(notes) == 2 and all(n.startswith('skipped ') for n in notes)
@@ -117,7 +117,7 @@ def test_variants_give_the_originals_keypoints_and_bad_files_are_skipped(restore
 
 
 def test_list_file_windows_interruption_and_resume(restored, tmp_path, monkeypatch):
-  config, state, step = restored
+  config, variables, step = restored
   if not LSPET_IMAGE.is_file():
     pytest.skip(f'the LSPET sample is not at {LSPET_IMAGE.parent}')
   folder = tmp_path / 'photos'
@@ -132,30 +132,31 @@ def test_list_file_windows_interruption_and_resume(restored, tmp_path, monkeypat
   assert len(items) == 8 and items[6] == image_inputs.ImageInput(
       str(folder / 'p6.jpg'), (96.5, 130.0), 0.6)
 
-  real_make_step = batch_predict.make_step
+  from rhpe_jax.inference import predictor  # pylint: disable=g-import-not-at-top
+  real_predict_fn = predictor.predict_fn
   calls = []
 
-  def interrupted_after_two_batches(cfg):
-    step_fn = real_make_step(cfg)
+  def interrupted_after_two_batches(cfg, **kwargs):
+    step_fn = real_predict_fn(cfg, **kwargs)
 
-    def run(st, images):
+    def run(variables, images):
       if len(calls) == 2:
         raise KeyboardInterrupt
       calls.append(len(images))
-      return step_fn(st, images)
+      return step_fn(variables, images)
     return run
 
   out = tmp_path / 'out.jsonl'
-  monkeypatch.setattr(batch_predict, 'make_step', interrupted_after_two_batches)
+  monkeypatch.setattr(predictor, 'predict_fn', interrupted_after_two_batches)
   with pytest.raises(KeyboardInterrupt):
-    batch_predict.predict_images(config, state, step, items, out, batch_size=3,
+    batch_predict.predict_images(config, variables, step, items, out, batch_size=3,
                                  report=lambda line: None)
-  monkeypatch.setattr(batch_predict, 'make_step', real_make_step)
+  monkeypatch.setattr(predictor, 'predict_fn', real_predict_fn)
   first = out.read_text().splitlines()
   assert len(first) == 6  # two whole batches, nothing of the third
   with out.open('a') as f:
     f.write(first[-1][:40])  # a line torn by a kill during the write
-  summary = batch_predict.predict_images(config, state, step, items, out, batch_size=3,
+  summary = batch_predict.predict_images(config, variables, step, items, out, batch_size=3,
                                          report=lambda line: None)
   assert summary.skipped_done == 6 and summary.predicted == 2 and not summary.failed
   lines = out.read_text().splitlines()
@@ -168,10 +169,10 @@ def test_list_file_windows_interruption_and_resume(restored, tmp_path, monkeypat
   assert person['window'] == {'center': [96.5, 130.0], 'side': pytest.approx(side)}
   assert np.all(np.abs(np.array(person['keypoints']) - [96.5, 130.0]) <= side / 2)
   # A third run finds everything done; another checkpoint step is refused.
-  again = batch_predict.predict_images(config, state, step, items, out, batch_size=3)
+  again = batch_predict.predict_images(config, variables, step, items, out, batch_size=3)
   assert again.predicted == 0 and again.skipped_done == 8
   with pytest.raises(ValueError, match='--overwrite'):
-    batch_predict.predict_images(config, state, step + 1, items, out)
+    batch_predict.predict_images(config, variables, step + 1, items, out)
 
 
 def test_list_file_and_folder_parsing(tmp_path):
@@ -242,8 +243,8 @@ def test_command_line_runs_a_folder_and_reports_failures(tiny_data_dir, tiny_wor
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   run, clash = start([]), start(['--image=x.jpg'])  # side by side
   _, clash_stderr = clash.communicate(timeout=300)
-  assert clash.returncode == 1 and clash_stderr.strip().splitlines()[-1].startswith(
-      'error: --images does not go with --image')
+  assert clash.returncode == 2 and clash_stderr.strip().splitlines()[-1].startswith(
+      'error: --images does not go with --image')  # a usage error
   done = subprocess.CompletedProcess(args, 0, *run.communicate(timeout=300))
   done.returncode = run.returncode
   assert done.returncode == 1, done.stderr[-2000:]

@@ -73,16 +73,17 @@ def test_predict_step_compiles_once(compile_counter):
 def test_folder_prediction_step_compiles_once(compile_counter):
   """`predict --images` runs every batch (the last one padded) through one
   compiled step."""
-  from rhpe_jax.inference import batch as batch_predict
+  from rhpe_jax.inference import predictor  # pylint: disable=g-import-not-at-top
   config = _tiny_config()
   state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=10)
-  step = batch_predict.make_step(config)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  step = predictor.predict_fn(config)  # what inference.batch runs every batch through
   rng = np.random.default_rng(1)
   images = lambda: rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-  out = step(state, images())
+  out = jax.block_until_ready(step(variables, images()))
   assert out['keypoints'].shape == (4, 16, 2)
   compiled_first = len(compile_counter)
   assert compiled_first >= 1
   for _ in range(3):
-    step(state, images())
+    jax.block_until_ready(step(variables, images()))
   assert len(compile_counter) == compiled_first

@@ -369,7 +369,9 @@ def test_learns_on_held_out_lspet_images_beyond_the_mean_pose(tmp_path, record_p
     pytest.skip(f'the LSPET sample is not at {sample}')
   import scipy.io  # pylint: disable=g-import-not-at-top
   from experiments.configs import lspet_sample  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.evaluation import evaluator as evaluation  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from rhpe_jax import checkpoints
+  from rhpe_jax.evaluation import evaluator as evaluation
   from rhpe_jax.training import loop as train
 
   train_dir = _lspet_build(sample, 1, LSPET_TRAIN_IMAGES, tmp_path / 'train')
@@ -383,9 +385,9 @@ def test_learns_on_held_out_lspet_images_beyond_the_mean_pose(tmp_path, record_p
   train.train_and_evaluate(config, workdir)
 
   config.data_dir = test_dir
-  state, step = evaluation.restore_state(config, workdir, 'latest')
+  variables, step = checkpoints.restore_variables(config, workdir, 'latest')
   assert step == LSPET_STEPS
-  predictions = evaluation.predict_split(config, state, 'train')
+  predictions = evaluation.predict_split(config, variables, 'train')
   assert predictions['image_index'].tolist() == list(range(300 - LSPET_TRAIN_IMAGES))
   joints = scipy.io.loadmat(sample / 'joints.mat')['joints']
   expected = _numpy_lspet_scores(predictions['pred_image'], joints,
