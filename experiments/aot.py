@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from rhpe_jax import cli
@@ -54,11 +54,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  for name in ('config', 'topology'):
-    if getattr(FLAGS, name) is None:
-      raise app.UsageError(f'--{name} is required')
+  cli.check_usage(argv, required=('config', 'topology'))
   from rhpe_jax.perf import aot_report  # pylint: disable=g-import-not-at-top
   results = aot_report.run(FLAGS.config, FLAGS.topology, what=FLAGS.what,
                            batch_per_chip=FLAGS.batch_per_chip,

@@ -59,8 +59,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.check_usage(argv)
   if FLAGS.what == 'tflite' and not FLAGS.tflite:
     raise app.UsageError('--tflite is required with --what=tflite')
   from rhpe_jax.perf import benchmark  # pylint: disable=g-import-not-at-top

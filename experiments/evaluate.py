@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
 from rhpe_jax import cli
 
@@ -47,14 +47,8 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  for name in ('config', 'workdir'):
-    if not getattr(FLAGS, name):
-      raise app.UsageError(f'--{name} is required')
-  from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
+  cli.check_usage(argv, required=('config', 'workdir'))
   from rhpe_jax.evaluation import report  # pylint: disable=g-import-not-at-top
-  runtime.enable_compilation_cache()
   report.evaluate_checkpoint(
       FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
       checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
@@ -64,4 +58,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main)
+  cli.run(main, compilation_cache=True)

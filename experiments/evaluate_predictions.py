@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
 from rhpe_jax import cli
 
@@ -27,11 +27,7 @@ _OUTPUT_JSON = flags.DEFINE_string('output_json', None, 'Optional path for the r
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  for flag in (_PREDICTIONS, _ANNOTATIONS):
-    if flag.value is None:
-      raise app.UsageError(f'--{flag.name} is required')
+  cli.check_usage(argv, required=(_PREDICTIONS.name, _ANNOTATIONS.name))
   from rhpe_jax.evaluation import prediction_file  # pylint: disable=g-import-not-at-top
   prediction_file.report_prediction_file(_PREDICTIONS.value, _ANNOTATIONS.value,
                                          _THRESHOLD.value, _OUTPUT_JSON.value)

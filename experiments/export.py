@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import app, flags
+from absl import flags
 
 from rhpe_jax import cli
 
@@ -35,11 +35,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  for name in ('config', 'workdir', 'output'):
-    if getattr(FLAGS, name) is None:
-      raise app.UsageError(f'--{name} is required')
+  cli.check_usage(argv, required=('config', 'workdir', 'output'))
   from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
   paths = export.export_checkpoint(
       FLAGS.config, FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,

@@ -60,8 +60,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.check_usage(argv)
   from rhpe_jax.perf import gpu_conv_matrix  # pylint: disable=g-import-not-at-top
   if FLAGS.write_table:
     gpu_conv_matrix.write_table(FLAGS.write_table, FLAGS.table_file, min_gain=FLAGS.min_gain,

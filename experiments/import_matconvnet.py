@@ -22,7 +22,7 @@ difference; nothing is written then.
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from rhpe_jax import cli
 
@@ -39,8 +39,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.check_usage(argv)
   # pylint: disable=g-import-not-at-top
   from rhpe_jax.interop import matconvnet
   from rhpe_jax.training import steps

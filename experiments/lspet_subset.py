@@ -14,7 +14,7 @@ expects; `source_images.txt` maps each new name to the original one.
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from rhpe_jax import cli
 
@@ -27,8 +27,7 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Folder to write (created).', requ
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.check_usage(argv)
   from rhpe_jax.data import lspet_subset  # pylint: disable=g-import-not-at-top
   names = lspet_subset.write_subset(_SOURCE.value, _FIRST.value, _LAST.value, _OUTPUT.value)
   print(f'wrote {len(names)} images ({names[0]} .. {names[-1]}) to {_OUTPUT.value}')

@@ -60,11 +60,7 @@ def join_center_values(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  for name in ('config', 'workdir', 'output'):
-    if getattr(FLAGS, name) is None:
-      raise app.UsageError(f'--{name} is required')
+  cli.check_usage(argv, required=('config', 'workdir', 'output'))
   if FLAGS.images is not None:
     clashing = [f'--{name}' for name in ('image', 'from_split', 'center', 'scale')
                 if getattr(FLAGS, name) is not None] + ['--heatmaps'] * FLAGS.heatmaps
@@ -90,4 +86,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main, argv=join_center_values(sys.argv))
+  cli.run(main, argv=join_center_values(sys.argv), compilation_cache=True)

@@ -14,7 +14,7 @@ untraced, so compare the traced total with the step time.
 """
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from rhpe_jax import cli
@@ -32,8 +32,7 @@ def define_flags() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cli.check_usage(argv)
   from rhpe_jax.perf import profile  # pylint: disable=g-import-not-at-top
   profile.profile_step(FLAGS.config, FLAGS.what, FLAGS.batch, FLAGS.image_size, FLAGS.out,
                        FLAGS.top)

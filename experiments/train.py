@@ -12,7 +12,7 @@ is hidden; --verbosity=0 shows it.
 """
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
 from rhpe_jax import cli
@@ -29,8 +29,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  cli.check_usage(argv)
   import jax  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import processes  # pylint: disable=g-import-not-at-top
   if FLAGS.coordinator_address or FLAGS.distributed:  # before JAX starts a backend

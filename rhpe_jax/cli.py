@@ -157,22 +157,15 @@ def define_checkpoint_flags() -> None:
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 
 
-def error_status(error: Exception) -> int:
-  """Prints `error` as one `error:` line on stderr (after its traceback with
-  --verbosity=0); returns exit status 1. (Superseded by raising from main.)"""
-  if _verbose():
-    traceback.print_exception(error)
-  _print_error(str(error))
-  return FAILURE
-
-
-def fail(message: str) -> NoReturn:
-  """Ends the program with one `error:` line (exit status 1), after the
-  traceback of the exception being handled, if any, with --verbosity=0.
-  (Superseded by raising from main.)"""
-  if _verbose() and sys.exc_info()[1] is not None:
-    traceback.print_exc()
-  sys.exit('error: ' + ' '.join(str(message).split()))
+def check_usage(argv: Sequence[str], required: Sequence[str] = ()) -> None:
+  """The usage checks every main starts with: no positional arguments, and
+  each flag of `required` given (app.UsageError: exit status 2)."""
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  for name in required:
+    value = FLAGS[name].value
+    if value is None or (isinstance(value, str) and not value):
+      raise app.UsageError(f'--{name} is required')
 
 
 def _verbose() -> bool:

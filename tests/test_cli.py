@@ -167,8 +167,6 @@ _FAILING_COMMAND = textwrap.dedent('''
         open('/nonexistent/checkpoint')
       if _HOW.value == 'usage':
         raise app.UsageError('--this does not go with --that')
-      if _HOW.value == 'fail':  # the older convention, until every tool raises
-        cli.fail('cannot read it')
       raise KeyError('a bug')
 
     cli.run(main)
@@ -197,8 +195,6 @@ def test_expected_failure_is_one_line_with_its_traceback_on_request(failing_comm
   assert verbose.stderr.startswith('Traceback (most recent call last):')
   assert verbose.stderr.endswith('FileNotFoundError: [Errno 2] No such file or directory: '
                                  "'/nonexistent/checkpoint'\n" + line)
-  old = _fail(failing_command, '--how=fail')
-  assert (old.returncode, old.stderr) == (1, 'error: cannot read it\n')
 
 
 def test_usage_error_from_main_is_one_line_and_status_2(failing_command):

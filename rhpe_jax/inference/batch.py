@@ -261,11 +261,9 @@ def predict_folder(config, workdir: str, images: str, output: str, *,
   import signal  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
   if batch_size < 1:
     raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
   items, kind = image_inputs.list_images(images)
-  runtime.enable_compilation_cache()
   out = pathlib.Path(output)
   if not out.suffix:
     out = out.with_suffix('.jsonl')
