@@ -112,15 +112,17 @@ def run_reference(out: str, data_dir: str, dataset: str) -> None:
              for p in range(2)]
   per_epoch = train.steps_per_epoch(config, streams[0].num_examples)
   iterators = [s.dataset(0).as_numpy_iterator() for s in streams]
-  state = step_lib.replicate(
-      step_lib.create_train_state(config, jax.random.key(config.seed), per_epoch))
+  init = step_lib.create_train_state(config, jax.random.key(config.seed), per_epoch)
+  arrays = flatten({'params': init.params, 'batch_stats': init.batch_stats}, 'init')
+  state = step_lib.replicate(init)
   p_step = step_lib.pmapped_train_step(config)
   for _ in range(REFERENCE_STEPS):
     parts = [next(it) for it in iterators]
     batch = jax.tree_util.tree_map(lambda *x: np.concatenate(x, axis=0), *parts)
     state, _ = p_step(state, batch)
   final = step_lib.unreplicate(state)
-  np.savez(out, **flatten({'params': final.params, 'batch_stats': final.batch_stats}, ''))
+  arrays.update(flatten({'params': final.params, 'batch_stats': final.batch_stats}, ''))
+  np.savez(out, **arrays)
 
 
 if __name__ == '__main__':
