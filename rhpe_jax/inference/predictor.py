@@ -108,15 +108,25 @@ def _compiled(key: str, flip: bool, outputs: tuple[str, ...], over_devices: bool
   return jax.pmap(fn) if over_devices else jax.jit(fn)
 
 
-def replicate(variables: Any) -> Any:
-  """`variables` on every local device (stacked on a leading device axis, laid
-  out as pmap's outputs are), for a `predict_fn(over_devices=True)`."""
+def replicate(tree: Any, axis_name: str | None = None) -> Any:
+  """`tree` copied to every local device (stacked on a leading device axis),
+  laid out as the outputs of a pmap over `axis_name` are: for a
+  `predict_fn(over_devices=True)`, and for the training steps (their axis
+  name, so that the second step does not compile the program again).
+
+  Each device's copy lives in fresh host memory of its own: a CPU transfer may
+  alias host memory instead of copying it, and with a stride-0 broadcast (or
+  a view of another array's buffer) the devices would share memory that a
+  donating step then overwrites in place.
+  """
   count = jax.local_device_count()
-  stacked = jax.tree_util.tree_map(lambda x: np.stack([np.asarray(x)] * count), variables)
-  return _identity_pmap(stacked)
+  stacked = jax.tree_util.tree_map(lambda x: np.stack([np.array(x) for _ in range(count)]), tree)
+  return _identity_pmap(axis_name)(stacked)
 
 
-_identity_pmap = jax.pmap(lambda tree: tree)
+@functools.lru_cache(maxsize=None)
+def _identity_pmap(axis_name: str | None):
+  return jax.pmap(lambda tree: tree, axis_name=axis_name)
 
 
 def grid_to_grid_affine(target_input_to_image: np.ndarray,

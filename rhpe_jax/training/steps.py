@@ -14,7 +14,6 @@ from typing import Any, Sequence
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
 import optax
 from flax.training import train_state
@@ -196,24 +195,9 @@ def pmapped_eval_step(config: ml_collections.ConfigDict, devices: Sequence | Non
 
 
 def replicate(tree: Any) -> Any:
-  """`tree` copied to every local device, laid out as pmap's outputs are.
-
-  The arrays carry a mesh named after AXIS, like the step's outputs: with
-  `flax.jax_utils.replicate` (another mesh axis name) the second step would
-  compile the whole program again.
-
-  The copies live in fresh host memory of their own: a CPU transfer may
-  alias host memory instead of copying it, and with a stride-0 broadcast (or
-  a view of another array's buffer) the devices' states would share memory
-  that the donating train step then overwrites in place.
-  """
-  count = jax.local_device_count()
-  stacked = jax.tree_util.tree_map(
-      lambda x: np.stack([np.array(x) for _ in range(count)]), tree)
-  return _identity_pmap(stacked)
-
-
-_identity_pmap = jax.pmap(lambda tree: tree, axis_name=AXIS)
+  """`tree` (a train state) on every local device, laid out as the steps'
+  outputs are (`predictor.replicate` over AXIS)."""
+  return predictor.replicate(tree, AXIS)
 
 
 def unreplicate(tree: Any) -> Any:
