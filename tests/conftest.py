@@ -19,16 +19,6 @@ def pytest_configure(config):  # pylint: disable=unused-argument
   runtime.setup()
 
 
-def pytest_collection_modifyitems(items):
-  """The `slow` tests first, longest first (`seconds`: about what one takes on
-  2 busy cores), so that xdist hands them out one per worker at the start
-  instead of leaving one running alone at the end."""
-  def seconds(item) -> float:
-    mark = item.get_closest_marker('slow')
-    return -mark.kwargs.get('seconds', 60) if mark else 0.0
-  items.sort(key=seconds)  # stable: the others keep their order
-
-
 TINY_NAME = 'tiny_eval'
 TINY_RESOLUTION = 64
 

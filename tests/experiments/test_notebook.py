@@ -12,7 +12,7 @@ from tests.conftest import REPO
 NOTEBOOK = REPO / 'experiments' / 'colab_tpu.ipynb'
 
 
-@pytest.mark.slow(seconds=55)
+@pytest.mark.slow
 def test_colab_notebook_runs_end_to_end_on_cpu(tmp_path, monkeypatch):
   nbclient = pytest.importorskip('nbclient')
   nbformat = pytest.importorskip('nbformat')

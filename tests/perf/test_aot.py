@@ -138,7 +138,6 @@ def notebook_config():
   return config
 
 
-@pytest.mark.slow(seconds=250)
 @needs_libtpu
 def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
   """The notebook's training step on Colab's v5e-1 (about 2-6 minutes of
@@ -186,7 +185,6 @@ def tiny_config():
   return config
 
 
-@pytest.mark.slow(seconds=40)
 @needs_libtpu
 def test_four_abstract_chips_run_the_pmapped_step_and_memory_grows_with_the_batch(tmp_path):
   """The eval step (the training loop's evaluation) pmapped over a v5e:2x2,

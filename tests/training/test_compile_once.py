@@ -42,7 +42,6 @@ def _batches(config, count):
     yield jax.tree_util.tree_map(lambda x: x.reshape((devices, 2) + x.shape[1:]), batch)
 
 
-@pytest.mark.slow(seconds=30)
 def test_pmapped_train_step_compiles_once(compile_counter):
   config = _tiny_config()
   state = step_lib.replicate(

@@ -122,7 +122,6 @@ def straight_run(tiny_data_dir, compile_cache, tmp_path_factory) -> pathlib.Path
   return straight
 
 
-@pytest.mark.slow(seconds=110)
 def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cache, straight_run,
                                                       tmp_path):
   env = _env(compile_cache)
@@ -179,7 +178,6 @@ def _with_file_size_limit(kilobytes: int, args: list[str]) -> list[str]:
   return ['bash', '-c', f'ulimit -f {kilobytes} && exec "$@"', 'bash', *args]
 
 
-@pytest.mark.slow(seconds=40)
 def test_unreadable_checkpoints_and_a_failed_save_cost_those_checkpoints_only(
     tiny_data_dir, compile_cache, straight_run, tmp_path):
   """The newest two checkpoints broken (48 truncated, 44's data lost): training
@@ -244,7 +242,6 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-@pytest.mark.slow(seconds=90)
 def test_two_processes_train_as_one_process(tiny_data_dir, tmp_path):
   """2 processes x 2 CPU devices (jax.distributed, gloo) = 1 process x 4 devices
   fed the same global batches (each process's shard of the data)."""
@@ -366,7 +363,7 @@ def _numpy_lspet_scores(pred: np.ndarray, joints: np.ndarray, train: slice, test
   return {'ours': pck(pred), 'mean_pose': pck(baseline)}
 
 
-@pytest.mark.slow(seconds=210)
+@pytest.mark.slow
 def test_learns_on_held_out_lspet_images_beyond_the_mean_pose(tmp_path, record_property):
   """Train on LSPET images 1-240, evaluate on images 241-300 (a separate
   build, never seen): PCK@0.2 on visible joints beats the mean pose, both

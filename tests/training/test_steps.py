@@ -29,7 +29,6 @@ def _env(devices: int) -> dict:
   return env
 
 
-@pytest.mark.slow(seconds=40)
 def test_pmap_over_8_devices_equals_one_device(tmp_path):
   out = tmp_path / 'pmap.npz'
   result = subprocess.run(
