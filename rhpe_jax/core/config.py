@@ -34,7 +34,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS default
   config.train_split = 'train'
   config.eval_split = 'validation'
-  config.skeleton = 'mpii'
+  config.skeleton = 'mpii'  # 'mpii' | 'lsp' | 'coco' | 'dataset' (the dataset's own set)
+  # With skeleton 'dataset': the set read from the dataset's metadata
+  # (rhpe_jax.data.datasets.resolve_keypoint_set fills it in; Skeleton.to_dict).
+  config.keypoint_set = ml_collections.config_dict.placeholder(dict)
+  # OKS sigmas of the COCO evaluation, one per keypoint; empty: the set's own,
+  # else rhpe_jax.core.skeleton.oks_sigmas's rule (COCO's by name, 0.079 otherwise).
+  config.keypoint_sigmas = ()
   config.extra_train_datasets = ()  # e.g. (('lsp/extended', 'train', 'lsp_to_mpii', 0.5),)
   config.shuffle_buffer = 2048
   config.max_other_people = 8

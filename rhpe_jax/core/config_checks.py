@@ -105,7 +105,11 @@ RULES: dict[str, Rule] = {
                      'a directory (or unset for the TFDS default)'),
     'train_split': _SPLIT_RULE,
     'eval_split': _SPLIT_RULE,
-    'skeleton': one_of(tuple(skeleton.SKELETONS)),
+    'skeleton': one_of(skeleton.SKELETON_NAMES),
+    'keypoint_set': Rule(lambda value: value is None or isinstance(value, Mapping),
+                         'unset, or a keypoint set (rhpe_jax.core.skeleton.Skeleton.to_dict)'),
+    'keypoint_sigmas': Rule(_sequence_of(lambda v: _is_number(v) and v > 0),
+                            'a tuple of OKS sigmas > 0, one per keypoint (empty: by rule)'),
     'extra_train_datasets': Rule(
         _sequence_of(_extra_dataset),
         f'a tuple of (dataset, split, joint mapping in {config_lib.JOINT_MAPPINGS}, weight > 0)'),

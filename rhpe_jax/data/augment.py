@@ -62,8 +62,10 @@ class AugmentConfig:
     max_other_people: other people's keypoints are padded/truncated to this.
     joint_mapping: None, or 'lsp_to_mpii' to place 14 LSP joints in the 16
       MPII slots (pelvis and thorax missing).
-    skeleton: joint set for the flip permutation, 'mpii' or 'lsp'; None infers
-      it from the number of joints after mapping (16 -> mpii, 14 -> lsp).
+    skeleton: joint set for the flip permutation, a built-in name or
+      'dataset' (then `keypoint_set` holds it); None infers it from the number
+      of joints after mapping (16 -> mpii, 14 -> lsp).
+    keypoint_set: the dataset's own set (`Skeleton.to_dict`) for 'dataset'.
   """
 
   input_size: int = 248
@@ -77,6 +79,7 @@ class AugmentConfig:
   max_other_people: int = 8
   joint_mapping: str | None = None
   skeleton: str | None = None
+  keypoint_set: Mapping[str, Any] | None = None
 
   def __post_init__(self):
     if int(self.input_size) != self.input_size or self.input_size < 1:
@@ -100,7 +103,7 @@ class AugmentConfig:
       raise ValueError(
           f'unknown joint_mapping {self.joint_mapping!r}; expected one of {JOINT_MAPPINGS}')
     if self.skeleton is not None:
-      skeleton_lib.get_skeleton(self.skeleton)  # Raises for unknown names.
+      skeleton_lib.of_config(self)  # Raises for unknown names and bad sets.
 
   @classmethod
   def from_mapping(cls, cfg: Mapping[str, Any]) -> 'AugmentConfig':
@@ -112,7 +115,7 @@ class AugmentConfig:
 def resolve_skeleton(config: AugmentConfig, num_joints: int) -> skeleton_lib.Skeleton:
   """The joint set whose flip permutation applies to `num_joints` joints."""
   if config.skeleton is not None:
-    skel = skeleton_lib.get_skeleton(config.skeleton)
+    skel = skeleton_lib.of_config(config)
   elif num_joints == skeleton_lib.MPII.num_joints:
     skel = skeleton_lib.MPII
   elif num_joints == skeleton_lib.LSP.num_joints:

@@ -6,6 +6,8 @@ Glue between a config (dataset names, splits, augmentation) and
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Iterator
 
 import jax
@@ -14,8 +16,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 from flax import jax_utils
 
+from rhpe_jax.core import skeleton
 from rhpe_jax.data import augment
 from rhpe_jax.data import input_pipeline
+
+# The key of a dataset's metadata (tfds.core.MetadataDict) that holds its
+# keypoint set (skeleton.Skeleton.to_dict), and the file a training run
+# copies it to in its workdir, so that prediction needs no dataset.
+KEYPOINT_SET_KEY = 'keypoint_set'
+KEYPOINT_SET_FILE = 'keypoint_set.json'
 
 
 def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
@@ -25,6 +34,53 @@ def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
 
 def data_dir(config: ml_collections.ConfigDict) -> str | None:
   return config.data_dir or None
+
+
+def dataset_keypoint_set(name: str, data_dir_: str | None) -> dict | None:
+  """The keypoint set a built dataset's metadata holds (None if it has none)."""
+  builder = tfds.builder(name, data_dir=data_dir_)
+  metadata = builder.info.metadata or {}
+  if KEYPOINT_SET_KEY not in metadata:  # a builder read back from files only
+    path = os.path.join(builder.data_dir, 'metadata.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        metadata = json.load(f)
+  values = metadata.get(KEYPOINT_SET_KEY)
+  return None if values is None else dict(values)
+
+
+def resolve_keypoint_set(config: ml_collections.ConfigDict, workdir: str | None = None
+                         ) -> skeleton.Skeleton:
+  """The config's joint set; with `skeleton = 'dataset'`, `config.keypoint_set`
+  is filled in from the dataset's metadata or, without the dataset, from the
+  copy a training run left in `workdir`. Raises ValueError naming where it looked."""
+  if config.skeleton == skeleton.DATASET_SKELETON and not config.keypoint_set:
+    values, looked = None, []
+    saved = os.path.join(workdir, KEYPOINT_SET_FILE) if workdir else None
+    try:
+      values = dataset_keypoint_set(config.dataset, data_dir(config))
+      looked.append(f'the metadata of {config.dataset} in {data_dir(config) or "TFDS default"}')
+    except Exception as error:  # pylint: disable=broad-except  # not built here
+      looked.append(f'{config.dataset} ({type(error).__name__}: {error})'.splitlines()[0])
+    if values is None and saved and os.path.exists(saved):
+      with open(saved) as f:
+        values = json.load(f)
+    elif values is None and saved:
+      looked.append(saved)
+    if values is None:
+      raise ValueError("config.skeleton is 'dataset' but no keypoint set was found in "
+                       + ' or '.join(looked))
+    with config.unlocked():
+      config.keypoint_set = values
+  return skeleton.of_config(config)
+
+
+def save_keypoint_set(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the config's joint set to `workdir` (resolve_keypoint_set reads it)."""
+  values = skeleton.of_config(config).to_dict()
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, KEYPOINT_SET_FILE), 'w') as f:
+    json.dump(values, f, indent=1)
 
 
 def _load(config, name: str, split: str, process_index: int | None = None,

@@ -290,7 +290,7 @@ _FILE_NOTES = {
 def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
                 batch: int | None, formats: Sequence[str]) -> str:
   """DIR/README.md: input, outputs, joint order, mapping back to the image."""
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1]}' for f in formats)
   return _README.format(
       step=step, batch='B' if batch is None else batch, size=image_size,

@@ -73,7 +73,7 @@ def collect_predictions(p_eval_step, state, batches: Iterable[dict],
 def score(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray],
           pred_key: str = 'pred_image') -> dict[str, Any]:
   """The config's accuracy measure on collected predictions."""
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   annotated = predictions['keypoint_status'] > 0
   pred, gt = predictions[pred_key], predictions['gt_image']
   if config.eval_metric == 'pckh':
@@ -154,7 +154,7 @@ class Evaluator:
 
 def format_summary(config: ml_collections.ConfigDict, evaluation: dict, step: int) -> str:
   measure = f'{config.eval_metric.upper()}@{config.eval_pck_threshold:g}'
-  table = metrics.format_table(evaluation['result'], skeleton.get_skeleton(config.skeleton))
+  table = metrics.format_table(evaluation['result'], skeleton.of_config(config))
   return f'evaluation at step {step} ({measure}, {len(evaluation["predictions"]["pred"])} examples)\n{table}'
 
 
@@ -164,7 +164,7 @@ def write_image_summaries(writer, config: ml_collections.ConfigDict, evaluation:
   predictions = evaluation['predictions']
   if 'images' not in predictions:
     return
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   pictures = []
   for i, image in enumerate(predictions['images']):
     annotated = predictions['keypoint_status'][i] > 0
@@ -265,7 +265,7 @@ def curve_thresholds(config: ml_collections.ConfigDict) -> np.ndarray:
 def accuracy_curves(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray]
                     ) -> dict[str, Any]:
   """PCK(h)-vs-threshold curves of every table group and of "Total" (pooled)."""
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   groups, total = metrics._table_spec(joints)  # pylint: disable=protected-access
   gt = predictions['gt_image']
   if config.eval_metric == 'pckh':

@@ -120,7 +120,7 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
                                          batch_size=batch_size)
   out_dir = pathlib.Path(output_dir or os.path.join(workdir, f'eval_{split.split("[")[0]}'))
   out_dir.mkdir(parents=True, exist_ok=True)
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   results: dict[str, Any] = {
       'checkpoint': path, 'step': step, 'dataset': config.dataset, 'split': split,
       'flip': bool(flip), 'scales': list(scales), 'num_persons': int(len(predictions['pred'])),

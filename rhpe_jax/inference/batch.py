@@ -188,7 +188,7 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   todo = [i for i in dict.fromkeys(items) if i.key not in done]
   skipped_done = len(dict.fromkeys(items)) - len(todo)
   names = picture_names(list(items)) if picture_dir is not None else {}
-  skel = skeleton.get_skeleton(config.skeleton)
+  skel = skeleton.of_config(config)
   joint_names = list(skel.joint_names)
   step = predictor.predict_fn(config)
   size = config.input_size

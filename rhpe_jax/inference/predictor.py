@@ -103,7 +103,7 @@ def predict_fn(config: ml_collections.ConfigDict, *, flip: bool = False,
 def _compiled(key: str, flip: bool, outputs: tuple[str, ...], over_devices: bool):
   config = ml_collections.ConfigDict(json.loads(key))
   net = model_lib.create_model(config)
-  permutation = skeleton.get_skeleton(config.skeleton).flip_permutation if flip else None
+  permutation = skeleton.of_config(config).flip_permutation if flip else None
   fn = functools.partial(predict, net, flip_permutation=permutation, outputs=outputs)
   return jax.pmap(fn) if over_devices else jax.jit(fn)
 

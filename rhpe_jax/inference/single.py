@@ -74,7 +74,7 @@ def predict_image(config, workdir: str, output: str, *, image_path: str | None =
   from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
   from rhpe_jax.data import image_io  # pylint: disable=g-import-not-at-top
-  skel = skeleton.get_skeleton(config.skeleton)
+  skel = skeleton.of_config(config)
   unknown = [j for j in joints if j not in skel.joint_names]
   if unknown:
     raise ValueError(f'unknown joints {unknown}; {skel.name} has {list(skel.joint_names)}')

@@ -332,7 +332,7 @@ COMPUTE_DTYPES = {name: getattr(jnp, name) for name in config_lib.COMPUTE_DTYPES
 def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
                  ) -> RecurrentPoseNet:
   """The network a config describes."""
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   if config.compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f'compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, '
                      f'got {config.compute_dtype!r}')

@@ -46,7 +46,7 @@ def batch_spec(config: ml_collections.ConfigDict, batch: int, *, keys: Sequence[
                devices: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
   """The shapes and dtypes of a batch as the input pipeline hands it to the
   steps (with a leading device axis when `devices` is given)."""
-  joints = skeleton.get_skeleton(config.skeleton).num_joints
+  joints = skeleton.of_config(config).num_joints
   size, people = config.input_size, config.max_other_people
   shapes = {
       'image': ((batch, size, size, 3), jnp.uint8),

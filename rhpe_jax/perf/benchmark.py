@@ -42,7 +42,7 @@ def peak_memory_bytes(device: jax.Device) -> int | None:
 
 def fake_batch(config, batch: int, image_size: int, rng: np.random.Generator) -> dict:
   """A batch of random images and keypoints shaped like the pipeline's."""
-  joints = skeleton.get_skeleton(config.skeleton).num_joints
+  joints = skeleton.of_config(config).num_joints
   people = config.max_other_people
   return {
       'image': rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),

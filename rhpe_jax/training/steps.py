@@ -106,7 +106,7 @@ def train_state_from_variables(config: ml_collections.ConfigDict, variables: dic
 def render_targets_for_batch(batch: dict, config: ml_collections.ConfigDict,
                              grid_shape: tuple[int, int]) -> targets.Targets:
   """Targets on the output grid from a batch's keypoints in input pixels."""
-  joints = skeleton.get_skeleton(config.skeleton)
+  joints = skeleton.of_config(config)
   return targets.render_batch(
       decode.input_to_grid(batch['keypoints']), batch['keypoint_status'],
       grid_shape=grid_shape,

@@ -27,7 +27,8 @@ BAD = [
                       "or 'lsp/extended'"),
     ({'train_split': 'train[:'}, "config.train_split = 'train[:': must be a split such as "
                                  "'train' or 'train[:250]'"),
-    ({'skeleton': 'coco'}, "config.skeleton = 'coco': must be one of 'lsp', 'mpii'"),
+    ({'skeleton': 'crowdpose'},
+     "config.skeleton = 'crowdpose': must be one of 'coco', 'lsp', 'mpii', 'dataset'"),
     ({'occlusion_mode': 'drop'},
      "config.occlusion_mode = 'drop': must be one of 'include', 'ignore', 'exclude'"),
     ({'optimizer': 'adamw'}, "config.optimizer = 'adamw': must be one of 'sgd', 'adam'"),
@@ -123,7 +124,7 @@ def test_unknown_and_missing_keys_are_left_alone():
 
 def _allowed(key: str) -> list:
   """The names the checker allows for `key`, among the candidates."""
-  candidates = ['lsp', 'mpii', 'coco', 'include', 'ignore', 'exclude', 'drop', 'sgd', 'adam',
+  candidates = ['coco', 'lsp', 'mpii', 'dataset', 'crowdpose', 'include', 'ignore', 'exclude', 'drop', 'sgd', 'adam',
                 'adamw', 'step', 'cosine', 'linear', 'float32', 'bfloat16', 'float16', 'float64',
                 'pckh', 'pck', 'pcp', 'lsp_diagonal', 'mean_diagonals', 'hips']
   return [name for name in candidates if config_checks.RULES[key].test(name)]
@@ -141,7 +142,7 @@ def test_each_allowed_name_is_defined_once_where_the_code_uses_it():
   assert augment.JOINT_MAPPINGS is config_lib.JOINT_MAPPINGS
   assert tuple(network.COMPUTE_DTYPES) == config_lib.COMPUTE_DTYPES
   # The rules allow those names and no other (hand-written here).
-  assert _allowed('skeleton') == list(skeleton.SKELETONS) == ['lsp', 'mpii']
+  assert _allowed('skeleton') == list(skeleton.SKELETON_NAMES) == ['coco', 'lsp', 'mpii', 'dataset']
   assert _allowed('occlusion_mode') == ['include', 'ignore', 'exclude']
   assert _allowed('optimizer') == list(config_lib.OPTIMIZERS) == ['sgd', 'adam']
   assert _allowed('lr_schedule') == list(config_lib.LR_SCHEDULES) == ['step', 'cosine']
@@ -161,7 +162,13 @@ def test_the_code_accepts_what_the_checker_allows_and_rejects_the_rest():
   from rhpe_jax.training import steps as train_step
   import numpy as np  # pylint: disable=g-import-not-at-top
   for name in _allowed('skeleton'):
-    assert skeleton.get_skeleton(name).name == name
+    if name == skeleton.DATASET_SKELETON:  # the dataset's own set, once it is read
+      with pytest.raises(ValueError, match='keypoint_set is empty'):
+        skeleton.of_config(_with(demo.get_config(), skeleton=name))
+      config = _with(demo.get_config(), skeleton=name, keypoint_set=skeleton.LSP.to_dict())
+      assert skeleton.of_config(config) == skeleton.LSP
+    else:
+      assert skeleton.get_skeleton(name).name == name
   config = demo.get_config()
   for dtype in _allowed('compute_dtype'):
     config.compute_dtype = dtype
@@ -176,7 +183,7 @@ def test_the_code_accepts_what_the_checker_allows_and_rejects_the_rest():
   for definition in _allowed('torso_definition'):
     metrics.torso_size(gt, definition, skeleton.LSP)
   # And the code rejects what the checker rejects.
-  rejected = [lambda: skeleton.get_skeleton('coco'),
+  rejected = [lambda: skeleton.get_skeleton('crowdpose'),
               lambda: model_lib.create_model(_with(config, compute_dtype='float64')),
               lambda: train_step.create_optimizer(_with(config, optimizer='adamw'), 10),
               lambda: train_step.learning_rate_schedule(_with(config, lr_schedule='linear'), 10),

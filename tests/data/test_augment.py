@@ -352,7 +352,7 @@ def test_config_validation_and_from_mapping():
   with pytest.raises(ValueError, match='joint_mapping'):
     augment.AugmentConfig(joint_mapping='mpii_to_lsp')
   with pytest.raises(ValueError, match='skeleton'):
-    augment.AugmentConfig(skeleton='coco')
+    augment.AugmentConfig(skeleton='crowdpose')
   with pytest.raises(ValueError, match='input_size'):
     augment.AugmentConfig(input_size=0)
   cfg = augment.AugmentConfig.from_mapping({'input_size': 128, 'learning_rate': 0.1})
