@@ -1,0 +1,78 @@
+"""COCO results files: a detector's person boxes in, keypoints out.
+
+The format every COCO tool reads (cocodataset.org/#format-results): a JSON
+list of records with `image_id`, `category_id`, and `bbox` [x, y, w, h]
+(detections) or `keypoints` [x, y, v] x K (keypoint results), and `score`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+PERSON_CATEGORY_ID = 1  # COCO's person
+
+
+def keypoint_result(image_id: int, keypoints: np.ndarray, confidence: np.ndarray, *,
+                    category_id: int = PERSON_CATEGORY_ID, box_score: float = 1.0
+                    ) -> dict[str, Any]:
+  """One keypoint result: `keypoints` (K, 2) in original image pixels,
+  `confidence` (K,) the heat-map peaks. The score, which ranks a person
+  among all results, is `box_score` times the mean peak (1 for ground-truth
+  boxes); v is 1 for every keypoint, as pycocotools ignores it in results."""
+  keypoints, confidence = np.asarray(keypoints, np.float64), np.asarray(confidence, np.float64)
+  if keypoints.ndim != 2 or keypoints.shape[1] != 2 or confidence.shape != keypoints.shape[:1]:
+    raise ValueError(f'need keypoints (K, 2) and confidence (K,), got {keypoints.shape} and '
+                     f'{confidence.shape}')
+  triples = np.concatenate([keypoints, np.ones_like(keypoints[:, :1])], axis=1)
+  return {'image_id': int(image_id), 'category_id': int(category_id),
+          'keypoints': [round(float(v), 3) for v in triples.ravel()],
+          'score': float(box_score) * float(np.mean(confidence))}
+
+
+def write_results(path: str, records: Sequence[dict[str, Any]]) -> None:
+  """Writes `records` as a COCO results file, whole or not at all."""
+  partial = f'{path}.partial'
+  with open(partial, 'w') as f:
+    json.dump(list(records), f)
+  os.replace(partial, path)
+
+
+def read_detections(path: str, *, score_threshold: float = 0.0,
+                    category_id: int = PERSON_CATEGORY_ID) -> dict[int, list[dict[str, Any]]]:
+  """A detector's boxes (COCO results format) by image id: records of
+  `category_id` whose score is at least `score_threshold`, best first.
+  Raises ValueError with one line naming the file and the record at fault."""
+  try:
+    with open(path) as f:
+      records = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'{path}: no such detections file') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(f'{path}: not a JSON file ({error})') from None
+  if not isinstance(records, list):
+    raise ValueError(f'{path}: a COCO results file is a JSON list of records, '
+                     f'got a {type(records).__name__}')
+  boxes: dict[int, list[dict[str, Any]]] = {}
+  for number, record in enumerate(records):
+    where = f'{path}: record {number}'
+    if not isinstance(record, dict) or not {'image_id', 'bbox', 'score'} <= set(record):
+      raise ValueError(f'{where}: a detection needs image_id, bbox and score')
+    bbox, score = record['bbox'], record['score']
+    if (not isinstance(bbox, list) or len(bbox) != 4
+        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+      raise ValueError(f'{where}: bbox must be [x, y, width, height], got {bbox!r}')
+    if not isinstance(score, (int, float)) or not math.isfinite(score):
+      raise ValueError(f'{where}: score must be a number, got {score!r}')
+    if record.get('category_id', category_id) != category_id or score < score_threshold:
+      continue
+    if bbox[2] <= 0 or bbox[3] <= 0:
+      continue  # an empty box: no person to crop
+    boxes.setdefault(int(record['image_id']), []).append(
+        {'bbox': [float(v) for v in bbox], 'score': float(score)})
+  for image_boxes in boxes.values():
+    image_boxes.sort(key=lambda b: -b['score'])
+  return boxes
