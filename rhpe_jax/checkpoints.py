@@ -424,6 +424,27 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   return variables, step
 
 
+def read_variables(workdir: str, checkpoint: str = 'latest') -> tuple[dict[str, Any], int]:
+  """({'params', 'batch_stats'} as saved, step) of a workdir's checkpoint,
+  read without a config: the shapes are the checkpoint's own, for carrying
+  weights to another network (rhpe_jax.model.transfer). Falls back past
+  unreadable checkpoints as `restore_variables` does."""
+
+  def restore(directory: str, step: int):
+    path = os.path.join(directory, str(step), 'default')
+    checkpointer = ocp.PyTreeCheckpointer()
+    metadata = checkpointer.metadata(path)
+    tree = getattr(getattr(metadata, 'item_metadata', metadata), 'tree', metadata)
+    as_numpy = jax.tree_util.tree_map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                      dict(tree))
+    restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+    return {'params': restored['params'], 'batch_stats': restored.get('batch_stats', {})}
+
+  variables, _, step = restore_first_readable(checkpoint_candidates(workdir, checkpoint),
+                                              restore, move_required=False)
+  return variables, step
+
+
 def _check_shape(path, want: np.ndarray, got: np.ndarray) -> None:
   """A ValueError (the checkpoint does not fit) unless `got` has `want`'s shape."""
   if np.shape(got) != want.shape:

@@ -45,6 +45,15 @@ def default_config() -> ml_collections.ConfigDict:
   config.shuffle_buffer = 2048
   config.max_other_people = 8
 
+  # Fine-tuning: a new run (step 0) starts from the network of another
+  # workdir's checkpoint; its trunk and fusion layers are copied and its heads
+  # carried by keypoint name to this config's set (rhpe_jax.model.transfer).
+  # The source's set: '' reads INIT_FROM/keypoint_set.json (training writes
+  # it), else a built-in name ('mpii', 'lsp', 'coco').
+  config.init_from = ''
+  config.init_from_checkpoint = 'latest'  # 'latest' | 'best' | a step number
+  config.init_from_skeleton = ''
+
   # Input and augmentation (rhpe_jax.data.input_pipeline).
   config.input_size = 248
   config.box_scale = 1.5 * 248 / 256  # the release's 300 x scale patch at 256 px, cropped to 248

@@ -113,6 +113,11 @@ RULES: dict[str, Rule] = {
     'extra_train_datasets': Rule(
         _sequence_of(_extra_dataset),
         f'a tuple of (dataset, split, joint mapping in {config_lib.JOINT_MAPPINGS}, weight > 0)'),
+    'init_from': Rule(lambda value: isinstance(value, str), "a workdir, or '' to start fresh"),
+    'init_from_checkpoint': Rule(
+        lambda value: value in ('latest', 'best') or (isinstance(value, str) and value.isdigit())
+        or (_is_int(value) and value >= 0), "'latest', 'best' or a step number"),
+    'init_from_skeleton': one_of(('', *skeleton.SKELETONS)),
     'shuffle_buffer': integer(1),
     'max_other_people': integer(0),
     # Input and augmentation.

@@ -9,6 +9,8 @@ network, and the name matching that carries a head from one set to another.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 from typing import Any, Mapping, Sequence
 
@@ -254,3 +256,29 @@ def match_keypoints(source: Skeleton, target: Skeleton) -> list[int | None]:
   carried to another keypoint set. MPII 'r_ankle' is COCO 'right_ankle'."""
   index = {canonical_name(n): i for i, n in enumerate(source.joint_names)}
   return [index.get(canonical_name(n)) for n in target.joint_names]
+
+
+# The file a training run (or an import) writes its joint set to in its
+# workdir, so that prediction and fine-tuning need no dataset.
+WORKDIR_FILE = 'keypoint_set.json'
+
+
+def save_to_workdir(joints: Skeleton, workdir: str) -> None:
+  """Writes `joints` to `workdir`/WORKDIR_FILE (whole or not at all)."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, WORKDIR_FILE)
+  with open(path + '.partial', 'w') as f:
+    json.dump(joints.to_dict(), f, indent=1)
+  os.replace(path + '.partial', path)
+
+
+def read_from_workdir(workdir: str) -> Skeleton | None:
+  """The joint set a run left in `workdir`, or None when it left none."""
+  path = os.path.join(workdir, WORKDIR_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    try:
+      return Skeleton.from_dict(json.load(f))
+    except (json.JSONDecodeError, ValueError) as error:
+      raise ValueError(f'{path}: not a keypoint set ({error})') from None

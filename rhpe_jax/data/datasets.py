@@ -21,10 +21,8 @@ from rhpe_jax.data import augment
 from rhpe_jax.data import input_pipeline
 
 # The key of a dataset's metadata (tfds.core.MetadataDict) that holds its
-# keypoint set (skeleton.Skeleton.to_dict), and the file a training run
-# copies it to in its workdir, so that prediction needs no dataset.
+# keypoint set (skeleton.Skeleton.to_dict).
 KEYPOINT_SET_KEY = 'keypoint_set'
-KEYPOINT_SET_FILE = 'keypoint_set.json'
 
 
 def augment_config(config: ml_collections.ConfigDict) -> augment.AugmentConfig:
@@ -56,31 +54,21 @@ def resolve_keypoint_set(config: ml_collections.ConfigDict, workdir: str | None 
   copy a training run left in `workdir`. Raises ValueError naming where it looked."""
   if config.skeleton == skeleton.DATASET_SKELETON and not config.keypoint_set:
     values, looked = None, []
-    saved = os.path.join(workdir, KEYPOINT_SET_FILE) if workdir else None
     try:
       values = dataset_keypoint_set(config.dataset, data_dir(config))
       looked.append(f'the metadata of {config.dataset} in {data_dir(config) or "TFDS default"}')
     except Exception as error:  # pylint: disable=broad-except  # not built here
       looked.append(f'{config.dataset} ({type(error).__name__}: {error})'.splitlines()[0])
-    if values is None and saved and os.path.exists(saved):
-      with open(saved) as f:
-        values = json.load(f)
-    elif values is None and saved:
-      looked.append(saved)
+    if values is None and workdir:
+      found = skeleton.read_from_workdir(workdir)
+      values = None if found is None else found.to_dict()
+      looked.append(os.path.join(workdir, skeleton.WORKDIR_FILE))
     if values is None:
       raise ValueError("config.skeleton is 'dataset' but no keypoint set was found in "
                        + ' or '.join(looked))
     with config.unlocked():
       config.keypoint_set = values
   return skeleton.of_config(config)
-
-
-def save_keypoint_set(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes the config's joint set to `workdir` (resolve_keypoint_set reads it)."""
-  values = skeleton.of_config(config).to_dict()
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, KEYPOINT_SET_FILE), 'w') as f:
-    json.dump(values, f, indent=1)
 
 
 def _load(config, name: str, split: str, process_index: int | None = None,

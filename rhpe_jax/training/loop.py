@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -28,8 +29,10 @@ from jax.experimental import multihost_utils
 from rhpe_jax import checkpoints
 from rhpe_jax.core import config_checks
 from rhpe_jax.core import runtime
+from rhpe_jax.core import skeleton
 from rhpe_jax.data import datasets as data
 from rhpe_jax.evaluation import evaluator as evaluation
+from rhpe_jax.model import transfer
 from rhpe_jax.training import steps as step_lib
 
 
@@ -133,6 +136,35 @@ def _write_heatmap_summaries(writer, config, state, evaluation_result, step: int
                max_outputs=len(images))
 
 
+def source_keypoint_set(config: ml_collections.ConfigDict) -> skeleton.Skeleton:
+  """The joint set of the network `config.init_from` holds."""
+  if config.init_from_skeleton:
+    return skeleton.get_skeleton(config.init_from_skeleton)
+  found = skeleton.read_from_workdir(config.init_from)
+  if found is None:
+    raise ValueError(f'config.init_from = {config.init_from!r} has no {skeleton.WORKDIR_FILE}: '
+                     "name its keypoint set, e.g. --config.init_from_skeleton=mpii")
+  return found
+
+
+def start_from_checkpoint(config: ml_collections.ConfigDict, state):
+  """The fresh `state` with the network of `config.init_from` carried over
+  (trunk and fusion copied, heads by keypoint name; the optimiser starts
+  fresh). Prints one line saying what was restored and what starts fresh."""
+  source_set = source_keypoint_set(config)
+  source, step = checkpoints.read_variables(config.init_from,
+                                            str(config.init_from_checkpoint))
+  fresh = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  variables, moved = transfer.transfer_variables(source, source_set, fresh,
+                                                 skeleton.of_config(config))
+  if jax.process_index() == 0:
+    print(f'started from {config.init_from} (step {step}, {source_set.name}): '
+          f'{moved.summary()}', flush=True)
+  return state.replace(params=jax.tree_util.tree_map(jnp.asarray, variables['params']),
+                       batch_stats=jax.tree_util.tree_map(jnp.asarray,
+                                                          variables['batch_stats']))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns the last evaluation's metrics
   ({} when no evaluation ran, e.g. when `workdir` holds a finished run).
@@ -144,6 +176,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   config_checks.check_config(config)
   check_batch_size(config)
   is_main = jax.process_index() == 0
+  data.resolve_keypoint_set(config, workdir)  # a dataset's own keypoint set, if it has one
 
   train_data = data.TrainData(config)
   per_epoch = steps_per_epoch(config, train_data.num_examples)
@@ -154,6 +187,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   manager = checkpoints.CheckpointManager(workdir, config)
   state = manager.restore_latest(state)
   start_step = int(state.step)
+  if start_step == 0 and config.init_from:
+    state = start_from_checkpoint(config, state)
+  if is_main:
+    skeleton.save_to_workdir(skeleton.of_config(config), workdir)  # for prediction
   if start_step:
     logging.info('Resumed from %s at step %d.', workdir, start_step)
     if is_main:
