@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import image_io
 from rhpe_jax.data import image_inputs
 from rhpe_jax.inference import crop as crop_lib
@@ -45,7 +46,6 @@ class PersonBox(image_inputs.ImageInput):
 
   @classmethod
   def of(cls, path: str, image_id: int, bbox: Sequence[float], box_score: float) -> PersonBox:
-    from rhpe_jax.data import coco_annotations  # pylint: disable=g-import-not-at-top
     center, scale = coco_annotations.box_center_scale(bbox)
     return cls(path, (float(center[0]), float(center[1])), float(scale), int(image_id),
                tuple(float(v) for v in bbox), float(box_score))

@@ -101,14 +101,14 @@ def results(items: Sequence[batch.PersonBox], records: Sequence[dict], skel
             ) -> list[dict[str, Any]]:
   """The COCO keypoint results of `items` whose records are in (the output
   may hold boxes of an earlier run with another threshold: left out)."""
-  if any(r.get('joint_names') != list(skel.joint_names) for r in records):
-    raise ValueError('the progress file holds another keypoint set than the config\'s '
-                     f'{skel.name}: pass --overwrite or another --output')
   by_key = {batch.record_key(r): r for r in records}
   out = []
   for item in items:
     record = by_key.get(item.key)
     if record is not None:
+      if record.get('joint_names') != list(skel.joint_names):
+        raise ValueError(f'the progress file holds another keypoint set than {skel.name}, the '
+                         "config's: pass --overwrite or another --output")
       out.append(coco_results.keypoint_result(item.image_id, record['keypoints'],
                                               record['confidence'], box_score=item.box_score))
   return out
