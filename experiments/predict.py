@@ -8,6 +8,11 @@ r"""Single-person pose on any image with a trained checkpoint.
   python -m experiments.predict --config=... --workdir=... --images=photos/ \
       --output=out/photos.jsonl [--pictures=out/pictures] [--batch_size=8] [--overwrite]
 
+  # every person a detector found: its boxes (COCO results format) on a folder of images
+  python -m experiments.predict --config=... --workdir=... --boxes=detections.json \
+      --images=photos/ --output=out/keypoints.json [--box_score_threshold=0.3] \
+      [--annotations=person_keypoints.json] [--pictures=out/pictures]
+
   # the demo: the image of a dataset example instead of a file
   python -m experiments.predict --config=experiments/configs/demo.py --workdir=runs/demo \
       --from_split=validation --index=0 --output=runs/demo/predict_0 --heatmaps
@@ -15,7 +20,8 @@ r"""Single-person pose on any image with a trained checkpoint.
 Writes OUT.json (keypoints in 0-based upright-image pixels), OUT.png and with
 --heatmaps the paper's figures (rhpe_jax.inference.single); with --images one
 resumable JSON Lines file, exit status 1 if an image failed
-(rhpe_jax.inference.batch).
+(rhpe_jax.inference.batch); with --boxes a COCO keypoint results file and its
+resumable per-box progress OUT.jsonl (rhpe_jax.inference.boxes).
 """
 from __future__ import annotations
 
@@ -37,6 +43,11 @@ def define_flags() -> None:
   flags.DEFINE_string('pictures', None, 'With --images: draw each skeleton into this folder.')
   flags.DEFINE_integer('batch_size', 8, 'With --images: images per network step.')
   flags.DEFINE_bool('overwrite', False, 'With --images: replace OUT instead of resuming it.')
+  flags.DEFINE_string('boxes', None, 'With --images: person boxes (COCO results JSON) to '
+                      'predict; OUT is then a COCO keypoint results file.')
+  flags.DEFINE_float('box_score_threshold', 0.3, 'With --boxes: the least box score predicted.')
+  flags.DEFINE_string('annotations', None, 'With --boxes: a COCO annotation file whose images '
+                      'give the image ids (default: the number a file name ends in).')
   flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
   flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
   flags.DEFINE_string('output', None, 'Output prefix: writes OUT.json, OUT.png, ...')
@@ -61,12 +72,28 @@ def join_center_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str]) -> int:
   cli.check_usage(argv, required=('config', 'workdir', 'output'))
+  if FLAGS.images is None and (FLAGS.boxes is not None or FLAGS.annotations is not None):
+    raise app.UsageError(f'--{"boxes" if FLAGS.boxes is not None else "annotations"} needs '
+                         '--images (the folder of the images)')
   if FLAGS.images is not None:
     clashing = [f'--{name}' for name in ('image', 'from_split', 'center', 'scale')
                 if getattr(FLAGS, name) is not None] + ['--heatmaps'] * FLAGS.heatmaps
     if clashing:
       raise app.UsageError(f'--images does not go with {", ".join(clashing)} (a list file '
                            'gives a centre and scale per image)')
+    if FLAGS.boxes is not None:
+      from rhpe_jax.inference import boxes  # pylint: disable=g-import-not-at-top
+      try:
+        boxes.check_score_threshold(FLAGS.box_score_threshold)
+      except ValueError as error:
+        raise app.UsageError(str(error)) from None
+      return boxes.predict_boxes(
+          FLAGS.config, FLAGS.workdir, FLAGS.boxes, FLAGS.images, FLAGS.output,
+          annotations=FLAGS.annotations, box_score_threshold=FLAGS.box_score_threshold,
+          pictures=FLAGS.pictures, batch_size=FLAGS.batch_size, overwrite=FLAGS.overwrite,
+          checkpoint=FLAGS.checkpoint)
+    if FLAGS.annotations is not None:
+      raise app.UsageError('--annotations goes with --boxes')
     from rhpe_jax.inference import batch  # pylint: disable=g-import-not-at-top
     return batch.predict_folder(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.output,
                                 pictures=FLAGS.pictures, batch_size=FLAGS.batch_size,

@@ -1,6 +1,8 @@
 """Pictures: skeletons on images, heat maps over images (the paper's figures)."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from PIL import Image, ImageDraw
 
@@ -32,6 +34,41 @@ def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray | N
       draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill,
                    outline=(0, 0, 0))
   return np.asarray(picture)
+
+
+# One colour per person of a picture (the first is draw_skeleton's own).
+PERSON_COLOURS = ((230, 30, 30), (30, 110, 230), (30, 170, 60), (230, 150, 0),
+                  (170, 40, 200), (0, 170, 180), (200, 60, 120), (120, 120, 120))
+
+
+def draw_people(image: np.ndarray, people: Sequence[np.ndarray], joints: skeleton_lib.Skeleton,
+                boxes: Sequence[Sequence[float] | None] | None = None,
+                min_side: int = 384) -> np.ndarray:
+  """Every person of an image in one picture: each skeleton (`draw_skeleton`)
+  and, where given, its box [x, y, width, height], in a colour of its own,
+  on the image enlarged as `enlarge` enlarges it (keypoints and boxes in
+  0-based pixels of `image`)."""
+  boxes = list(boxes) if boxes is not None else [None] * len(people)
+  if len(boxes) != len(people):
+    raise ValueError(f'{len(people)} persons but {len(boxes)} boxes')
+  people = [np.asarray(k, np.float64).reshape(-1, 2) for k in people]
+  corners = [np.array([[b[0], b[1]], [b[0] + b[2], b[1] + b[3]]], np.float64)
+             if b is not None else np.zeros((0, 2)) for b in boxes]
+  blocks = people + corners
+  picture, points = enlarge(image, np.concatenate(blocks) if blocks else np.zeros((0, 2)),
+                            min_side)
+  placed = np.split(points, np.cumsum([len(b) for b in blocks])[:-1]) if blocks else []
+  size = max(picture.shape[:2])
+  for k, keypoints in enumerate(placed[:len(people)]):
+    colour = PERSON_COLOURS[k % len(PERSON_COLOURS)]
+    picture = draw_skeleton(picture, keypoints, None, joints, color=colour)
+    corner = placed[len(people) + k]
+    if len(corner):
+      canvas = Image.fromarray(picture)
+      ImageDraw.Draw(canvas).rectangle([tuple(corner[0]), tuple(corner[1])], outline=colour,
+                                       width=max(1, int(size / 300)))
+      picture = np.asarray(canvas)
+  return picture
 
 
 def heatmap_overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.6,

@@ -36,15 +36,22 @@ def keypoint_result(image_id: int, keypoints: np.ndarray, confidence: np.ndarray
 def write_results(path: str, records: Sequence[dict[str, Any]]) -> None:
   """Writes `records` as a COCO results file, whole or not at all."""
   partial = f'{path}.partial'
-  with open(partial, 'w') as f:
-    json.dump(list(records), f)
+  try:
+    with open(partial, 'w') as f:
+      json.dump(list(records), f, allow_nan=False)  # NaN is not JSON: COCO's tools refuse it
+  except BaseException:
+    if os.path.exists(partial):
+      os.remove(partial)
+    raise
   os.replace(partial, path)
 
 
 def read_detections(path: str, *, score_threshold: float = 0.0,
                     category_id: int = PERSON_CATEGORY_ID) -> dict[int, list[dict[str, Any]]]:
   """A detector's boxes (COCO results format) by image id: records of
-  `category_id` whose score is at least `score_threshold`, best first.
+  `category_id` (a record without one is a person detector's: a person)
+  whose score is at least `score_threshold`, best first; empty boxes are
+  left out.
   Raises ValueError with one line naming the file and the record at fault."""
   try:
     with open(path) as f:
@@ -62,12 +69,13 @@ def read_detections(path: str, *, score_threshold: float = 0.0,
     if not isinstance(record, dict) or not {'image_id', 'bbox', 'score'} <= set(record):
       raise ValueError(f'{where}: a detection needs image_id, bbox and score')
     bbox, score = record['bbox'], record['score']
-    if (not isinstance(bbox, list) or len(bbox) != 4
-        or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox)):
+    if not isinstance(record['image_id'], int) or isinstance(record['image_id'], bool):
+      raise ValueError(f'{where}: image_id must be an integer, got {record["image_id"]!r}')
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
       raise ValueError(f'{where}: bbox must be [x, y, width, height], got {bbox!r}')
-    if not isinstance(score, (int, float)) or not math.isfinite(score):
+    if not _is_number(score):
       raise ValueError(f'{where}: score must be a number, got {score!r}')
-    if record.get('category_id', category_id) != category_id or score < score_threshold:
+    if record.get('category_id', PERSON_CATEGORY_ID) != category_id or score < score_threshold:
       continue
     if bbox[2] <= 0 or bbox[3] <= 0:
       continue  # an empty box: no person to crop
@@ -76,3 +84,9 @@ def read_detections(path: str, *, score_threshold: float = 0.0,
   for image_boxes in boxes.values():
     image_boxes.sort(key=lambda b: -b['score'])
   return boxes
+
+
+def _is_number(value: Any) -> bool:
+  """A finite JSON number (true and false are not)."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value))

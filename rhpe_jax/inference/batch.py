@@ -1,14 +1,18 @@
 """Pose on many images in one run, into one JSON Lines file that can be resumed.
 
-Images are read (rhpe_jax.data.image_io: upright, RGB), cut to the network's
-window (rhpe_jax.inference.crop) and batched through the predictor's compiled
-function (rhpe_jax.inference.predictor; the last batch is
-padded, so the step compiles once); reading and cropping run in threads ahead
-of the network. Each result is one line of the output, written and flushed
-batch by batch, so an interrupted run loses at most the batch in flight; a
-run on an existing output skips the images already in it (a torn last line
-is cut off and its image predicted again). An image that cannot be read is
-reported by name and skipped; the run goes on.
+An item is an image, optionally with a person's window (a listed centre and
+scale, or a detector's box: `PersonBox`); an image may have several items.
+Images are read once for all their items (rhpe_jax.data.image_io: upright,
+RGB), each item cut to the network's window (rhpe_jax.inference.crop) and
+batched through the predictor's compiled function
+(rhpe_jax.inference.predictor; the last batch is padded, so the step compiles
+once); reading and cropping run in threads ahead of the network. Each result
+is one line of the output, written and flushed batch by batch, so an
+interrupted run loses at most the batch in flight; a run on an existing
+output skips the items already in it (a torn last line is cut off and its
+item predicted again). An image that cannot be read is reported by name and
+skipped; the run goes on. With pictures, an image's picture (every person of
+it, `visualize.draw_people`) is drawn when its last item is predicted.
 """
 from __future__ import annotations
 
@@ -26,9 +30,30 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import image_io
 from rhpe_jax.data import image_inputs
 from rhpe_jax.inference import crop as crop_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonBox(image_inputs.ImageInput):
+  """A detector's person box of an image, cropped as the MPII window of the
+  box's centre and scale (coco_annotations.box_center_scale)."""
+  image_id: int = 0
+  bbox: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # COCO's [x, y, w, h]
+  box_score: float = 1.0
+
+  @classmethod
+  def of(cls, path: str, image_id: int, bbox: Sequence[float], box_score: float) -> PersonBox:
+    center, scale = coco_annotations.box_center_scale(bbox)
+    return cls(path, (float(center[0]), float(center[1])), float(scale), int(image_id),
+               tuple(float(v) for v in bbox), float(box_score))
+
+  @property
+  def key(self) -> tuple:
+    """Two boxes may share a centre and longer side: the box tells them apart."""
+    return super().key + (self.bbox,)
 
 
 @dataclasses.dataclass
@@ -43,35 +68,61 @@ class Prepared:
   error: str | None = None
 
 
-def prepare(item: image_inputs.ImageInput, box_scale: float, input_size: int,
-            keep_image: bool = False) -> Prepared:
+def by_image(items: Iterable[image_inputs.ImageInput]) -> list[list[image_inputs.ImageInput]]:
+  """Consecutive items of one image, grouped: each group is read once."""
+  groups: list[list[image_inputs.ImageInput]] = []
+  for item in items:
+    if groups and groups[-1][0].path == item.path:
+      groups[-1].append(item)
+    else:
+      groups.append([item])
+  return groups
+
+
+def _one_line(error: Exception, path: str) -> str:
+  message = ' '.join(str(error).split())
+  return message if path in message else f'{path}: {message}'
+
+
+def prepare_image(items: Sequence[image_inputs.ImageInput], box_scale: float, input_size: int,
+                  keep_image: bool = False) -> list[Prepared]:
+  """Every item of one image (all of `items` name it), read once and cropped."""
+  path = items[0].path
   try:
-    image = image_io.read_image(item.path)
-    centre, side = crop_lib.window(image.shape, item.center, item.scale, box_scale)
-    pixels, matrix = crop_lib.crop(image, centre, side, input_size)
+    image = image_io.read_image(path)
   except (OSError, ValueError) as e:  # image_io's errors name the file
-    message = ' '.join(str(e).split())
-    return Prepared(item, error=message if item.path in message else f'{item.path}: {message}')
-  return Prepared(item, pixels, matrix, (int(image.shape[1]), int(image.shape[0])),
-                  (centre, side), image if keep_image else None)
+    return [Prepared(item, error=_one_line(e, path)) for item in items]
+  size = (int(image.shape[1]), int(image.shape[0]))
+  prepared = []
+  for item in items:
+    try:
+      centre, side = crop_lib.window(image.shape, item.center, item.scale, box_scale)
+      pixels, matrix = crop_lib.crop(image, centre, side, input_size)
+    except ValueError as e:
+      prepared.append(Prepared(item, error=_one_line(e, path)))
+      continue
+    prepared.append(Prepared(item, pixels, matrix, size, (centre, side),
+                             image if keep_image else None))
+  return prepared
 
 
-def prepared_in_order(items: Sequence[image_inputs.ImageInput], prepare_fn: Callable,
+def prepared_in_order(groups: Sequence[Sequence[image_inputs.ImageInput]], prepare_fn: Callable,
                       workers: int, lookahead: int) -> Iterator[Prepared]:
-  """prepare_fn(item) for every item, in order, `lookahead` ahead in threads."""
+  """prepare_fn(group) for every group of items, in order, `lookahead` groups
+  ahead in threads; yields each group's Prepared one by one."""
   with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
     pending: collections.deque = collections.deque()
-    queue = iter(items)
-    for item in queue:
-      pending.append(pool.submit(prepare_fn, item))
+    queue = iter(groups)
+    for group in queue:
+      pending.append(pool.submit(prepare_fn, group))
       if len(pending) >= lookahead:
         break
     while pending:
-      result = pending.popleft().result()
+      results = pending.popleft().result()
       following = next(queue, None)
       if following is not None:
         pending.append(pool.submit(prepare_fn, following))
-      yield result
+      yield from results
 
 
 def batches(prepared: Iterable[Prepared], batch_size: int
@@ -91,9 +142,13 @@ def batches(prepared: Iterable[Prepared], batch_size: int
 # The output file.
 
 def record_key(record: dict) -> tuple:
+  """The key (ImageInput.key, PersonBox.key) of the item a record holds."""
   person = record.get('person') or {}
   center = person.get('center')
-  return (record['image'], tuple(center) if center is not None else None, person.get('scale'))
+  key = (record['image'], tuple(center) if center is not None else None, person.get('scale'))
+  if 'box' in record:
+    key += (tuple(record['box']['bbox']),)
+  return key
 
 
 def read_existing(path: pathlib.Path) -> list[dict]:
@@ -121,27 +176,34 @@ def read_existing(path: pathlib.Path) -> list[dict]:
   return records
 
 
-def picture_names(items: Sequence[image_inputs.ImageInput]) -> dict[tuple, str]:
-  """A PNG name per input, from its path under the inputs' common folder
-  ('a/b.jpg' -> 'a__b.png'), numbered when an image holds several persons."""
-  if not items:
+def picture_names(items: Sequence[image_inputs.ImageInput]) -> dict[str, str]:
+  """A PNG name per image path, from its path under the inputs' common folder
+  ('a/b.jpg' -> 'a__b.png'; numbered where two paths give one name)."""
+  paths = list(dict.fromkeys(i.path for i in items))
+  if not paths:
     return {}
-  paths = [os.path.abspath(i.path) for i in items]
-  root = os.path.commonpath([os.path.dirname(p) for p in paths])
+  absolute = [os.path.abspath(p) for p in paths]
+  root = os.path.commonpath([os.path.dirname(p) for p in absolute])
   names, seen = {}, collections.Counter()
-  for item, path in zip(items, paths):
-    stem = os.path.splitext(os.path.relpath(path, root))[0]
+  for path, full in zip(paths, absolute):
+    stem = os.path.splitext(os.path.relpath(full, root))[0]
     stem = re.sub(r'[^\w.-]+', '_', stem.replace(os.sep, '__'))
     seen[stem] += 1
-    names[item.key] = stem + (f'_{seen[stem]}' if seen[stem] > 1 else '') + '.png'
+    names[path] = stem + (f'_{seen[stem]}' if seen[stem] > 1 else '') + '.png'
   return names
 
 
-def draw_picture(path: pathlib.Path, image: np.ndarray, keypoints: np.ndarray, skel) -> None:
+def _person(record: dict) -> tuple[np.ndarray, list[float] | None]:
+  """What a picture draws of a record: its keypoints and its box, if any."""
+  return np.asarray(record['keypoints'], np.float64), (record.get('box') or {}).get('bbox')
+
+
+def draw_picture(path: pathlib.Path, image: np.ndarray, records: Sequence[dict], skel) -> None:
+  """The picture of one image: every person its records hold."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
-  picture, points = visualize.enlarge(image, keypoints)
-  Image.fromarray(visualize.draw_skeleton(picture, points, None, skel)).save(path)
+  people, boxes = zip(*[_person(r) for r in records]) if records else ((), ())
+  Image.fromarray(visualize.draw_people(image, people, skel, boxes)).save(path)
 
 
 @dataclasses.dataclass
@@ -184,10 +246,18 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   if existing and steps != {step_number}:
     raise ValueError(f'{output} holds predictions of checkpoint step {sorted(steps, key=str)}, '
                      f'this run uses step {step_number}: pass --overwrite or another --output')
+  unique = list(dict.fromkeys(items))
   done = {record_key(r) for r in existing}
-  todo = [i for i in dict.fromkeys(items) if i.key not in done]
-  skipped_done = len(dict.fromkeys(items)) - len(todo)
-  names = picture_names(list(items)) if picture_dir is not None else {}
+  todo = [i for i in unique if i.key not in done]
+  skipped_done = len(unique) - len(todo)
+  names = picture_names(unique) if picture_dir is not None else {}
+  # Each image's records, to draw its picture once the last of its items is in.
+  wanted = {i.key for i in unique}
+  expected = collections.Counter(i.path for i in unique)
+  drawn: dict[str, list[dict]] = collections.defaultdict(list)
+  for r in existing:
+    if record_key(r) in wanted:
+      drawn[r['image']].append(r)
   skel = skeleton.of_config(config)
   joint_names = list(skel.joint_names)
   step = predictor.predict_fn(config)
@@ -196,9 +266,9 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   note = report or bar.note
   failed: list[str] = []
   predicted = 0
-  prepare_fn = functools.partial(prepare, box_scale=config.box_scale, input_size=size,
+  prepare_fn = functools.partial(prepare_image, box_scale=config.box_scale, input_size=size,
                                  keep_image=picture_dir is not None)
-  stream = prepared_in_order(todo, prepare_fn, workers, lookahead=2 * batch_size)
+  stream = prepared_in_order(by_image(todo), prepare_fn, workers, lookahead=2 * batch_size)
   rate_started = False
   bar.update(0, force=True)
   with output.open('a') as out, _closing(bar):
@@ -225,10 +295,15 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
           }
           if p.item.center is not None:
             record['person'] = {'center': list(p.item.center), 'scale': p.item.scale}
+          if isinstance(p.item, PersonBox):
+            record['box'] = {'image_id': p.item.image_id, 'bbox': list(p.item.bbox),
+                             'score': p.item.box_score}
           if picture_dir is not None:
-            picture = picture_dir / names[p.item.key]
-            draw_picture(picture, p.image, keypoints, skel)
+            picture = picture_dir / names[p.item.path]
             record['picture'] = str(picture)
+            drawn[p.item.path].append(record)
+            if len(drawn[p.item.path]) == expected[p.item.path]:
+              draw_picture(picture, p.image, drawn.pop(p.item.path), skel)
           out.write(json.dumps(record) + '\n')
         out.flush()
         os.fsync(out.fileno())
@@ -237,7 +312,7 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
       if not rate_started and predicted:
         bar.start_rate()  # from here: the first batch paid for the compilation
         rate_started = True
-  return Summary(len(dict.fromkeys(items)), predicted, skipped_done, failed, str(output),
+  return Summary(len(unique), predicted, skipped_done, failed, str(output),
                  time.monotonic() - started, bar.rate())
 
 
@@ -258,21 +333,35 @@ def predict_folder(config, workdir: str, images: str, output: str, *,
   with a checkpoint of `workdir`; prints what it does and returns the exit
   status: 1 if any image failed, 130 when interrupted (SIGINT or SIGTERM; the
   same call resumes)."""
+  items, kind = image_inputs.list_images(images)
+  out = pathlib.Path(output)
+  if not out.suffix:
+    out = out.with_suffix('.jsonl')
+  status, _ = run_items(config, workdir, items, out, f'{len(items)} images ({kind} {images})',
+                        pictures=pictures, batch_size=batch_size, overwrite=overwrite,
+                        checkpoint=checkpoint, unit='images')
+  return status
+
+
+def run_items(config, workdir: str, items: Sequence[image_inputs.ImageInput],
+              out: pathlib.Path, what: str, *, pictures: str | None, batch_size: int,
+              overwrite: bool, checkpoint: str, unit: str,
+              finish: Callable[[Summary], None] | None = None) -> tuple[int, Summary | None]:
+  """What a command line does around `predict_images`: restores the
+  checkpoint, says what it predicts (`what`), stops cleanly on SIGINT or
+  SIGTERM, reports the run (`finish(summary)` first, e.g. to write another
+  file from the output); returns the exit status (0, 1 if an image failed,
+  130 when interrupted) and the summary (None when interrupted)."""
   import signal  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   if batch_size < 1:
     raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
-  items, kind = image_inputs.list_images(images)
-  out = pathlib.Path(output)
-  if not out.suffix:
-    out = out.with_suffix('.jsonl')
   checkpoints.find_checkpoint(workdir, checkpoint)
   if not out.parent.is_dir():
     raise FileNotFoundError(f'output directory {out.parent} does not exist')
   variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
-  print(f'{len(items)} images ({kind} {images}), checkpoint step {step}, '
-        f'batches of {batch_size}', flush=True)
+  print(f'{what}, checkpoint step {step}, batches of {batch_size}', flush=True)
 
   def stop(signum, frame):  # pylint: disable=unused-argument
     raise KeyboardInterrupt
@@ -283,15 +372,19 @@ def predict_folder(config, workdir: str, images: str, output: str, *,
   except KeyboardInterrupt:
     kept = len(read_existing(out))
     print(f'interrupted: {out} keeps {kept} results; the same command resumes', file=sys.stderr)
-    return 130
+    return 130, None
   finally:
     signal.signal(signal.SIGTERM, previous)
-  rate = f', {summary.images_per_s:.2f} images/s' if summary.images_per_s else ''
-  print(f'predicted {summary.predicted} images in {summary.seconds:.1f} s{rate}'
+  rate = f', {summary.images_per_s:.2f} {unit}/s' if summary.images_per_s else ''
+  print(f'predicted {summary.predicted} {unit} in {summary.seconds:.1f} s{rate}'
         + (f'; {summary.skipped_done} already in {out}' if summary.skipped_done else '')
         + f'; wrote {out}', flush=True)
+  if finish is not None:
+    finish(summary)
   if summary.failed:
-    print(f'error: {len(summary.failed)} of {summary.total} images failed (reported above '
-          'as "skipped"); they are not in the output', file=sys.stderr)
-    return 1
-  return 0
+    failed = set(summary.failed)
+    images = len({i.path for i in items})
+    print(f'error: {len(failed)} of {images} images failed (reported above as "skipped"); '
+          'they are not in the output', file=sys.stderr)
+    return 1, summary
+  return 0, summary

@@ -169,3 +169,40 @@ def test_latest_falls_back_past_an_unreadable_checkpoint(tiny_data_dir, broken_n
   assert lines[0].endswith(f'(OUT_OF_RANGE); moved to {aside}; using step 1')
   assert stdout.startswith('wrote ')
   assert json.loads((tmp_path / 'fallback.json').read_text())['checkpoint_step'] == 1
+
+
+def test_boxes_of_a_detector_on_the_coco_sample(tiny_data_dir, tiny_workdir, tmp_path):
+  """`predict --boxes` as a user runs it: one COCO result per box above the
+  threshold (counted from the detections file here), pictures, and bad input
+  as one line: a bad threshold is a usage error (2), a missing detections
+  file an expected failure (1)."""
+  sample = SHARED_DATA / 'coco_sample'
+  detections = sample / 'person_detections.json'
+  if not detections.is_file():
+    pytest.skip(f'the COCO sample is not at {sample}')
+  base = _config_flags(tiny_data_dir) + [f'--workdir={tiny_workdir}',
+                                         f'--images={sample / "images"}']
+  ok = _start(base + [f'--boxes={detections}', '--box_score_threshold=0.5',
+                      f'--annotations={sample / "person_keypoints.json"}',
+                      f'--output={tmp_path / "keypoints"}', f'--pictures={tmp_path / "pics"}'])
+  bad_threshold = _start(base + [f'--boxes={detections}', '--box_score_threshold=1.5',
+                                 f'--output={tmp_path / "a"}'])
+  no_file = _start(base + [f'--boxes={tmp_path / "none.json"}', f'--output={tmp_path / "b"}'])
+  no_images = _start(_config_flags(tiny_data_dir) + [
+      f'--workdir={tiny_workdir}', f'--boxes={detections}', f'--output={tmp_path / "c"}'])
+  for expected, process, status in (('must be in [0, 1], got 1.5', bad_threshold, 2),
+                                    ('none.json: no such detections file', no_file, 1),
+                                    ('--boxes needs --images', no_images, 2)):
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == status, (expected, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error:') and expected in lines[0], stderr
+  stdout, stderr = ok.communicate(timeout=300)
+  assert ok.returncode == 0, stderr[-3000:]
+  assert 'Traceback' not in stderr and 'error:' not in stderr, stderr  # stderr: the progress bar
+  kept = [d for d in json.loads(detections.read_text()) if d['score'] >= 0.5]
+  results = json.loads((tmp_path / 'keypoints.json').read_text())
+  assert len(results) == len(kept)
+  assert sorted(r['image_id'] for r in results) == sorted(d['image_id'] for d in kept)
+  assert f'wrote {tmp_path / "keypoints.json"}: {len(kept)} persons' in stdout
+  assert len(os.listdir(tmp_path / 'pics')) == len({d['image_id'] for d in kept})

@@ -202,8 +202,12 @@ def test_list_file_and_folder_parsing(tmp_path):
     image_inputs.list_images(str(tmp_path / 'nowhere'))
   names = batch_predict.picture_names([image_inputs.ImageInput('/x/a/p.jpg'),
                                        image_inputs.ImageInput('/x/b/p.jpg'),
-                                       image_inputs.ImageInput('/x/b/p.jpg', (1, 2), 3.0)])
-  assert sorted(names.values()) == ['a__p.png', 'b__p.png', 'b__p_2.png']
+                                       image_inputs.ImageInput('/x/b/p.jpg', (1, 2), 3.0),
+                                       image_inputs.ImageInput('/x/b/p q.jpg'),
+                                       image_inputs.ImageInput('/x/b/p_q.jpg')])
+  # One picture per image (every person of it drawn); two paths, one name: numbered.
+  assert names == {'/x/a/p.jpg': 'a__p.png', '/x/b/p.jpg': 'b__p.png',
+                   '/x/b/p q.jpg': 'b__p_q.png', '/x/b/p_q.jpg': 'b__p_q_2.png'}
 
 
 def test_progress_eta_by_hand():
