@@ -38,6 +38,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_manager as ocp_manager
 
 from rhpe_jax import model as model_lib
+from rhpe_jax.core import skeleton
 
 T = TypeVar('T')
 
@@ -393,6 +394,16 @@ def variables_target(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return {'params': zeros['params'], 'batch_stats': zeros.get('batch_stats', {})}
 
 
+def keypoint_set_of_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Fills in `config.keypoint_set` (skeleton 'dataset', not yet read) from
+  the set the run left in `workdir`: the checkpoint's heads are that set's."""
+  if config.skeleton == skeleton.DATASET_SKELETON and not config.keypoint_set:
+    found = skeleton.read_from_workdir(workdir)
+    if found is not None:
+      with config.unlocked():
+        config.keypoint_set = found.to_dict()
+
+
 def restore_variables(config: ml_collections.ConfigDict, workdir: str,
                       checkpoint: str = 'best') -> tuple[dict[str, Any], int]:
   """({'params', 'batch_stats'} as host arrays, step) of a workdir's checkpoint.
@@ -405,6 +416,7 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str,
   does not.
   """
   candidates = checkpoint_candidates(workdir, checkpoint)
+  keypoint_set_of_workdir(config, workdir)
   target = variables_target(config)
 
   def restore(directory: str, step: int):

@@ -74,6 +74,7 @@ def predict_image(config, workdir: str, output: str, *, image_path: str | None =
   from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
   from rhpe_jax.data import image_io  # pylint: disable=g-import-not-at-top
+  checkpoints.keypoint_set_of_workdir(config, workdir)
   skel = skeleton.of_config(config)
   unknown = [j for j in joints if j not in skel.joint_names]
   if unknown:
