@@ -237,7 +237,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       download_config = dataclasses.replace(download_config, manual_dir=self._given_manual_dir)
     if download_config.manual_dir is not None and not self.is_prepared():
       self._read_sources(epath.Path(download_config.manual_dir))
-    super().download_and_prepare(download_config=download_config, **kwargs)
+    # An image that fails to decode stops generation: TFDS removes its
+    # incomplete folder, and the folders this call created go too.
+    created = [d for d in (self.data_path.parent.parent, self.data_path.parent)
+               if not d.exists()]
+    try:
+      super().download_and_prepare(download_config=download_config, **kwargs)
+    except BaseException:
+      if created and not self.data_path.exists():
+        created[0].rmtree(missing_ok=True)
+      raise
 
   def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
                             download_config: tfds.download.DownloadConfig) -> None:
