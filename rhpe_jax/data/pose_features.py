@@ -7,6 +7,8 @@ docs/conventions.md.
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -25,11 +27,18 @@ import tensorflow_datasets as tfds
 #   head_size              PCKh normaliser, 0.6 x head-box diagonal (0 if unknown).
 #   original_size          (2,) height, width of the original image.
 #   image_name, image_index, person_index, single_person: provenance.
+# COCO-format datasets add (coco_features):
+#   coco_image_id, coco_annotation_id   the file's image and annotation ids.
+#   bbox, area             the person's box x, y, w, h and area (original pixels).
+#   crowd_boxes, crowd_areas  (C, 4), (C,): the image's iscrowd regions.
 
 
-def pose_features(num_joints: int, image_shape: tuple) -> tfds.features.FeaturesDict:
-  """Feature dict for examples with `num_joints` joints and images of `image_shape`."""
-  return tfds.features.FeaturesDict({
+def pose_features(num_joints: int, image_shape: tuple,
+                  extra: Mapping[str, tfds.features.FeatureConnector] | None = None
+                  ) -> tfds.features.FeaturesDict:
+  """Feature dict for examples with `num_joints` joints and images of `image_shape`;
+  `extra` adds a source's own features (e.g. coco_features()) to the shared ones."""
+  shared = {
       'image': tfds.features.Image(shape=image_shape, encoding_format='jpeg'),
       'keypoints': tfds.features.Tensor(shape=(num_joints, 2), dtype=np.float32),
       'keypoint_status': tfds.features.Tensor(shape=(num_joints,), dtype=np.int32),
@@ -47,4 +56,21 @@ def pose_features(num_joints: int, image_shape: tuple) -> tfds.features.Features
       'image_index': tfds.features.Scalar(dtype=np.int32),
       'person_index': tfds.features.Scalar(dtype=np.int32),
       'single_person': tfds.features.Scalar(dtype=np.bool_),
-  })
+  }
+  clash = sorted(set(shared) & set(extra or {}))
+  if clash:
+    raise ValueError(f'pose_features: extra features {clash} would replace shared ones')
+  return tfds.features.FeaturesDict({**shared, **(extra or {})})
+
+
+def coco_features() -> dict[str, tfds.features.FeatureConnector]:
+  """What a COCO-format source adds: its ids, the person's box and area, and
+  the image's crowd regions (pose_features(..., extra=coco_features()))."""
+  return {
+      'coco_image_id': tfds.features.Scalar(dtype=np.int64),
+      'coco_annotation_id': tfds.features.Scalar(dtype=np.int64),
+      'bbox': tfds.features.Tensor(shape=(4,), dtype=np.float32),
+      'area': tfds.features.Scalar(dtype=np.float32),
+      'crowd_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+      'crowd_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+  }

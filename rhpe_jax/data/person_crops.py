@@ -1,0 +1,100 @@
+"""Person-centred crops of an original image, as the TFDS builders store them.
+
+A crop is the square of side `crop_side_factor x 200 x scale` around a
+person's `objpos` (MPII's centre and scale; a COCO box becomes one through
+`coco_annotations.box_center_scale`), resampled to R x R. MPII and the COCO
+keypoint builder both crop through here, so the stored `crop_to_image` means
+the same in every dataset. Pure NumPy/SciPy: the tests check it against
+sums written by hand.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def crop_to_image_transform(objpos: np.ndarray, scale: float, resolution: int,
+                            crop_side_factor: float) -> np.ndarray:
+  """(2, 3) affine from crop pixels to original pixels (both 0-based centres).
+
+  The crop spans [-0.5, R - 0.5] and covers the square of side
+  S = crop_side_factor x 200 x scale centred on objpos, so
+  x_orig = objpos_x - S/2 + (u + 0.5) S/R.
+  """
+  side = crop_side_factor * 200.0 * float(scale)
+  step = side / resolution
+  cx, cy = float(objpos[0]), float(objpos[1])
+  return np.array([[step, 0.0, cx - side / 2 + 0.5 * step],
+                   [0.0, step, cy - side / 2 + 0.5 * step]], np.float64)
+
+
+def image_to_crop_points(points: np.ndarray, crop_to_image: np.ndarray) -> np.ndarray:
+  """Maps (..., 2) original-pixel points into the crop (inverse of the affine)."""
+  a = np.asarray(crop_to_image, np.float64)
+  inv = np.linalg.inv(a[:, :2])
+  return (np.asarray(points, np.float64) - a[:, 2]) @ inv.T
+
+
+def _box_reduce(image: np.ndarray, k: int) -> np.ndarray:
+  """Averages k x k blocks: output pixel i covers inputs k*i .. k*i + k - 1.
+
+  Blocks cut by the right or bottom border average the pixels they have.
+  """
+  h, w, c = image.shape
+  hk, wk = -(-h // k), -(-w // k)
+  padded = np.zeros((hk * k, wk * k, c), np.float64)
+  padded[:h, :w] = image
+  counts = np.zeros((hk * k, wk * k), np.float64)
+  counts[:h, :w] = 1.0
+  sums = padded.reshape(hk, k, wk, k, c).sum(axis=(1, 3))
+  n = counts.reshape(hk, k, wk, k).sum(axis=(1, 3))
+  return sums / n[..., None]
+
+
+def _block_start(coords: np.ndarray, k: int, size: int) -> int:
+  """First k-block (of an axis of `size` pixels) a bilinear sample may read."""
+  lo = int(np.floor((coords.min() - (k - 1) / 2.0) / k)) - 1
+  return int(np.clip(lo, 0, -(-size // k) - 1))
+
+
+def _block_end(coords: np.ndarray, k: int, size: int) -> int:
+  """One past the last k-block a bilinear sample may read."""
+  hi = int(np.floor((coords.max() - (k - 1) / 2.0) / k)) + 2
+  return int(np.clip(hi, 1, -(-size // k)))
+
+
+def crop_image(image: np.ndarray, crop_to_image: np.ndarray, resolution: int) -> np.ndarray:
+  """Resamples an (H, W, 3) image into an R x R crop: bilinear, zeros outside.
+
+  Crop pixel (u, v) takes the bilinear value at crop_to_image @ [u, v, 1];
+  points outside the image's area [-0.5, W - 0.5] x [-0.5, H - 0.5] are 0.
+  A large downscale first averages k x k blocks (k = floor of the step) so
+  the bilinear pass does not alias; the affine is adjusted so that
+  crop_to_image stays exact.
+  """
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3:
+    raise ValueError(f'crop_image: expected an (H, W, 3) image, got shape {image.shape}')
+  a = np.asarray(crop_to_image, np.float64)
+  h, w = image.shape[:2]
+  u, v = np.meshgrid(np.arange(resolution, dtype=np.float64),
+                     np.arange(resolution, dtype=np.float64))
+  x = a[0, 0] * u + a[0, 1] * v + a[0, 2]
+  y = a[1, 0] * u + a[1, 1] * v + a[1, 2]
+  inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+  step = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+  k = max(1, int(step))
+  # Only the k-aligned blocks that the samples can touch are reduced.
+  bx0, by0 = _block_start(x, k, w), _block_start(y, k, h)
+  bx1, by1 = _block_end(x, k, w), _block_end(y, k, h)
+  source = image[by0 * k:by1 * k, bx0 * k:bx1 * k].astype(np.float64)
+  if k > 1:
+    source = _box_reduce(source, k)
+  # Reduced pixel i is centred on original k*(i + b0) + (k - 1)/2.
+  x = (x - (k - 1) / 2.0) / k - bx0
+  y = (y - (k - 1) / 2.0) / k - by0
+  out = np.zeros((resolution, resolution, 3), np.float64)
+  for ch in range(3):
+    out[..., ch] = ndimage.map_coordinates(source[..., ch], [y, x], order=1, mode='nearest')
+  out[~inside] = 0.0
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""COCO-format person keypoints (TFDS builder in coco_keypoints_dataset_builder.py)."""
