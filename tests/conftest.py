@@ -108,3 +108,65 @@ def library_lines(stdout: str, stderr: str) -> list[str]:
   that look like logging."""
   return ([line for line in stderr.splitlines() if line.strip()]
           + [line for line in stdout.splitlines() if _LOG_RECORD.match(line)])
+
+
+# The real COCO-format samples, each built as a `custom` coco_keypoints
+# dataset (its one file as split `validation`) at a small resolution, for
+# the builder's, the evaluation's and fine-tuning's tests.
+COCO_FORMAT_RESOLUTION = 96
+COCO_FORMAT_CONFIG = 'small'  # a config of its own: TFDS refuses one named as a built-in
+COCO_FORMAT_SAMPLES = {
+    'coco': (SHARED_DATA / 'coco_sample' / 'person_keypoints.json',
+             SHARED_DATA / 'coco_sample' / 'images'),
+    'crowdpose': (SHARED_DATA / 'crowdpose_sample' / 'annotations.json',
+                  SHARED_DATA / 'crowdpose_sample' / 'images'),
+    'lspet': (SHARED_DATA / 'lspet_sample' / 'coco_keypoints.json',
+              SHARED_DATA / 'lspet_sample' / 'images'),
+}
+
+
+def coco_format_manual(root: pathlib.Path, annotations: pathlib.Path, images: pathlib.Path,
+                       split: str = 'validation') -> pathlib.Path:
+  """A manual dir of symlinks: annotations/<split>.json and images/."""
+  (root / 'annotations').mkdir(parents=True)
+  (root / 'annotations' / f'{split}.json').symlink_to(annotations.resolve())
+  (root / 'images').symlink_to(images.resolve())
+  return root
+
+
+def coco_format_builder(data_dir: pathlib.Path, **config):
+  # pylint: disable-next=g-import-not-at-top
+  from tfds_builders.coco_keypoints import coco_keypoints_dataset_builder as cb
+  cfg = cb.CocoKeypointsConfig(name=COCO_FORMAT_CONFIG, source='custom',
+                               resolution=config.pop('resolution', COCO_FORMAT_RESOLUTION),
+                               **config)
+  return cb.Builder(data_dir=str(data_dir), config=cfg)
+
+
+def coco_format_build(manual: pathlib.Path, data_dir: pathlib.Path, **config):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = coco_format_builder(data_dir, **config)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return builder
+
+
+def coco_format_examples(builder, split: str = 'validation') -> list[dict]:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return list(tfds.as_numpy(builder.as_dataset(split=split)))
+
+
+@pytest.fixture(scope='session')
+def coco_format_builds(tmp_path_factory) -> dict:
+  """sample name -> (its JSON, its examples, the build's data_dir)."""
+  import json  # pylint: disable=g-import-not-at-top
+  out = {}
+  for name, (annotations, images) in COCO_FORMAT_SAMPLES.items():
+    if not annotations.exists():
+      pytest.skip(f'real data not found at {annotations} (../shared/data is absent)')
+    tmp = tmp_path_factory.mktemp(f'coco_format_{name}')
+    manual = coco_format_manual(tmp / 'manual', annotations, images)
+    builder = coco_format_build(manual, tmp / 'data')
+    out[name] = (json.loads(annotations.read_text()), coco_format_examples(builder),
+                 tmp / 'data')
+  return out

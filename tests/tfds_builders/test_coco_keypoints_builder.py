@@ -20,63 +20,15 @@ import pytest
 
 from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import datasets
-from tests.conftest import SHARED_DATA
+from tests.conftest import COCO_FORMAT_CONFIG as CONFIG
+from tests.conftest import COCO_FORMAT_RESOLUTION as RESOLUTION
+from tests.conftest import COCO_FORMAT_SAMPLES as SAMPLES
+from tests.conftest import coco_format_build as _build
+from tests.conftest import coco_format_builder as _builder
+from tests.conftest import coco_format_examples as _examples
+from tests.conftest import coco_format_manual as _manual
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-RESOLUTION = 96
-CONFIG = 'small'  # a config of its own: TFDS refuses one named as a built-in
-SAMPLES = {
-    'coco': (SHARED_DATA / 'coco_sample' / 'person_keypoints.json',
-             SHARED_DATA / 'coco_sample' / 'images'),
-    'crowdpose': (SHARED_DATA / 'crowdpose_sample' / 'annotations.json',
-                  SHARED_DATA / 'crowdpose_sample' / 'images'),
-    'lspet': (SHARED_DATA / 'lspet_sample' / 'coco_keypoints.json',
-              SHARED_DATA / 'lspet_sample' / 'images'),
-}
-
-
-def _manual(root: pathlib.Path, annotations: pathlib.Path, images: pathlib.Path,
-            split: str = 'validation') -> pathlib.Path:
-  (root / 'annotations').mkdir(parents=True)
-  (root / 'annotations' / f'{split}.json').symlink_to(annotations.resolve())
-  (root / 'images').symlink_to(images.resolve())
-  return root
-
-
-def _builder(data_dir: pathlib.Path, **config):
-  from tfds_builders.coco_keypoints import coco_keypoints_dataset_builder as cb  # pylint: disable=g-import-not-at-top
-  cfg = cb.CocoKeypointsConfig(name=CONFIG, source='custom',
-                               resolution=config.pop('resolution', RESOLUTION), **config)
-  return cb.Builder(data_dir=str(data_dir), config=cfg)
-
-
-def _build(manual: pathlib.Path, data_dir: pathlib.Path, **config):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = _builder(data_dir, **config)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  return builder
-
-
-def _examples(builder, split: str = 'validation') -> list[dict]:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  return list(tfds.as_numpy(builder.as_dataset(split=split)))
-
-
-@pytest.fixture(scope='module')
-def built(tmp_path_factory):
-  """sample name -> (JSON, examples, data_dir) for the three real files."""
-  out = {}
-  for name, (annotations, images) in SAMPLES.items():
-    if not annotations.exists():
-      pytest.skip(f'real data not found at {annotations} (../shared/data is absent)')
-    tmp = tmp_path_factory.mktemp(name)
-    manual = _manual(tmp / 'manual', annotations, images)
-    builder = _build(manual, tmp / 'data')
-    out[name] = (json.loads(annotations.read_text()), _examples(builder), tmp / 'data')
-  return out
-
-
 def _expected_ids(data: dict) -> set[int]:
   return {a['id'] for a in data['annotations']
           if not a.get('iscrowd') and a.get('bbox') and a['bbox'][2] > 0 and a['bbox'][3] > 0
@@ -89,8 +41,8 @@ def _back(points: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize('name', list(SAMPLES))
-def test_persons_keypoints_and_ids_equal_the_json(built, name):
-  data, examples, _ = built[name]
+def test_persons_keypoints_and_ids_equal_the_json(coco_format_builds, name):
+  data, examples, _ = coco_format_builds[name]
   assert sorted(int(e['coco_annotation_id']) for e in examples) == sorted(_expected_ids(data))
   anns = {a['id']: a for a in data['annotations']}
   images = {im['id']: (i, im) for i, im in enumerate(data['images'])}
@@ -119,8 +71,8 @@ def test_persons_keypoints_and_ids_equal_the_json(built, name):
 
 
 @pytest.mark.parametrize('name', list(SAMPLES))
-def test_other_persons_are_in_the_crop_frame(built, name):
-  data, examples, _ = built[name]
+def test_other_persons_are_in_the_crop_frame(coco_format_builds, name):
+  data, examples, _ = coco_format_builds[name]
   for ex in examples:
     ann_id = int(ex['coco_annotation_id'])
     image_id = int(ex['coco_image_id'])
@@ -135,8 +87,8 @@ def test_other_persons_are_in_the_crop_frame(built, name):
                                  triples[v > 0, :2], atol=1e-3)
 
 
-def test_coco_sample_has_unannotated_persons_that_are_skipped_and_counted(built):
-  data, examples, data_dir = built['coco']
+def test_coco_sample_has_unannotated_persons_that_are_skipped_and_counted(coco_format_builds):
+  data, examples, data_dir = coco_format_builds['coco']
   unannotated = [a for a in data['annotations'] if a['num_keypoints'] == 0]
   assert len(unannotated) == 2 and len(examples) == len(data['annotations']) - 2
   metadata = json.loads((data_dir / 'coco_keypoints' / CONFIG / '1.0.0' /
@@ -145,14 +97,14 @@ def test_coco_sample_has_unannotated_persons_that_are_skipped_and_counted(built)
   assert metadata['category_id'] == 1
 
 
-def test_metadata_is_read_back_without_the_manual_dir(built):
+def test_metadata_is_read_back_without_the_manual_dir(coco_format_builds):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   expected_flips = {
       'coco': [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10], [11, 12], [13, 14], [15, 16]],
       'crowdpose': [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]],
       'lspet': [[0, 5], [1, 4], [2, 3], [6, 11], [7, 10], [8, 9]],
   }
-  for name, (data, examples, data_dir) in built.items():
+  for name, (data, examples, data_dir) in coco_format_builds.items():
     values = datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(data_dir))
     assert values['keypoint_names'] == data['categories'][0]['keypoints']
     assert values['flip_pairs'] == expected_flips[name]
@@ -162,7 +114,7 @@ def test_metadata_is_read_back_without_the_manual_dir(built):
     assert builder.info.features['keypoints'].shape == (k, 2)
     ds = tfds.load(f'coco_keypoints/{CONFIG}', split='validation', data_dir=str(data_dir))
     assert sum(1 for _ in ds) == len(examples)
-  crowd = datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(built['crowdpose'][2]))
+  crowd = datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(coco_format_builds['crowdpose'][2]))
   # CrowdPose's skeleton is COCO's (edges up to 17): parts come by name.
   assert crowd['part_pairs'] == [[0, 2], [2, 4], [1, 3], [3, 5], [6, 8], [8, 10], [7, 9],
                                  [9, 11], [0, 6], [1, 7], [0, 1], [6, 7], [13, 0], [13, 1],

@@ -1,0 +1,74 @@
+"""Fine-tuning across keypoint sets: an MPII checkpoint onto the 14 keypoints
+of the LSPET COCO-format file and the 17 of COCO's sample, through the
+training loop's start (config.init_from)."""
+import jax
+import numpy as np
+import pytest
+
+from rhpe_jax import checkpoints
+from rhpe_jax.core import skeleton
+from tests.conftest import COCO_FORMAT_CONFIG, tiny_config
+
+
+def _config(tiny_data_dir, tiny_workdir, build_dir):
+  """The tiny network of `tiny_workdir` (MPII joints) on a COCO-format build."""
+  config = tiny_config(tiny_data_dir)
+  config.update(dict(dataset=f'coco_keypoints/{COCO_FORMAT_CONFIG}', data_dir=str(build_dir),
+                     skeleton='dataset', train_split='validation', eval_split='validation',
+                     init_from=str(tiny_workdir), init_from_skeleton='mpii',
+                     eval_every_steps=0, checkpoint_every_steps=0, num_summary_images=0))
+  return config
+
+
+def _leaves(tree) -> dict:
+  return {jax.tree_util.keystr(p): np.asarray(v)
+          for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_an_mpii_network_starts_a_14_keypoint_run(coco_format_builds, tiny_data_dir,
+                                                  tiny_workdir, capsys):
+  from rhpe_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.training import loop, steps  # pylint: disable=g-import-not-at-top
+  config = _config(tiny_data_dir, tiny_workdir, coco_format_builds['lspet'][2])
+  joints = datasets.resolve_keypoint_set(config)
+  assert joints.num_joints == 14 and joints.joint_names[0] == 'right_ankle'
+  fresh = steps.create_train_state(config, jax.random.key(1), steps_per_epoch=2)
+  started = loop.start_from_checkpoint(config, fresh)
+  source, _ = checkpoints.read_variables(str(tiny_workdir), 'latest')
+  got, want = _leaves(started.params), _leaves(source['params'])
+  for key, value in got.items():
+    if 'heads' not in key:  # the trunk and fusion layers: copied
+      np.testing.assert_array_equal(value, want[key])
+  # LSPET's 14 names are all MPII's (right_ankle is r_ankle, neck is
+  # upper_neck): every keypoint channel comes from MPII, by hand:
+  by_hand = [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 8, 9]
+  key = "['heads_0']['keypoints']['kernel']"
+  np.testing.assert_array_equal(got[key], want[key][..., by_hand])
+  line = capsys.readouterr().out
+  assert 'keypoint heads: 14 of 14 by name' in line and 'fresh: none; part heads' in line
+  # Without the source's set named, and none in its workdir: one line saying how.
+  config.init_from_skeleton = ''
+  with pytest.raises(ValueError, match='init_from_skeleton=mpii'):
+    loop.start_from_checkpoint(config, fresh)
+
+
+def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_data_dir,
+                                                     tiny_workdir, tmp_path, capsys):
+  from rhpe_jax.training import loop  # pylint: disable=g-import-not-at-top
+  config = _config(tiny_data_dir, tiny_workdir, coco_format_builds['coco'][2])
+  config.num_train_steps = 2
+  workdir = tmp_path / 'run'
+  loop.train_and_evaluate(config, str(workdir))
+  out = capsys.readouterr().out
+  assert f'started from {tiny_workdir} (step 1, mpii)' in out
+  assert 'keypoint heads: 12 of 17 by name' in out
+  assert 'fresh: nose, left_eye, right_eye, left_ear, right_ear' in out
+  assert skeleton.read_from_workdir(str(workdir)).num_joints == 17  # for predict
+  variables, step = checkpoints.restore_variables(
+      _config(tiny_data_dir, tiny_workdir, coco_format_builds['coco'][2]), str(workdir), 'latest')
+  assert step == 2
+  assert variables['params']['heads_0']['keypoints']['kernel'].shape[-1] == 17
+  # A resumed run does not start from init_from again.
+  config.num_train_steps = 3
+  loop.train_and_evaluate(config, str(workdir))
+  assert 'started from' not in capsys.readouterr().out
