@@ -3,7 +3,8 @@ r"""Evaluates a trained checkpoint on a split, as the paper reports it.
   python -m experiments.evaluate --config=experiments/configs/mpii.py --workdir=runs/mpii \
       [--split=validation] [--flip] [--scales=1.0,0.9,1.1] \
       [--checkpoint=best|latest|STEP] [--output_dir=DIR] [--mean_pose_from=config|DATA_DIR] \
-      [--num_examples=N] [--boxes=detections.json --image_dir=DIR [--box_score_threshold=T]]
+      [--num_examples=N] [--boxes=detections.json --image_dir=DIR [--box_score_threshold=T]
+       [--annotations=person_keypoints.json]]
 
 Restores the checkpoint (default: the best by validation accuracy), predicts
 every person of the split (the first --num_examples only; the config's
@@ -53,6 +54,8 @@ def define_flags() -> None:
                      'dropped.')
   flags.DEFINE_string('image_dir', None, 'With --boxes: the folder of the original images '
                       "(each example's image_name in it).")
+  flags.DEFINE_string('annotations', None, 'With --boxes: score against this COCO keypoints '
+                      "file on the split's images (default: the split's own persons).")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -63,7 +66,7 @@ def main(argv: Sequence[str]) -> int:
       checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
       mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples,
       boxes=FLAGS.boxes, box_score_threshold=FLAGS.box_score_threshold,
-      image_dir=FLAGS.image_dir)
+      image_dir=FLAGS.image_dir, annotations=FLAGS.annotations)
   return 0
 
 

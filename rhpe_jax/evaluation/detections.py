@@ -69,6 +69,17 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
   return ground_truth, names
 
 
+def restrict_to_images(ground_truth: Mapping[str, Any], image_ids) -> dict[str, Any]:
+  """A COCO dict cut to `image_ids` (each must be one of its images)."""
+  wanted = set(int(i) for i in image_ids)
+  images = [image for image in ground_truth['images'] if int(image['id']) in wanted]
+  lacking = wanted - {int(image['id']) for image in images}
+  if lacking:
+    raise ValueError(f'the annotation file has no image {min(lacking)} of the split')
+  return dict(ground_truth, images=images, annotations=[
+      a for a in ground_truth['annotations'] if int(a['image_id']) in wanted])
+
+
 def predict_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
                   boxes: Mapping[int, list[dict[str, Any]]], image_paths: Mapping[int, str], *,
                   flip: bool = False, batch_size: int = 8) -> list[dict[str, Any]]:
@@ -111,12 +122,16 @@ def predict_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, Any
 
 def evaluate_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, Any], split: str,
                    boxes_path: str, image_dir: str, *, score_threshold: float = 0.0,
-                   flip: bool = False, batch_size: int = 8
+                   flip: bool = False, batch_size: int = 8, annotations: str | None = None
                    ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, Any]]:
   """(COCO scores, results, counts) of the network in a detector's boxes
   (`boxes_path`, COCO results format, boxes scoring below `score_threshold`
-  dropped) on the images of a split, against the split's ground truth."""
+  dropped) on the images of a split, against the split's ground truth: the
+  one its examples give or, with `annotations`, that COCO file's on the
+  split's images (its unlabelled persons too, as the official evaluation)."""
   ground_truth, names = split_ground_truth(config, split)
+  if annotations:
+    ground_truth = restrict_to_images(coco_eval.load_ground_truth(annotations), names)
   boxes = coco_results.read_detections(boxes_path, score_threshold=score_threshold)
   paths = {}
   for image_id, name in names.items():

@@ -96,7 +96,7 @@ def format_persons(counts: dict[str, Any]) -> str:
 def _coco_scores(config, variables, split: str, predictions: dict, out_dir: pathlib.Path,
                  results: dict[str, Any], *, flip: bool, boxes: str | None,
                  box_score_threshold: float, image_dir: str | None, batch_size: int,
-                 verbose: bool) -> None:
+                 annotations: str | None, verbose: bool) -> None:
   """COCO AP/AR beside the PCK table: in the ground-truth boxes (every
   person predicted, score = mean peak), and with `boxes` in a detector's;
   writes coco_results.json (of the detector's boxes when given) and puts the
@@ -118,8 +118,9 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
   if boxes:
     detected, records, counts = detections.evaluate_boxes(
         config, variables, split, boxes, image_dir, score_threshold=box_score_threshold,
-        flip=flip, batch_size=batch_size)
+        flip=flip, batch_size=batch_size, annotations=annotations)
     results['coco_detections'] = {'boxes': boxes, 'box_score_threshold': box_score_threshold,
+                                  'ground_truth': annotations or 'the split\'s examples',
                                   'scores': detected, **counts}
     lines += [f'COCO keypoints, boxes of {boxes} ({counts["boxes_scored"]} boxes with score >= '
               f'{box_score_threshold:g} on {counts["images_with_boxes"]} of '
@@ -137,7 +138,8 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
                         output_dir: str | None = None, batch_size: int | None = None,
                         mean_pose_from: str | None = None, num_examples: int | None = None,
                         boxes: str | None = None, box_score_threshold: float = 0.0,
-                        image_dir: str | None = None, verbose: bool = True) -> dict[str, Any]:
+                        image_dir: str | None = None, annotations: str | None = None,
+                        verbose: bool = True) -> dict[str, Any]:
   """Evaluates a checkpoint of `workdir` on a split, writes every output
   (see the module doc); returns the results dict (as in the JSON).
 
@@ -146,7 +148,8 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
   `boxes` (a detector's boxes, COCO results format; a COCO-format split
   only), COCO AP is also computed in those boxes (`detections.evaluate_boxes`:
   boxes scoring below `box_score_threshold` dropped, the original images
-  read from `image_dir`), and coco_results.json holds those results.
+  read from `image_dir`; scored against the COCO file `annotations` on the
+  split's images when given), and coco_results.json holds those results.
   """
   if num_examples is not None and num_examples < 1:
     raise ValueError(f'--num_examples must be >= 1, got {num_examples}')
@@ -250,7 +253,7 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
   if table is not None and coco_eval.has_coco_ids(predictions):
     _coco_scores(config, variables, split, predictions, out_dir, results, flip=flip,
                  boxes=boxes, box_score_threshold=box_score_threshold, image_dir=image_dir,
-                 batch_size=batch_size, verbose=verbose)
+                 batch_size=batch_size, annotations=annotations, verbose=verbose)
   elif boxes:
     raise ValueError(f'--boxes: {config.dataset} {split} has no COCO ids (coco_image_id) to '
                      'score detections against')

@@ -246,6 +246,20 @@ def test_detections_on_other_images_are_ignored_and_bad_files_named(coco_data_di
                                                                     tmp_path):
   from rhpe_jax.evaluation import report
   config = _config(coco_data_dir)
+  # Against the full annotation file (its num_keypoints-0 persons too):
+  # pycocotools on that file.
+  data = _annotations()
+  annotations = tmp_path / 'annotations.json'
+  annotations.write_text(json.dumps(data))
+  out = tmp_path / 'full'
+  results = report.evaluate_checkpoint(
+      config, str(coco_workdir), output_dir=str(out), boxes=str(SAMPLE / 'person_detections.json'),
+      box_score_threshold=0.5, image_dir=str(SAMPLE / 'images'), annotations=str(annotations),
+      verbose=False)
+  records = json.loads((out / 'coco_results.json').read_text())
+  scores = results['coco_detections']['scores']
+  assert results['coco_detections']['ground_truth'] == str(annotations)
+  np.testing.assert_allclose(_pycocotools(data, records), [scores[n] for n in scores], atol=1e-12)
   boxes = tmp_path / 'boxes.json'
   boxes.write_text(json.dumps([{'image_id': 785, 'category_id': 1, 'score': 0.9,
                                 'bbox': [280.79, 44.73, 218.7, 346.68]},
