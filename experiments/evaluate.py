@@ -3,7 +3,8 @@ r"""Evaluates a trained checkpoint on a split, as the paper reports it.
   python -m experiments.evaluate --config=experiments/configs/mpii.py --workdir=runs/mpii \
       [--split=validation] [--flip] [--scales=1.0,0.9,1.1] \
       [--checkpoint=best|latest|STEP] [--output_dir=DIR] [--mean_pose_from=config|DATA_DIR] \
-      [--num_examples=N]
+      [--num_examples=N] [--boxes=detections.json --image_dir=DIR [--box_score_threshold=T]
+       [--annotations=person_keypoints.json]]
 
 Restores the checkpoint (default: the best by validation accuracy), predicts
 every person of the split (the first --num_examples only; the config's
@@ -13,6 +14,9 @@ paper's "+ Scale Aug."), and prints the paper's table with the persons scored
 and left out (and why). Written to --output_dir (default WORKDIR/eval_<split>):
 results.json (every number), predictions.h5 (community format, 1-based, rows
 as valid.h5), predictions.mat (test split), pck_curves.png, visibility_pr.png.
+A COCO-format split also gets COCO keypoint AP/AR (pycocotools) and
+coco_results.json; --boxes scores the network in a detector's boxes instead
+of the annotated ones (the original images from --image_dir).
 --mean_pose_from also scores the mean-pose baseline. A split without keypoints
 (MPII test) gives the submission files. See rhpe_jax.evaluation.report.
 
@@ -44,6 +48,14 @@ def define_flags() -> None:
   flags.DEFINE_string('mean_pose_from', None,
                       'Also score the mean-pose baseline: the mean training pose of split '
                       "'train_split' of this TFDS data dir ('config': the config's data_dir).")
+  flags.DEFINE_string('boxes', None, "A person detector's boxes (COCO results JSON) to "
+                      'evaluate COCO keypoint AP in (a COCO-format split only).')
+  flags.DEFINE_float('box_score_threshold', 0.0, 'Boxes of --boxes scoring below this are '
+                     'dropped.')
+  flags.DEFINE_string('image_dir', None, 'With --boxes: the folder of the original images '
+                      "(each example's image_name in it).")
+  flags.DEFINE_string('annotations', None, 'With --boxes: score against this COCO keypoints '
+                      "file on the split's images (default: the split's own persons).")
 
 
 def main(argv: Sequence[str]) -> int:
@@ -52,7 +64,9 @@ def main(argv: Sequence[str]) -> int:
   report.evaluate_checkpoint(
       FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
       checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
-      mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples)
+      mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples,
+      boxes=FLAGS.boxes, box_score_threshold=FLAGS.box_score_threshold,
+      image_dir=FLAGS.image_dir, annotations=FLAGS.annotations)
   return 0
 
 

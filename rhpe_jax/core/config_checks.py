@@ -189,6 +189,17 @@ def _relations(config: Mapping[str, Any]) -> list[tuple[bool, str]]:
                    f'config.lr_boundaries_epochs = {boundaries!r} entry'))
     checks.append((list(boundaries) == sorted(boundaries),
                    f'config.lr_boundaries_epochs = {boundaries!r} must be in increasing order'))
+  if has('skeleton', 'keypoint_sigmas') and config['keypoint_sigmas']:
+    count = None  # the keypoint count, where the set is known here
+    if config['skeleton'] in skeleton.SKELETONS:
+      count = skeleton.SKELETONS[config['skeleton']].num_joints
+    elif isinstance(config.get('keypoint_set'), Mapping):
+      count = len(config['keypoint_set'].get('keypoint_names', ()))
+    if count is not None:
+      sigmas = tuple(config['keypoint_sigmas'])
+      checks.append((len(sigmas) == count,
+                     f'config.keypoint_sigmas has {len(sigmas)} sigmas; the keypoint set has '
+                     f'{count} keypoints (one sigma each, or none: by rule)'))
   return checks
 
 

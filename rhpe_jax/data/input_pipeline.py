@@ -45,6 +45,16 @@ RAW_KEYS = ('image', 'keypoints', 'keypoint_status', 'other_keypoints',
             'other_keypoint_status', 'crop_to_image', 'objpos', 'scale',
             'head_size', 'image_index', 'person_index')
 
+# What a COCO-format build (tfds_builders/coco_keypoints) adds per person:
+# the evaluation pipeline carries them to the predictions when the dataset
+# has them (COCO AP, rhpe_jax.evaluation.coco_eval), the training one never.
+COCO_KEYS = ('coco_image_id', 'coco_annotation_id', 'bbox', 'area')
+# The image's iscrowd regions, (M, 4) xywh boxes and (M,) areas: padded to
+# MAX_CROWD_REGIONS rows (a fixed shape to batch) with their count
+# `crowd_count`; an image with more stops the pass with an error naming it.
+CROWD_KEYS = ('crowd_boxes', 'crowd_areas')
+MAX_CROWD_REGIONS = 32
+
 # Independent uses of the user's seed.
 _TAG_AUGMENT, _TAG_MIX, _TAG_SHUFFLE = 0, 1, 2
 # Mixture choices are drawn in blocks of this many (one stateless draw each).
@@ -109,7 +119,35 @@ def preprocess_example(example: Mapping[str, tf.Tensor], config: AugmentConfig,
       'image_index': tf.cast(example['image_index'], tf.int32),
       'person_index': tf.cast(example['person_index'], tf.int32),
       'valid': tf.constant(1, tf.int32),
+      **coco_fields(example),
   }
+
+
+def coco_fields(example: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+  """The COCO ids, box, area and padded crowd regions of a raw example
+  that has them (COCO_KEYS, CROWD_KEYS); nothing for other datasets."""
+  out = {}
+  if 'coco_image_id' in example:
+    out['coco_image_id'] = tf.cast(example['coco_image_id'], tf.int64)
+    out['coco_annotation_id'] = tf.cast(example['coco_annotation_id'], tf.int64)
+    out['bbox'] = tf.cast(example['bbox'], tf.float32)
+    out['area'] = tf.cast(example['area'], tf.float32)
+  if 'crowd_boxes' in example:
+    boxes = tf.reshape(tf.cast(example['crowd_boxes'], tf.float32), [-1, 4])
+    areas = tf.reshape(tf.cast(example['crowd_areas'], tf.float32), [-1])
+    count = tf.shape(boxes)[0]
+    check = tf.debugging.Assert(
+        count <= MAX_CROWD_REGIONS,
+        [f'a COCO image has more than {MAX_CROWD_REGIONS} crowd regions '
+         '(input_pipeline.MAX_CROWD_REGIONS): coco_image_id',
+         example.get('coco_image_id', tf.constant(-1, tf.int64)), 'regions', count])
+    with tf.control_dependencies([check]):
+      missing = MAX_CROWD_REGIONS - count
+    out['crowd_boxes'] = tf.ensure_shape(tf.pad(boxes, [[0, missing], [0, 0]]),
+                                         [MAX_CROWD_REGIONS, 4])
+    out['crowd_areas'] = tf.ensure_shape(tf.pad(areas, [[0, missing]]), [MAX_CROWD_REGIONS])
+    out['crowd_count'] = tf.cast(count, tf.int32)
+  return out
 
 
 # --------------------------------------------------------------------------
@@ -162,12 +200,15 @@ def map_joints(ds: tf.data.Dataset, mapping: str | None) -> tf.data.Dataset:
 
 
 def _prepare_raw(ds: tf.data.Dataset, config: AugmentConfig, process_index: int,
-                 process_count: int, shard_input: bool, what: str) -> tf.data.Dataset:
-  """Shard (optional), keep the features used, map joints: all before decoding."""
+                 process_count: int, shard_input: bool, what: str,
+                 optional_keys: Sequence[str] = ()) -> tf.data.Dataset:
+  """Shard (optional), keep the features used (and those of `optional_keys`
+  the dataset has), map joints: all before decoding."""
   _check_raw(ds, what)
   if shard_input and process_count > 1:
     ds = ds.shard(process_count, process_index)
-  ds = ds.map(lambda ex: {k: ex[k] for k in RAW_KEYS})
+  keys = RAW_KEYS + tuple(k for k in optional_keys if k in ds.element_spec)
+  ds = ds.map(lambda ex: {k: ex[k] for k in keys})
   return map_joints(ds, config.joint_mapping)
 
 
@@ -369,7 +410,8 @@ def make_eval_dataset(
   Padding rows are zeros with `valid` = 0. Every process yields the same
   number of batches, ceil(ceil(N / process_count) / per_process_batch) with N
   the size of the whole split, so that collective steps stay in lockstep.
-  `input_to_image` maps predictions back to original image pixels.
+  `input_to_image` maps predictions back to original image pixels. A COCO-format
+  build's ids, box, area and crowd regions come along (`coco_fields`).
 
   Args:
     num_examples_total: N; needed when raw_ds is already this process's shard
@@ -383,7 +425,7 @@ def make_eval_dataset(
                        'raw_ds is already this process\'s shard')
     num_examples_total = num_examples(raw_ds, 'evaluation dataset')
   ds = _prepare_raw(raw_ds, config, process_index, process_count, shard_input,
-                    'evaluation dataset')
+                    'evaluation dataset', optional_keys=COCO_KEYS + CROWD_KEYS)
   num_batches = math.ceil(math.ceil(num_examples_total / process_count) / per_process)
   ds = ds.map(lambda ex: preprocess_example(ex, config, augment.identity_params()),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -19,12 +19,20 @@ from jax.experimental import multihost_utils
 from rhpe_jax.core import skeleton
 from rhpe_jax.core import visualize
 from rhpe_jax.data import datasets as data
+from rhpe_jax.evaluation import coco_eval
 from rhpe_jax.evaluation import metrics
 from rhpe_jax.inference import predictor
 
 # Batch fields kept next to the predictions (ground truth and provenance).
 _KEPT_FIELDS = ('keypoints', 'keypoint_status', 'input_to_image', 'head_size',
                 'image_index', 'person_index')
+# Kept too where the dataset has them (a COCO-format build): COCO ids, box,
+# area, crowd regions (rhpe_jax.evaluation.coco_eval).
+_OPTIONAL_FIELDS = coco_eval.PERSON_FIELDS + coco_eval.CROWD_FIELDS
+
+
+def _kept_fields(batch: dict) -> tuple[str, ...]:
+  return _KEPT_FIELDS + tuple(k for k in _OPTIONAL_FIELDS if k in batch)
 
 
 def _apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -44,6 +52,8 @@ def collect_predictions(p_eval_step, state, batches: Iterable[dict],
   parts: dict[str, list] = {k: [] for k in ('pred', 'confidence', 'valid', 'loss') + _KEPT_FIELDS}
   images = []
   for batch in batches:
+    for key in _kept_fields(batch):
+      parts.setdefault(key, [])
     if sum(len(i) for i in images) < keep_images:
       images.append(np.asarray(batch['image']).reshape((-1,) + batch['image'].shape[2:]))
     out = p_eval_step(state, batch)
@@ -52,7 +62,7 @@ def collect_predictions(p_eval_step, state, batches: Iterable[dict],
     parts['confidence'].append(out['confidence'])
     parts['loss'].append(np.asarray(out['loss']).reshape(-1)[:1])
     parts['valid'].append(np.array(batch['valid']))  # copies: tf.data reuses buffers
-    for key in _KEPT_FIELDS:
+    for key in _kept_fields(batch):
       parts[key].append(np.array(batch[key]))
   flat = {}
   for key, values in parts.items():
@@ -210,7 +220,8 @@ def predict_split(config: ml_collections.ConfigDict, variables, split: str, *,
   the scale-1 crop's grid (`predictor.grid_to_grid_affine`, bilinear), averaged, then
   decoded. Returns 'pred' (input pixels of the scale-1 crop), 'pred_image'
   and 'gt_image' (original pixels), 'confidence' (max of each averaged map),
-  and the ground-truth fields of the split.
+  and the ground-truth fields of the split (with a COCO-format build's ids,
+  box, area and padded crowd regions, coco_eval.PERSON_FIELDS, CROWD_FIELDS).
   """
   if not scales or scales[0] != 1.0:
     raise ValueError(f'scales must start with 1.0, got {scales}')
@@ -238,7 +249,8 @@ def predict_split(config: ml_collections.ConfigDict, variables, split: str, *,
     parts['pred'].append(np.asarray(keypoints))
     parts['confidence'].append(np.asarray(confidence))
     parts['valid'].append(flat(reference['valid']))
-    for key in _KEPT_FIELDS:
+    for key in _kept_fields(reference):
+      parts.setdefault(key, [])
       parts[key].append(flat(reference[key]))
   out = {k: np.concatenate(v) for k, v in parts.items()}
   keep = out.pop('valid').astype(bool)

@@ -23,6 +23,7 @@ the HRNet and pose-hg-train Python ports follow:
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,16 +40,36 @@ PCKH_AUC_THRESHOLDS = np.arange(51) / 100.0
 _BOUNDARY_RTOL = 1e-10
 
 TORSO_DEFINITIONS = config_lib.TORSO_DEFINITIONS  # config.torso_definition
+# The shoulder-hip diagonals (canonical names) whose mean is each torso size.
+TORSO_JOINTS = {
+    'lsp_diagonal': (('left_shoulder', 'right_hip'),),
+    'mean_diagonals': (('left_shoulder', 'right_hip'), ('right_shoulder', 'left_hip')),
+}
+
+
+def generic_table_groups(skeleton: skeleton_lib.Skeleton
+                         ) -> tuple[tuple[str, tuple[int, ...]], ...]:
+  """Table groups of any keypoint set: its keypoints grouped by canonical
+  name with the side (left_/right_) stripped, in order of first appearance,
+  e.g. COCO's Nose, Eye, Ear, Shoulder, ..., Ankle (Shoulder = left_shoulder
+  + right_shoulder). A title is the stripped name with spaces, capitalised."""
+  groups: dict[str, list[int]] = {}
+  for index, name in enumerate(skeleton.joint_names):
+    base = re.sub(r'^(left|right)_', '', skeleton_lib.canonical_name(name))
+    groups.setdefault(base, []).append(index)
+  return tuple((base.replace('_', ' ').capitalize(), tuple(ids)) for base, ids in groups.items())
 
 
 def _table_spec(skeleton: skeleton_lib.Skeleton
                 ) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[int, ...]]:
-  """The paper's table groups and the joints of "Total" for a joint set."""
+  """The paper's table groups and the joints of "Total" for a joint set:
+  MPII's and LSP's as the paper has them, any other set's by name
+  (`generic_table_groups`) with every keypoint in "Total"."""
   if skeleton.name == 'mpii':
     return skeleton_lib.MPII_TABLE_GROUPS, skeleton_lib.MPII_TOTAL_JOINTS
   if skeleton.name == 'lsp':
     return skeleton_lib.LSP_TABLE_GROUPS, skeleton_lib.LSP_TOTAL_JOINTS
-  raise ValueError(f'no table layout for skeleton {skeleton.name!r}')
+  return generic_table_groups(skeleton), tuple(range(skeleton.num_joints))
 
 
 def _check_inputs(pred: Any, gt: Any, mask: Any, normaliser: Any, name: str,
@@ -162,7 +183,10 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
   and right as annotated (the common LSP PCK definition).
   'mean_diagonals': mean of the two shoulder-hip diagonals (left shoulder to
   right hip and right shoulder to left hip).
-  Works for MPII and LSP joint orders (joints looked up by name). With
+  Joints are looked up by canonical name (`skeleton.canonical_name`: MPII's
+  'l_shoulder' is COCO's 'left_shoulder'), so any keypoint set works that
+  has the shoulders and hips the definition needs; one that lacks them
+  raises ValueError naming them (such a set cannot be scored by PCK). With
   `status` `(N, J)`, a torso with a MISSING end is NaN (undefined): a missing
   joint's stored coordinates are no location; `pck` leaves such persons out.
   """
@@ -174,20 +198,24 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
     raise ValueError(
         f'gt must have shape (N, {skeleton.num_joints}, 2) for {skeleton.name}, '
         f'got {gt.shape}')
-  j = skeleton.joint_index
+  index = {skeleton_lib.canonical_name(n): i for i, n in enumerate(skeleton.joint_names)}
+  needed = TORSO_JOINTS[definition]
+  lacking = [n for pair in needed for n in pair if n not in index]
+  if lacking:
+    raise ValueError(
+        f'keypoint set {skeleton.name!r} has no {", ".join(dict.fromkeys(lacking))}: '
+        f'no torso {definition!r} to normalise PCK by')
   known = (np.ones(gt.shape[:2], bool) if status is None
            else np.asarray(status) != skeleton_lib.MISSING)
   if known.shape != gt.shape[:2]:
     raise ValueError(f'status must have shape {gt.shape[:2]}, got {known.shape}')
 
   def diagonal(a, b):
-    length = np.linalg.norm(gt[:, j(a)] - gt[:, j(b)], axis=-1)
-    return np.where(known[:, j(a)] & known[:, j(b)], length, np.nan)
+    a, b = index[a], index[b]
+    length = np.linalg.norm(gt[:, a] - gt[:, b], axis=-1)
+    return np.where(known[:, a] & known[:, b], length, np.nan)
 
-  first = diagonal('l_shoulder', 'r_hip')
-  if definition == 'lsp_diagonal':
-    return first
-  return 0.5 * (first + diagonal('r_shoulder', 'l_hip'))
+  return np.mean([diagonal(a, b) for a, b in needed], axis=0)
 
 
 def pck(pred: Any, gt: Any, mask: Any, torso_size: Any, threshold: float = 0.2,

@@ -15,6 +15,10 @@ scales (the paper's "+ Scale Aug.", `evaluator.predict_split`), and writes to
   pck_curves.png     accuracy against the threshold, per group and total
   visibility_pr.png  heat-map maximum as visibility score (paper Fig. 7),
                      where the split has visible and occluded labels
+  coco_results.json  a COCO-format split (COCO ids): keypoint results in
+                     original pixels (image_id, category_id, keypoints,
+                     score), scored by COCOeval beside the table
+                     (results.json `coco`: AP..ARl, the OKS sigmas, their rule)
 
 With `mean_pose_from`, the mean-pose predictor (`evaluator.mean_pose_baseline`)
 is scored the same way and printed under the table. The output says how many
@@ -36,6 +40,9 @@ import numpy as np
 from rhpe_jax import checkpoints
 from rhpe_jax.core import skeleton
 from rhpe_jax.core import visualize
+from rhpe_jax.data import coco_results
+from rhpe_jax.evaluation import coco_eval
+from rhpe_jax.evaluation import detections
 from rhpe_jax.evaluation import evaluator as evaluation
 from rhpe_jax.evaluation import metrics
 from rhpe_jax.evaluation import prediction_io
@@ -86,19 +93,68 @@ def format_persons(counts: dict[str, Any]) -> str:
   return text + ' (none left out)'
 
 
+def _coco_scores(config, variables, split: str, predictions: dict, out_dir: pathlib.Path,
+                 results: dict[str, Any], *, flip: bool, boxes: str | None,
+                 box_score_threshold: float, image_dir: str | None, batch_size: int,
+                 annotations: str | None, verbose: bool) -> None:
+  """COCO AP/AR beside the PCK table: in the ground-truth boxes (every
+  person predicted, score = mean peak), and with `boxes` in a detector's;
+  writes coco_results.json (of the detector's boxes when given) and puts the
+  scores, the sigmas and their rule in `results`."""
+  joints = skeleton.of_config(config)
+  sigmas, rule = coco_eval.sigmas_of(config)
+  ground_truth = coco_eval.ground_truth_from_predictions(predictions, joints.joint_names)
+  records = coco_eval.results_from_predictions(predictions)
+  scores = coco_eval.keypoint_ap(ground_truth, records, sigmas)
+  coco: dict[str, Any] = {
+      'boxes': 'ground truth', 'scores': scores, 'sigmas': list(sigmas), 'sigma_rule': rule,
+      'num_persons': int(sum(a['num_keypoints'] > 0 for a in ground_truth['annotations'])),
+      'num_crowd_regions': int(sum(a['iscrowd'] for a in ground_truth['annotations'])),
+      'num_images': len(ground_truth['images']),
+      'scale': 'fractions as COCOeval gives them; -1: undefined'}
+  results['coco'] = coco
+  lines = [f'COCO keypoints, ground-truth boxes ({coco["num_persons"]} persons, '
+           f'{coco["num_images"]} images, OKS sigmas: {rule})', coco_eval.format_scores(scores)]
+  if boxes:
+    detected, records, counts = detections.evaluate_boxes(
+        config, variables, split, boxes, image_dir, score_threshold=box_score_threshold,
+        flip=flip, batch_size=batch_size, annotations=annotations)
+    results['coco_detections'] = {'boxes': boxes, 'box_score_threshold': box_score_threshold,
+                                  'ground_truth': annotations or 'the split\'s examples',
+                                  'scores': detected, **counts}
+    lines += [f'COCO keypoints, boxes of {boxes} ({counts["boxes_scored"]} boxes with score >= '
+              f'{box_score_threshold:g} on {counts["images_with_boxes"]} of '
+              f'{counts["images"]} images; {counts["boxes_on_other_images"]} boxes on other '
+              'images ignored)', coco_eval.format_scores(detected)]
+  path = out_dir / 'coco_results.json'
+  coco_results.write_results(str(path), records)
+  results['files']['coco_results'] = str(path)
+  if verbose:
+    print('\n'.join(lines))
+
+
 def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip: bool = False,
                         scales: str | Sequence[float] = '1.0', checkpoint: str = 'best',
                         output_dir: str | None = None, batch_size: int | None = None,
                         mean_pose_from: str | None = None, num_examples: int | None = None,
+                        boxes: str | None = None, box_score_threshold: float = 0.0,
+                        image_dir: str | None = None, annotations: str | None = None,
                         verbose: bool = True) -> dict[str, Any]:
   """Evaluates a checkpoint of `workdir` on a split, writes every output
   (see the module doc); returns the results dict (as in the JSON).
 
   The whole split unless `num_examples` (the first N persons) is given:
-  `config.num_eval_examples` is the training-time evaluation's subset.
+  `config.num_eval_examples` is the training-time evaluation's subset. With
+  `boxes` (a detector's boxes, COCO results format; a COCO-format split
+  only), COCO AP is also computed in those boxes (`detections.evaluate_boxes`:
+  boxes scoring below `box_score_threshold` dropped, the original images
+  read from `image_dir`; scored against the COCO file `annotations` on the
+  split's images when given), and coco_results.json holds those results.
   """
   if num_examples is not None and num_examples < 1:
     raise ValueError(f'--num_examples must be >= 1, got {num_examples}')
+  if boxes and not image_dir:
+    raise ValueError('--boxes needs --image_dir, the folder of the original images')
   training_subset = config.num_eval_examples
   config = ml_collections.ConfigDict(config.to_dict())
   config.num_eval_examples = num_examples or -1
@@ -194,6 +250,13 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
       if vis is not None:
         print(f'visibility AP {100 * vis["ap"]:.1f} % '
               f'({vis["num_visible"]} visible, {vis["num_occluded"]} occluded joints)')
+  if table is not None and coco_eval.has_coco_ids(predictions):
+    _coco_scores(config, variables, split, predictions, out_dir, results, flip=flip,
+                 boxes=boxes, box_score_threshold=box_score_threshold, image_dir=image_dir,
+                 batch_size=batch_size, annotations=annotations, verbose=verbose)
+  elif boxes:
+    raise ValueError(f'--boxes: {config.dataset} {split} has no COCO ids (coco_image_id) to '
+                     'score detections against')
   json_path = out_dir / 'results.json'
   results['files']['results'] = str(json_path)
   json_path.write_text(json.dumps(prediction_io.jsonable(results), indent=1) + '\n')

@@ -209,3 +209,19 @@ def test_the_checker_imports_neither_jax_nor_tensorflow():
   result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=True)
   assert result.stdout.strip() == '[]'
+
+
+def test_keypoint_sigmas_one_per_keypoint_where_the_set_is_known():
+  config = demo.get_config().to_dict()
+  config['skeleton'] = 'coco'
+  config['keypoint_sigmas'] = (0.05,) * 17
+  config_checks.check_config(config)
+  config['keypoint_sigmas'] = (0.05,) * 16
+  with pytest.raises(ValueError, match='keypoint_sigmas has 16 sigmas; the keypoint set has 17'):
+    config_checks.check_config(config)
+  config['skeleton'] = 'dataset'  # the set not read yet: checked when it is
+  config_checks.check_config(config)
+  config['keypoint_set'] = {'name': 'x', 'keypoint_names': ['a', 'b'], 'flip_pairs': [],
+                            'part_pairs': []}
+  with pytest.raises(ValueError, match='has 16 sigmas; the keypoint set has 2'):
+    config_checks.check_config(config)

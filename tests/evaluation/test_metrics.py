@@ -301,3 +301,54 @@ def test_valid_known_perturbation_of_a_subset(valid):
   total_joints = list(skeleton.MPII_TOTAL_JOINTS)
   total = counts[total_joints].sum()
   assert result['Total'] == pytest.approx(100.0 * (total - wrong[10] - wrong[5]) / total)
+
+
+def test_pck_on_coco_keypoints_against_numpy():
+  """PCK@0.2 of the COCO set: torso left_shoulder (5) to right_hip (12),
+  groups by name without side (Nose, Eye, ..., Ankle), Total over all 17;
+  a person with an unannotated torso end left out and counted."""
+  rng = np.random.default_rng(3)
+  gt = rng.uniform(0, 200, (5, 17, 2))
+  pred = gt + rng.normal(0, 8, gt.shape)
+  status = rng.choice([0, 1, 2], (5, 17), p=[0.2, 0.3, 0.5])
+  status[:, [5, 12]] = 2
+  status[4, 12] = 0  # person 4: no right hip, no torso
+  torso = metrics.torso_size(gt, 'lsp_diagonal', skeleton.COCO, status)
+  result = metrics.pck(pred, gt, status, torso, threshold=0.2, skeleton=skeleton.COCO)
+  # By hand.
+  size = np.hypot(*(gt[:4, 5] - gt[:4, 12]).T)
+  dist = np.hypot(*(pred[:4] - gt[:4]).transpose(2, 0, 1)) / size[:, None]
+  counted = status[:4] > 0
+  correct = (dist <= 0.2) & counted
+  per_joint = 100.0 * correct.sum(0) / counted.sum(0)
+  np.testing.assert_allclose(result['per_joint'], per_joint)
+  assert result['Total'] == pytest.approx(100.0 * correct.sum() / counted.sum())
+  assert result['persons_without_torso'] == 1
+  names = ['Nose', 'Eye', 'Ear', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle']
+  assert list(result['groups']) == names
+  groups = [(0,), (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
+  for name, ids in zip(names, groups):
+    assert result['groups'][name] == pytest.approx(np.nanmean(per_joint[list(ids)]))
+  header, row = metrics.format_table(result, skeleton.COCO).splitlines()
+  assert header.split() == ['PCK@0.2'] + names + ['Total']
+  # mean_diagonals: with right_shoulder (6) to left_hip (11).
+  both = metrics.torso_size(gt, 'mean_diagonals', skeleton.COCO)
+  np.testing.assert_allclose(both, 0.5 * (np.hypot(*(gt[:, 5] - gt[:, 12]).T)
+                                          + np.hypot(*(gt[:, 6] - gt[:, 11]).T)))
+
+
+def test_generic_groups_and_a_set_without_a_torso():
+  lspet = skeleton.Skeleton(
+      name='lspet_coco', joint_names=('right_ankle', 'left_ankle', 'Left Shoulder',
+                                      'r_shoulder', 'right_hip', 'l_hip', 'neck', 'head_top'),
+      flip_pairs=((0, 1),), part_pairs=((6, 7),))
+  assert metrics.generic_table_groups(lspet) == (
+      ('Ankle', (0, 1)), ('Shoulder', (2, 3)), ('Hip', (4, 5)), ('Neck', (6,)),
+      ('Head top', (7,)))
+  gt = np.zeros((1, 8, 2))
+  gt[0, 2], gt[0, 4] = [0, 0], [3, 4]
+  np.testing.assert_allclose(metrics.torso_size(gt, 'lsp_diagonal', lspet), [5.0])
+  face = skeleton.Skeleton(name='face', joint_names=('nose', 'left_eye', 'right_eye'),
+                           flip_pairs=((1, 2),), part_pairs=())
+  with pytest.raises(ValueError, match="'face' has no left_shoulder, right_hip: no torso"):
+    metrics.torso_size(np.zeros((1, 3, 2)), 'lsp_diagonal', face)

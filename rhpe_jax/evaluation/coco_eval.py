@@ -1,0 +1,273 @@
+"""COCO keypoint AP/AR: pycocotools' COCOeval (iouType='keypoints') on
+ground truth rebuilt from arrays (an evaluation split's examples) or read
+from a COCO file, with the keypoint set's OKS sigmas.
+
+No OKS is computed here: COCOeval does all of it, with its own rules kept
+(persons with `num_keypoints` 0 and `iscrowd` regions are ignored regions,
+a detection may match a crowd region any number of times, at most 20
+results per image, area ranges medium and large). Numbers are COCOeval's
+`stats` as it gives them: fractions in [0, 1], -1 where undefined (no
+ground truth in an area range).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+import numpy as np
+
+from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.data import coco_results
+
+# COCOeval.stats for keypoints, in its order.
+STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
+
+# Per-person fields of a COCO-format build (tfds_builders/coco_keypoints)
+# that the evaluation pass carries next to the predictions; a split has COCO
+# ids when its predictions hold `coco_image_id`.
+PERSON_FIELDS = ('coco_image_id', 'coco_annotation_id', 'bbox', 'area')
+# The image's iscrowd regions, padded in the evaluation pipeline to a fixed
+# count (rhpe_jax.data.input_pipeline.MAX_CROWD_REGIONS) with their number.
+CROWD_FIELDS = ('crowd_boxes', 'crowd_areas', 'crowd_count')
+
+
+def has_coco_ids(predictions: Mapping[str, Any]) -> bool:
+  """Whether predictions come from a split with COCO image ids."""
+  return 'coco_image_id' in predictions
+
+
+def sigmas_of(config: ml_collections.ConfigDict) -> tuple[tuple[float, ...], str]:
+  """The OKS sigmas a config is scored with and the rule that gave them:
+  `config.keypoint_sigmas` when set, else the keypoint set's own, else
+  COCO's by keypoint name and 0.079 for the rest (`skeleton.oks_sigmas`)."""
+  joints = skeleton_lib.of_config(config)
+  given = tuple(float(s) for s in (config.get('keypoint_sigmas') or ()))
+  if given:
+    if len(given) != joints.num_joints:
+      raise ValueError(f'config.keypoint_sigmas has {len(given)} sigmas; the keypoint set '
+                       f'{joints.name!r} has {joints.num_joints} keypoints')
+    return given, 'config.keypoint_sigmas'
+  if joints.sigmas is not None:
+    return joints.sigmas, f'the keypoint set {joints.name!r} gives them'
+  return (skeleton_lib.oks_sigmas(joints),
+          f"COCO's by keypoint name, {skeleton_lib.DEFAULT_SIGMA} for the others")
+
+
+def _finite_list(values: Any) -> list[float]:
+  return [float(v) for v in np.asarray(values, np.float64).ravel()]
+
+
+def ground_truth(image_ids: Sequence[int], annotation_ids: Sequence[int], keypoints: Any,
+                 status: Any, bboxes: Any, areas: Any, *, keypoint_names: Sequence[str],
+                 crowd: Mapping[int, tuple[Any, Any]] | None = None,
+                 category_id: int = coco_results.PERSON_CATEGORY_ID) -> dict[str, Any]:
+  """A COCO keypoints ground-truth dict from arrays, one row per person.
+
+  `keypoints` (N, K, 2) original image pixels, `status` (N, K) the project's
+  codes (0 missing, 1 occluded, 2 visible: COCO's v), `bboxes` (N, 4) xywh,
+  `areas` (N,); `crowd` maps an image id to its iscrowd regions (boxes
+  (M, 4) xywh, areas (M,)), which become iscrowd annotations without
+  keypoints (ids after the largest person id). A person without labelled
+  keypoints gets `num_keypoints` 0, which COCOeval treats as ignored.
+  """
+  keypoints = np.asarray(keypoints, np.float64)
+  status = np.asarray(status)
+  bboxes, areas = np.asarray(bboxes, np.float64), np.asarray(areas, np.float64)
+  count, num_keypoints = len(image_ids), len(keypoint_names)
+  if (keypoints.shape != (count, num_keypoints, 2) or status.shape != (count, num_keypoints)
+      or bboxes.shape != (count, 4) or areas.shape != (count,)
+      or len(annotation_ids) != count):
+    raise ValueError(
+        f'ground truth of {count} persons with {num_keypoints} keypoints needs keypoints '
+        f'{(count, num_keypoints, 2)}, status {(count, num_keypoints)}, bboxes {(count, 4)}, '
+        f'areas ({count},) and {count} annotation ids; got {keypoints.shape}, {status.shape}, '
+        f'{bboxes.shape}, {areas.shape}, {len(annotation_ids)}')
+  if len(set(int(a) for a in annotation_ids)) != count:
+    raise ValueError('ground truth: annotation ids repeat')
+  annotations = []
+  for i in range(count):
+    v = np.clip(status[i].astype(np.int64), 0, 2)
+    xy = np.where((v > 0)[:, None], keypoints[i], 0.0)
+    triples = np.concatenate([xy, v[:, None].astype(np.float64)], axis=1)
+    annotations.append({
+        'id': int(annotation_ids[i]), 'image_id': int(image_ids[i]),
+        'category_id': int(category_id), 'iscrowd': 0,
+        'keypoints': _finite_list(triples), 'num_keypoints': int(np.sum(v > 0)),
+        'bbox': _finite_list(bboxes[i]), 'area': float(areas[i])})
+  next_id = max([int(a) for a in annotation_ids], default=0) + 1
+  image_set = set(int(i) for i in image_ids)
+  for image_id, (boxes, crowd_areas) in sorted((crowd or {}).items()):
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    crowd_areas = np.asarray(crowd_areas, np.float64).reshape(-1)
+    if len(boxes) != len(crowd_areas):
+      raise ValueError(f'image {image_id}: {len(boxes)} crowd boxes, {len(crowd_areas)} areas')
+    image_set.add(int(image_id))
+    for box, area in zip(boxes, crowd_areas):
+      annotations.append({
+          'id': next_id, 'image_id': int(image_id), 'category_id': int(category_id),
+          'iscrowd': 1, 'keypoints': [0.0] * (3 * num_keypoints), 'num_keypoints': 0,
+          'bbox': _finite_list(box), 'area': float(area)})
+      next_id += 1
+  return {
+      'images': [{'id': i} for i in sorted(image_set)],
+      'annotations': annotations,
+      'categories': [{'id': int(category_id), 'name': 'person',
+                      'keypoints': list(keypoint_names)}],
+  }
+
+
+def crowd_regions(predictions: Mapping[str, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+  """Each image's iscrowd regions (boxes, areas) from the padded per-person
+  fields of the evaluation pass (every person of an image carries them)."""
+  regions: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+  if 'crowd_count' not in predictions:
+    return regions
+  for image_id, boxes, areas, n in zip(predictions['coco_image_id'], predictions['crowd_boxes'],
+                                       predictions['crowd_areas'], predictions['crowd_count']):
+    if int(image_id) not in regions and int(n) > 0:
+      regions[int(image_id)] = (np.asarray(boxes)[:int(n)], np.asarray(areas)[:int(n)])
+  return regions
+
+
+def ground_truth_from_predictions(predictions: Mapping[str, np.ndarray],
+                                  keypoint_names: Sequence[str],
+                                  category_id: int = coco_results.PERSON_CATEGORY_ID
+                                  ) -> dict[str, Any]:
+  """`ground_truth` of the persons of an evaluation pass (`predict_split` of
+  a split with COCO ids): keypoints `gt_image` (original pixels), with the
+  crowd regions of their images."""
+  if not has_coco_ids(predictions):
+    raise ValueError('these predictions have no COCO ids (coco_image_id): the dataset is '
+                     'not a COCO-format build')
+  return ground_truth(
+      predictions['coco_image_id'], predictions['coco_annotation_id'], predictions['gt_image'],
+      predictions['keypoint_status'], predictions['bbox'], predictions['area'],
+      keypoint_names=keypoint_names, crowd=crowd_regions(predictions), category_id=category_id)
+
+
+def results_from_predictions(predictions: Mapping[str, np.ndarray], *,
+                             pred_key: str = 'pred_image', box_scores: Any = None,
+                             category_id: int = coco_results.PERSON_CATEGORY_ID
+                             ) -> list[dict[str, Any]]:
+  """COCO keypoint results, one per predicted person: keypoints in original
+  pixels, score = box score (1 for ground-truth boxes) x mean peak."""
+  count = len(predictions[pred_key])
+  scores = np.ones(count) if box_scores is None else np.asarray(box_scores, np.float64)
+  return [coco_results.keypoint_result(
+      int(predictions['coco_image_id'][i]), predictions[pred_key][i],
+      predictions['confidence'][i], category_id=category_id, box_score=float(scores[i]))
+          for i in range(count)]
+
+
+def load_ground_truth(path: str) -> dict[str, Any]:
+  """A COCO keypoints annotation file as a dict (one line naming the file if
+  it is not one)."""
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'{path}: no such annotation file') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(f'{path}: not a JSON file ({error})') from None
+  if not isinstance(data, dict) or not {'images', 'annotations', 'categories'} <= set(data):
+    raise ValueError(f'{path}: a COCO annotation file has images, annotations and categories')
+  return data
+
+
+def read_results(path: str) -> list[dict[str, Any]]:
+  """A COCO keypoint results file (checked against ground truth by `keypoint_ap`)."""
+  try:
+    with open(path) as f:
+      records = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'{path}: no such results file') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(f'{path}: not a JSON file ({error})') from None
+  if not isinstance(records, list):
+    raise ValueError(f'{path}: a COCO results file is a JSON list of records, '
+                     f'got a {type(records).__name__}')
+  return records
+
+
+def _num_keypoints(ground_truth_: Mapping[str, Any]) -> int:
+  names = {len(c.get('keypoints', ())) for c in ground_truth_['categories']}
+  if len(names) != 1 or not names.issubset(range(1, 10**6)):
+    raise ValueError('the ground truth needs categories that name their keypoints, '
+                     'one keypoint count for all')
+  return names.pop()
+
+
+def check_results(ground_truth_: Mapping[str, Any], results: Sequence[Any],
+                  source: str = 'results') -> None:
+  """One line naming `source` and the record for results COCOeval cannot
+  score: no records, an image id the ground truth lacks, a wrong keypoint
+  count, a score or coordinate that is not a finite number."""
+  if not results:
+    raise ValueError(f'{source}: no results to score (COCOeval needs at least one)')
+  images = {int(image['id']) for image in ground_truth_['images']}
+  categories = {int(c['id']) for c in ground_truth_['categories']}
+  expected = 3 * _num_keypoints(ground_truth_)
+  number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+  for i, record in enumerate(results):
+    where = f'{source}: record {i}'
+    if not isinstance(record, dict) or not {'image_id', 'category_id', 'keypoints',
+                                            'score'} <= set(record):
+      raise ValueError(f'{where}: a keypoint result needs image_id, category_id, keypoints '
+                       'and score')
+    if record['image_id'] not in images:
+      raise ValueError(f'{where}: image id {record["image_id"]!r} is not an image of the '
+                       'ground truth')
+    if record['category_id'] not in categories:
+      raise ValueError(f'{where}: category id {record["category_id"]!r} is not one of the '
+                       f'ground truth ({sorted(categories)})')
+    values = record['keypoints']
+    if not isinstance(values, list) or len(values) != expected:
+      size = len(values) if isinstance(values, list) else type(values).__name__
+      raise ValueError(f'{where}: {size} keypoint values; the ground truth has '
+                       f'{expected // 3} keypoints ({expected} values x, y, v)')
+    if not all(number(v) for v in values):
+      raise ValueError(f'{where}: keypoints must be finite numbers')
+    if not number(record['score']):
+      raise ValueError(f'{where}: score must be a finite number, got {record["score"]!r}')
+
+
+def keypoint_ap(ground_truth_: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
+                sigmas: Sequence[float], *, source: str = 'results') -> dict[str, float]:
+  """COCOeval's keypoint AP and AR (STAT_NAMES) of `results` against
+  `ground_truth_` (a COCO dict: `ground_truth`, `load_ground_truth`) over the
+  ground truth's images, with OKS sigmas `sigmas` (one per keypoint).
+  pycocotools' prints are captured, not shown."""
+  from pycocotools import coco as coco_lib  # pylint: disable=g-import-not-at-top
+  from pycocotools import cocoeval  # pylint: disable=g-import-not-at-top
+  check_results(ground_truth_, results, source)
+  sigmas = np.asarray(sigmas, np.float64)
+  num_keypoints = _num_keypoints(ground_truth_)
+  if sigmas.shape != (num_keypoints,) or not np.all(sigmas > 0):
+    raise ValueError(f'{len(sigmas)} OKS sigmas for {num_keypoints} keypoints (each > 0)')
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = coco_lib.COCO()
+    gt.dataset = copy.deepcopy(dict(ground_truth_))
+    gt.createIndex()
+    dt = gt.loadRes(copy.deepcopy(list(results)))  # loadRes writes into the records
+    evaluation = cocoeval.COCOeval(gt, dt, iouType='keypoints')
+    evaluation.params.kpt_oks_sigmas = sigmas
+    evaluation.params.imgIds = sorted(gt.getImgIds())
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+  return dict(zip(STAT_NAMES, (float(v) for v in evaluation.stats)))
+
+
+def format_scores(scores: Mapping[str, float]) -> str:
+  """COCO AP/AR as one table (percent; '-' where COCOeval gives -1)."""
+  width = 7
+  header = f'{"OKS":<10}' + ''.join(f'{n:>{width}}' for n in STAT_NAMES)
+  row = f'{"":<10}' + ''.join(
+      f'{100 * scores[n]:>{width}.1f}' if scores[n] >= 0 else f'{"-":>{width}}'
+      for n in STAT_NAMES)
+  return header + '\n' + row

@@ -1,0 +1,154 @@
+"""COCO keypoint AP with a person detector's boxes (top-down evaluation):
+every detection box of an image of the split becomes a crop, the network's
+keypoints in it become a COCO result scored box score x mean peak, and
+COCOeval scores them against the split's ground truth.
+
+The crops are the inference layer's (rhpe_jax.inference.crop: MPII's window
+of `box_scale` x 200 x scale around the box, objpos and scale by
+`coco_annotations.box_center_scale`), cut from the ORIGINAL images (a
+COCO-format build stores person crops only), which are read from a folder
+by each example's `image_name`, in their stored frame (COCO's coordinates
+are those of the stored pixels, so no EXIF rotation).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import ml_collections
+import numpy as np
+
+from rhpe_jax.core import skeleton
+from rhpe_jax.data import coco_annotations
+from rhpe_jax.data import coco_results
+from rhpe_jax.data import datasets
+from rhpe_jax.data import image_io
+from rhpe_jax.data import input_pipeline
+from rhpe_jax.evaluation import coco_eval
+from rhpe_jax.inference import crop as crop_lib
+from rhpe_jax.inference import predictor
+
+
+def split_ground_truth(config: ml_collections.ConfigDict, split: str
+                       ) -> tuple[dict[str, Any], dict[int, str]]:
+  """The COCO ground truth of a split of a COCO-format build, read from its
+  examples (keypoints through `crop_to_image` into original pixels, crowd
+  regions), and the file name of each image id."""
+  ds = input_pipeline.load_split(config.dataset, split, datasets.data_dir(config),
+                                 shard_for_process=False)
+  if 'coco_image_id' not in ds.element_spec:
+    raise ValueError(f'{config.dataset} has no COCO image ids (coco_image_id): evaluating '
+                     'with detection boxes needs a COCO-format build')
+  keys = (('keypoints', 'keypoint_status', 'crop_to_image', 'image_name')
+          + coco_eval.PERSON_FIELDS + input_pipeline.CROWD_KEYS)
+  ds = ds.map(lambda ex: {k: ex[k] for k in keys if k in ex})
+  rows: dict[str, list] = {k: [] for k in ('image_id', 'annotation_id', 'keypoints', 'status',
+                                           'bbox', 'area')}
+  crowd: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+  names: dict[int, str] = {}
+  for ex in ds.as_numpy_iterator():
+    image_id = int(ex['coco_image_id'])
+    affine = np.asarray(ex['crop_to_image'], np.float64)
+    rows['image_id'].append(image_id)
+    rows['annotation_id'].append(int(ex['coco_annotation_id']))
+    rows['keypoints'].append(ex['keypoints'] @ affine[:, :2].T + affine[:, 2])
+    rows['status'].append(ex['keypoint_status'])
+    rows['bbox'].append(ex['bbox'])
+    rows['area'].append(float(ex['area']))
+    name = ex['image_name']
+    names[image_id] = name.decode() if isinstance(name, bytes) else str(name)
+    if 'crowd_boxes' in ex and len(ex['crowd_boxes']):
+      crowd[image_id] = (ex['crowd_boxes'], ex['crowd_areas'])
+  joints = skeleton.of_config(config)
+  if not rows['image_id']:
+    raise ValueError(f'{config.dataset} {split}: no persons')
+  ground_truth = coco_eval.ground_truth(
+      rows['image_id'], rows['annotation_id'], np.stack(rows['keypoints']),
+      np.stack(rows['status']), np.stack(rows['bbox']), np.array(rows['area']),
+      keypoint_names=joints.joint_names, crowd=crowd)
+  return ground_truth, names
+
+
+def restrict_to_images(ground_truth: Mapping[str, Any], image_ids) -> dict[str, Any]:
+  """A COCO dict cut to `image_ids` (each must be one of its images)."""
+  wanted = set(int(i) for i in image_ids)
+  images = [image for image in ground_truth['images'] if int(image['id']) in wanted]
+  lacking = wanted - {int(image['id']) for image in images}
+  if lacking:
+    raise ValueError(f'the annotation file has no image {min(lacking)} of the split')
+  return dict(ground_truth, images=images, annotations=[
+      a for a in ground_truth['annotations'] if int(a['image_id']) in wanted])
+
+
+def predict_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
+                  boxes: Mapping[int, list[dict[str, Any]]], image_paths: Mapping[int, str], *,
+                  flip: bool = False, batch_size: int = 8) -> list[dict[str, Any]]:
+  """COCO keypoint results of the network in every box of `boxes` (image id
+  -> [{'bbox', 'score'}], `coco_results.read_detections`) on the images of
+  `image_paths` (image id -> file); boxes of other images are left out.
+  Batches are padded to `batch_size`, so one compiled step serves all."""
+  fn = predictor.predict_fn(config, flip=flip)
+  size = config.input_size
+  records: list[dict[str, Any]] = []
+  pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+
+  def flush():
+    images = np.zeros((batch_size, size, size, 3), np.uint8)
+    for i, (_, _, pixels, _) in enumerate(pending):
+      images[i] = pixels
+    out = fn(variables, images)
+    keypoints, confidence = np.asarray(out['keypoints']), np.asarray(out['confidence'])
+    for i, (image_id, score, _, matrix) in enumerate(pending):
+      points = keypoints[i].astype(np.float64) @ matrix[:2, :2].T + matrix[:2, 2]
+      records.append(coco_results.keypoint_result(image_id, points, confidence[i],
+                                                  box_score=score))
+    pending.clear()
+
+  for image_id in sorted(image_paths):
+    if image_id not in boxes:
+      continue
+    image = image_io.read_image(image_paths[image_id], apply_orientation=False)
+    for box in boxes[image_id]:
+      center, scale = coco_annotations.box_center_scale(box['bbox'])
+      centre, side = crop_lib.window(image.shape, center, scale, config.box_scale)
+      pixels, matrix = crop_lib.crop(image, centre, side, size)
+      pending.append((image_id, box['score'], pixels, matrix))
+      if len(pending) == batch_size:
+        flush()
+  if pending:
+    flush()
+  return records
+
+
+def evaluate_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, Any], split: str,
+                   boxes_path: str, image_dir: str, *, score_threshold: float = 0.0,
+                   flip: bool = False, batch_size: int = 8, annotations: str | None = None
+                   ) -> tuple[dict[str, float], list[dict[str, Any]], dict[str, Any]]:
+  """(COCO scores, results, counts) of the network in a detector's boxes
+  (`boxes_path`, COCO results format, boxes scoring below `score_threshold`
+  dropped) on the images of a split, against the split's ground truth: the
+  one its examples give or, with `annotations`, that COCO file's on the
+  split's images (its unlabelled persons too, as the official evaluation)."""
+  ground_truth, names = split_ground_truth(config, split)
+  if annotations:
+    ground_truth = restrict_to_images(coco_eval.load_ground_truth(annotations), names)
+  boxes = coco_results.read_detections(boxes_path, score_threshold=score_threshold)
+  paths = {}
+  for image_id, name in names.items():
+    path = os.path.join(image_dir, name)
+    if image_id in boxes and not os.path.exists(path):
+      raise FileNotFoundError(f'image {path} of COCO image {image_id} does not exist '
+                              '(--image_dir: the folder of the original images)')
+    paths[image_id] = path
+  used = {i: b for i, b in boxes.items() if i in names}
+  if not used:
+    raise ValueError(f'{boxes_path}: no box scoring at least {score_threshold} on an image of '
+                     f'{config.dataset} {split}')
+  results = predict_boxes(config, variables, used, paths, flip=flip, batch_size=batch_size)
+  sigmas, _ = coco_eval.sigmas_of(config)
+  scores = coco_eval.keypoint_ap(ground_truth, results, sigmas, source=boxes_path)
+  counts = {'boxes_scored': int(sum(len(b) for b in used.values())), 'images': len(names),
+            'images_with_boxes': len(used),
+            'boxes_on_other_images': int(sum(len(b) for i, b in boxes.items()
+                                             if i not in names))}
+  return scores, results, counts

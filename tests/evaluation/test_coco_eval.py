@@ -1,0 +1,221 @@
+"""rhpe_jax.evaluation.coco_eval against pycocotools run directly on the COCO
+files of ../shared/data/coco_sample (COCO(json) + loadRes + COCOeval)."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import ml_collections
+import numpy as np
+import pytest
+
+from rhpe_jax.core import skeleton
+from rhpe_jax.evaluation import coco_eval
+from tests.conftest import SHARED_DATA
+
+KEYPOINTS_JSON = SHARED_DATA / 'coco_sample' / 'person_keypoints.json'
+needs_sample = pytest.mark.skipif(not KEYPOINTS_JSON.exists(),
+                                  reason=f'{KEYPOINTS_JSON} (shared test data) is absent')
+
+
+def _pycocotools(path, records, sigmas=None):
+  """The reference: pycocotools on the file, default (COCO) sigmas unless given."""
+  from pycocotools.coco import COCO
+  from pycocotools.cocoeval import COCOeval
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(str(path))
+    dt = gt.loadRes(copy.deepcopy(records))
+    ev = COCOeval(gt, dt, iouType='keypoints')
+    if sigmas is not None:
+      ev.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+  return list(ev.stats)
+
+
+def _arrays(data):
+  """The file's persons as the arrays a COCO-format split carries (every
+  non-crowd annotation, labelled keypoints or not) and its crowd regions."""
+  persons = [a for a in data['annotations'] if not a['iscrowd']]
+  triples = np.array([a['keypoints'] for a in persons], np.float64).reshape(len(persons), -1, 3)
+  crowd = {}
+  for a in data['annotations']:
+    if a['iscrowd']:
+      boxes, areas = crowd.get(a['image_id'], (np.zeros((0, 4)), np.zeros(0)))
+      crowd[a['image_id']] = (np.vstack([boxes, a['bbox']]), np.append(areas, a['area']))
+  return {
+      'coco_image_id': np.array([a['image_id'] for a in persons]),
+      'coco_annotation_id': np.array([a['id'] for a in persons]),
+      'gt_image': triples[..., :2], 'keypoint_status': triples[..., 2].astype(np.int32),
+      'bbox': np.array([a['bbox'] for a in persons]),
+      'area': np.array([a['area'] for a in persons]),
+  }, crowd
+
+
+def _ground_truth(data):
+  arrays, crowd = _arrays(data)
+  names = data['categories'][0]['keypoints']
+  return coco_eval.ground_truth(
+      arrays['coco_image_id'], arrays['coco_annotation_id'], arrays['gt_image'],
+      arrays['keypoint_status'], arrays['bbox'], arrays['area'], keypoint_names=names,
+      crowd=crowd), arrays
+
+
+def _coco_config(**overrides):
+  config = ml_collections.ConfigDict({'skeleton': 'coco', 'keypoint_set': None,
+                                      'keypoint_sigmas': ()})
+  config.update(overrides)
+  return config
+
+
+def _perturbed(arrays, rng):
+  """Predictions of the labelled persons: some keypoints shifted by known
+  pixels, one person dropped, a false positive, scores spread."""
+  labelled = np.flatnonzero(np.any(arrays['keypoint_status'] > 0, axis=1))
+  pred = arrays['gt_image'][labelled].copy()
+  pred[0, :5] += [4.0, -3.0]       # head points 5 px off
+  pred[1, 5:11] += [12.0, 0.0]     # arms 12 px off
+  pred[2] += [30.0, 25.0]          # the whole person far off
+  pred[3, 9] = [0.0, 0.0]          # one wrist at the image corner
+  predictions = {'coco_image_id': arrays['coco_image_id'][labelled], 'pred_image': pred,
+                 'confidence': rng.uniform(0.2, 1.0, pred.shape[:2])}
+  keep = np.arange(len(labelled)) != 4  # person 4 not predicted
+  predictions = {k: v[keep] for k, v in predictions.items()}
+  ghost = predictions['pred_image'][:1] + [150.0, 40.0]  # nobody there
+  predictions = {
+      'coco_image_id': np.append(predictions['coco_image_id'], predictions['coco_image_id'][0]),
+      'pred_image': np.concatenate([predictions['pred_image'], ghost]),
+      'confidence': np.concatenate([predictions['confidence'], np.full((1, 17), 0.9)])}
+  return predictions
+
+
+@needs_sample
+def test_ground_truth_as_predictions_scores_one():
+  data = json.loads(KEYPOINTS_JSON.read_text())
+  gt, arrays = _ground_truth(data)
+  labelled = np.any(arrays['keypoint_status'] > 0, axis=1)
+  predictions = {'coco_image_id': arrays['coco_image_id'][labelled],
+                 'pred_image': arrays['gt_image'][labelled],
+                 'confidence': np.ones((labelled.sum(), 17))}
+  results = coco_eval.results_from_predictions(predictions)
+  sigmas, _ = coco_eval.sigmas_of(_coco_config())
+  scores = coco_eval.keypoint_ap(gt, results, sigmas)
+  assert list(scores) == list(coco_eval.STAT_NAMES)
+  assert scores == {name: 1.0 for name in coco_eval.STAT_NAMES}
+  # The same records on the original file, pycocotools alone.
+  assert _pycocotools(KEYPOINTS_JSON, results) == [1.0] * 10
+
+
+@needs_sample
+def test_perturbed_predictions_score_as_pycocotools_on_the_file():
+  data = json.loads(KEYPOINTS_JSON.read_text())
+  gt, arrays = _ground_truth(data)
+  predictions = _perturbed(arrays, np.random.default_rng(0))
+  results = coco_eval.results_from_predictions(predictions, box_scores=np.linspace(
+      1.0, 0.5, len(predictions['pred_image'])))
+  sigmas, _ = coco_eval.sigmas_of(_coco_config())
+  ours = coco_eval.keypoint_ap(gt, results, sigmas)
+  reference = _pycocotools(KEYPOINTS_JSON, results)  # pycocotools' own COCO sigmas
+  np.testing.assert_allclose([ours[n] for n in coco_eval.STAT_NAMES], reference, rtol=0, atol=1e-12)
+  assert 0.2 < ours['AP'] < 0.95 and ours['AR'] < 1.0  # the perturbation shows
+  # Other sigmas (a keypoint set's own): still pycocotools' numbers.
+  wide = np.full(17, 0.12)
+  ours = coco_eval.keypoint_ap(gt, results, wide)
+  np.testing.assert_allclose([ours[n] for n in coco_eval.STAT_NAMES],
+                             _pycocotools(KEYPOINTS_JSON, results, wide), rtol=0, atol=1e-12)
+
+
+@needs_sample
+def test_crowd_regions_and_persons_without_keypoints_as_pycocotools(tmp_path):
+  """A crowd region added to the file and the sample's num_keypoints-0
+  persons: results on them are ignored by COCOeval, here as there."""
+  data = json.loads(KEYPOINTS_JSON.read_text())
+  data['annotations'].append({
+      'id': 900000001, 'image_id': 40083, 'category_id': 1, 'iscrowd': 1,
+      'bbox': [380.0, 20.0, 110.0, 150.0], 'area': 12000.0, 'num_keypoints': 0,
+      'keypoints': [0] * 51, 'segmentation': {'counts': [0], 'size': [333, 500]}})
+  path = tmp_path / 'with_crowd.json'
+  path.write_text(json.dumps(data))
+  gt, arrays = _ground_truth(data)
+  assert [a['iscrowd'] for a in gt['annotations']].count(1) == 1
+  assert sorted(a['num_keypoints'] for a in gt['annotations'])[:3] == [0, 0, 0]
+  predictions = _perturbed(arrays, np.random.default_rng(1))
+  base = coco_eval.results_from_predictions(predictions)
+  extra = []
+  # Inside the crowd region, twice (a crowd region takes any number), and on
+  # the num_keypoints-0 person 1202706 of the same image (its box).
+  for image_id, (x, y, w, h) in ((40083, (385, 25, 100, 140)), (40083, (390, 30, 90, 130)),
+                                 (40083, (275.17, 126.5, 10.69, 68.26))):
+    points = np.stack([np.linspace(x + 1, x + w - 1, 17), np.linspace(y + 1, y + h - 1, 17)], 1)
+    extra.append({'image_id': image_id, 'category_id': 1, 'score': 0.95,
+                  'keypoints': np.concatenate([points, np.ones((17, 1))], 1).ravel().tolist()})
+  sigmas, _ = coco_eval.sigmas_of(_coco_config())
+  ours = coco_eval.keypoint_ap(gt, base + extra, sigmas)
+  reference = _pycocotools(path, base + extra)
+  np.testing.assert_allclose([ours[n] for n in coco_eval.STAT_NAMES], reference, rtol=0, atol=1e-12)
+  # pycocotools ignores them: the same numbers as without them.
+  np.testing.assert_allclose(reference, _pycocotools(path, base), rtol=0, atol=1e-12)
+  # Without the regions they would be false positives: the crowd matters.
+  no_crowd = coco_eval.ground_truth(
+      arrays['coco_image_id'], arrays['coco_annotation_id'], arrays['gt_image'],
+      arrays['keypoint_status'], arrays['bbox'], arrays['area'],
+      keypoint_names=skeleton.COCO.joint_names)
+  assert coco_eval.keypoint_ap(no_crowd, base + extra, sigmas)['AP'] < ours['AP']
+
+
+def test_sigmas_rule():
+  sigmas, rule = coco_eval.sigmas_of(_coco_config())
+  assert sigmas == skeleton.COCO.sigmas and 'coco' in rule
+  crowdpose = skeleton.Skeleton(
+      name='crowdpose', joint_names=('left_shoulder', 'right_shoulder', 'head', 'neck'),
+      flip_pairs=((0, 1),), part_pairs=((0, 1), (2, 3)))
+  sigmas, rule = coco_eval.sigmas_of(_coco_config(skeleton='dataset',
+                                                  keypoint_set=crowdpose.to_dict()))
+  assert sigmas == (0.079, 0.079, 0.079, 0.079) and 'by keypoint name' in rule
+  lsp_named = crowdpose.to_dict() | {'keypoint_names': ['left_wrist', 'right_wrist', 'nose',
+                                                         'neck']}
+  sigmas, _ = coco_eval.sigmas_of(_coco_config(skeleton='dataset', keypoint_set=lsp_named))
+  assert sigmas == (0.062, 0.062, 0.026, 0.079)
+  given = tuple(np.linspace(0.03, 0.1, 17))
+  assert coco_eval.sigmas_of(_coco_config(keypoint_sigmas=given)) == (
+      given, 'config.keypoint_sigmas')
+  with pytest.raises(ValueError, match='has 3 sigmas; the keypoint set .coco. has 17'):
+    coco_eval.sigmas_of(_coco_config(keypoint_sigmas=(0.1, 0.1, 0.1)))
+
+
+@needs_sample
+def test_bad_results_get_one_line_naming_the_record(tmp_path):
+  data = json.loads(KEYPOINTS_JSON.read_text())
+  gt, _ = _ground_truth(data)
+  good = {'image_id': 785, 'category_id': 1, 'keypoints': [1.0] * 51, 'score': 0.5}
+  sigmas = skeleton.COCO.sigmas
+  cases = [
+      ([], 'out.json: no results to score'),
+      ([good, dict(good, keypoints=[1.0] * 42)],
+       'out.json: record 1: 42 keypoint values; the ground truth has 17 keypoints'),
+      ([dict(good, image_id=123)], 'out.json: record 0: image id 123 is not an image'),
+      ([dict(good, score=float('nan'))], 'out.json: record 0: score must be a finite number'),
+      ([{'image_id': 785}], 'out.json: record 0: a keypoint result needs'),
+  ]
+  for records, message in cases:
+    with pytest.raises(ValueError) as error:
+      coco_eval.keypoint_ap(gt, records, sigmas, source='out.json')
+    assert str(error.value).startswith(message) and '\n' not in str(error.value)
+  with pytest.raises(ValueError, match='17 OKS sigmas|3 OKS sigmas for 17'):
+    coco_eval.keypoint_ap(gt, [good], (0.1, 0.1, 0.1))
+  broken = tmp_path / 'broken.json'
+  broken.write_text('[{"image_id": 785,')
+  with pytest.raises(ValueError, match=r'broken.json: not a JSON file'):
+    coco_eval.read_results(str(broken))
+  broken.write_text('{"image_id": 785}')
+  with pytest.raises(ValueError, match=r'broken.json: a COCO results file is a JSON list'):
+    coco_eval.read_results(str(broken))
+  with pytest.raises(ValueError, match=r'missing.json: no such annotation file'):
+    coco_eval.load_ground_truth(str(tmp_path / 'missing.json'))
+  # A results file read back is scored as the records were.
+  path = tmp_path / 'ok.json'
+  path.write_text(json.dumps([good]))
+  assert coco_eval.read_results(str(path)) == [good]
