@@ -118,7 +118,8 @@ def mean_pose_baseline(config: ml_collections.ConfigDict, predictions: dict[str,
   `train_split`, of the build in `data_dir`, default the config's), in input
   pixels, is placed in every evaluated crop, i.e. in each person's box of
   annotated joints, and scored by `score`. A network that does not beat it
-  has learned nothing about the image.
+  has learned nothing about the image. The placed poses are returned too
+  (`pred_image`), for scores of other kinds (COCO AP).
   """
   source = config.copy_and_resolve_references()
   source.num_eval_examples = -1
@@ -131,7 +132,7 @@ def mean_pose_baseline(config: ml_collections.ConfigDict, predictions: dict[str,
     status.append(batch['keypoint_status'].reshape(
         (-1,) + batch['keypoint_status'].shape[2:])[valid])
   guess = mean_pose_predictions(np.concatenate(keypoints), np.concatenate(status), predictions)
-  return score(config, dict(predictions, pred_image=guess))
+  return dict(score(config, dict(predictions, pred_image=guess)), pred_image=guess)
 
 
 # (replicated state, batch (D, B, ...)) -> {'loss', 'keypoints' (input pixels), 'confidence'}

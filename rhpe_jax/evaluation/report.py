@@ -96,9 +96,11 @@ def format_persons(counts: dict[str, Any]) -> str:
 def _coco_scores(config, variables, split: str, predictions: dict, out_dir: pathlib.Path,
                  results: dict[str, Any], *, flip: bool, boxes: str | None,
                  box_score_threshold: float, image_dir: str | None, batch_size: int,
-                 annotations: str | None, verbose: bool) -> None:
+                 annotations: str | None, verbose: bool,
+                 mean_pose: np.ndarray | None = None) -> None:
   """COCO AP/AR beside the PCK table: in the ground-truth boxes (every
   person predicted, score = mean peak), and with `boxes` in a detector's;
+  `mean_pose` (the baseline's poses in original pixels) is scored as well;
   writes coco_results.json (of the detector's boxes when given) and puts the
   scores, the sigmas and their rule in `results`."""
   joints = skeleton.of_config(config)
@@ -115,6 +117,13 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
   results['coco'] = coco
   lines = [f'COCO keypoints, ground-truth boxes ({coco["num_persons"]} persons, '
            f'{coco["num_images"]} images, OKS sigmas: {rule})', coco_eval.format_scores(scores)]
+  if mean_pose is not None:  # every person scored 1: the ranking tells nothing
+    placed = dict(predictions, pred_image=mean_pose,
+                  confidence=np.ones_like(predictions['confidence']))
+    coco['mean_pose_scores'] = coco_eval.keypoint_ap(
+        ground_truth, coco_eval.results_from_predictions(placed), sigmas)
+    lines.append('mean pose' + coco_eval.format_scores(coco['mean_pose_scores']).splitlines()[1][
+        len('mean pose'):])
   if boxes:
     detected, records, counts = detections.evaluate_boxes(
         config, variables, split, boxes, image_dir, score_threshold=box_score_threshold,
@@ -253,7 +262,8 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
   if table is not None and coco_eval.has_coco_ids(predictions):
     _coco_scores(config, variables, split, predictions, out_dir, results, flip=flip,
                  boxes=boxes, box_score_threshold=box_score_threshold, image_dir=image_dir,
-                 batch_size=batch_size, annotations=annotations, verbose=verbose)
+                 batch_size=batch_size, annotations=annotations, verbose=verbose,
+                 mean_pose=baseline['pred_image'] if mean_pose_from else None)
   elif boxes:
     raise ValueError(f'--boxes: {config.dataset} {split} has no COCO ids (coco_image_id) to '
                      'score detections against')
