@@ -72,3 +72,15 @@ def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_d
   config.num_train_steps = 3
   loop.train_and_evaluate(config, str(workdir))
   assert 'started from' not in capsys.readouterr().out
+
+  # The paper's recipe, COCO then MPII (Table I row 7), at this scale: an
+  # MPII run starts from the COCO run, whose set its workdir names.
+  from rhpe_jax.training import steps  # pylint: disable=g-import-not-at-top
+  mpii = tiny_config(tiny_data_dir)
+  mpii.update(dict(init_from=str(workdir), init_from_skeleton=''))
+  loop.start_from_checkpoint(mpii, steps.create_train_state(mpii, jax.random.key(2), 2))
+  line = capsys.readouterr().out
+  assert f'started from {workdir} (step 3, person)' in line  # the file's category name
+  # MPII's pelvis, thorax, upper neck and head top have no COCO keypoint.
+  assert 'keypoint heads: 12 of 16 by name' in line
+  assert 'fresh: pelvis, thorax, upper_neck, head_top;' in line
