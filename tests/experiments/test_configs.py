@@ -89,3 +89,27 @@ def test_full_ablation_row_equals_the_mpii_config():
 def test_unknown_ablation_is_named():
   with pytest.raises(ValueError, match='iter9'):
     ablation.get_config('iter9')
+
+
+def test_coco_configs_name_the_coco_builder_and_their_keypoint_sets():
+  from experiments.configs import coco, lspet_sample, mpii_from_coco, own_data  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import config_checks  # pylint: disable=g-import-not-at-top
+  from tfds_builders.coco_keypoints import coco_keypoints_dataset_builder as cb  # pylint: disable=g-import-not-at-top
+  names = {c.name for c in cb.Builder.BUILDER_CONFIGS}
+  config = coco.get_config()
+  assert config.dataset == 'coco_keypoints/coco2017' and 'coco2017' in names
+  assert skeleton.get_skeleton(config.skeleton).num_joints == 17
+  assert (config.width, config.input_size, config.num_iterations) == (1.0, 248, 2)  # the paper's
+  assert config.eval_metric == 'pck' and config.eval_pck_threshold == 0.2
+  own = own_data.get_config()
+  assert own.dataset == 'coco_keypoints/custom' and 'custom' in names
+  assert own.skeleton == skeleton.DATASET_SKELETON  # the build's own set
+  cpu = lspet_sample.get_config()
+  assert (own.width, own.input_size, own.batch_size) == (cpu.width, cpu.input_size, cpu.batch_size)
+  # Fine-tuning on MPII from COCO: the MPII setting but for the start and a
+  # shorter schedule.
+  tune, base = mpii_from_coco.get_config().to_dict(), mpii.get_config().to_dict()
+  assert {k for k, v in tune.items() if base[k] != v} == {
+      'init_from_checkpoint', 'num_epochs', 'lr_boundaries_epochs'}
+  for c in (config, own, mpii_from_coco.get_config()):
+    config_checks.check_config(c)
