@@ -95,7 +95,13 @@ def main(argv: Sequence[str]) -> int:
       clashing.append('--box and --boxes together')
     if clashing:
       raise app.UsageError(f'--video does not go with {", ".join(clashing)}')
-    from rhpe_jax.inference import video  # pylint: disable=g-import-not-at-top
+    from rhpe_jax.inference import tracking, video  # pylint: disable=g-import-not-at-top
+    try:
+      if FLAGS.box is not None:
+        tracking.parse_box(FLAGS.box)
+      smoothing.check_parameters(FLAGS.smooth_min_cutoff, FLAGS.smooth_beta)
+    except ValueError as error:
+      raise app.UsageError(str(error)) from None
     return video.run_video(
         FLAGS.config, FLAGS.workdir, FLAGS.video, FLAGS.output, box=FLAGS.box, boxes=FLAGS.boxes,
         box_score_threshold=FLAGS.box_score_threshold, max_frames=FLAGS.max_frames,
