@@ -21,6 +21,14 @@ the config's network (throughput does not depend on the weights), batches of
 
   python -m experiments.benchmark --what=predict_folder \
       --config=experiments/configs/mpii.py --batch=8 --images=48 --steps=3
+
+--what=predict_video times `predict --video` on the first --frames frames of
+../shared/data/video_sample/basketball_300frames.mp4 (one person followed,
+smoothing on), --steps runs, and gives each stage's share of the time
+(decoding, cropping, the network, drawing, encoding):
+
+  python -m experiments.benchmark --what=predict_video \
+      --config=experiments/configs/lspet_sample.py --frames=60 --steps=3
 """
 from __future__ import annotations
 
@@ -39,8 +47,10 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def define_flags() -> None:
   config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
   flags.DEFINE_enum('what', 'train_step',
-                    ['train_step', 'inference', 'input_pipeline', 'tflite', 'predict_folder'],
+                    ['train_step', 'inference', 'input_pipeline', 'tflite', 'predict_folder',
+                     'predict_video'],
                     'What to measure.')
+  flags.DEFINE_integer('frames', 30, 'With --what=predict_video: how many frames of the clip.')
   flags.DEFINE_integer('images', 48, 'With --what=predict_folder: how many LSPET images.')
   flags.DEFINE_integer('batch', 2, 'Batch size (per device for steps; per host for the '
                        'pipeline).')
@@ -70,7 +80,9 @@ def main(argv):
   benchmark.run(FLAGS.what, FLAGS.config, batch=FLAGS.batch, image_size=FLAGS.image_size,
                 steps=FLAGS.steps, unroll=FLAGS.unroll, images=FLAGS.images,
                 image_folder=REPO.parent / 'shared' / 'data' / 'lspet_sample' / 'images',
-                tflite=FLAGS.tflite, torch=torch if FLAGS.compare_torch else None)
+                tflite=FLAGS.tflite, torch=torch if FLAGS.compare_torch else None,
+                frames=FLAGS.frames, clip=REPO.parent / 'shared' / 'data' / 'video_sample' /
+                'basketball_300frames.mp4')
 
 
 if __name__ == '__main__':

@@ -13,6 +13,11 @@ r"""Single-person pose on any image with a trained checkpoint.
       --images=photos/ --output=out/keypoints.json [--box_score_threshold=0.3] \
       [--annotations=person_keypoints.json] [--pictures=out/pictures]
 
+  # a video file or a webcam (--video=0): OUT.mp4 with the skeletons, OUT.jsonl per frame
+  python -m experiments.predict --config=... --workdir=... --video=clip.mp4 \
+      --output=out/clip.mp4 [--box=X,Y,W,H | --boxes=detections.json] [--max_frames=N] \
+      [--smooth_min_cutoff=HZ --smooth_beta=B | --nosmooth]
+
   # the demo: the image of a dataset example instead of a file
   python -m experiments.predict --config=experiments/configs/demo.py --workdir=runs/demo \
       --from_split=validation --index=0 --output=runs/demo/predict_0 --heatmaps
@@ -21,7 +26,8 @@ Writes OUT.json (keypoints in 0-based upright-image pixels), OUT.png and with
 --heatmaps the paper's figures (rhpe_jax.inference.single); with --images one
 resumable JSON Lines file, exit status 1 if an image failed
 (rhpe_jax.inference.batch); with --boxes a COCO keypoint results file and its
-resumable per-box progress OUT.jsonl (rhpe_jax.inference.boxes).
+resumable per-box progress OUT.jsonl (rhpe_jax.inference.boxes); with --video
+the drawn video and one JSON line per frame (rhpe_jax.inference.video).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from typing import Sequence
 from absl import app, flags
 
 from rhpe_jax import cli
+from rhpe_jax.inference import smoothing
 
 FLAGS = flags.FLAGS
 
@@ -48,6 +55,14 @@ def define_flags() -> None:
   flags.DEFINE_float('box_score_threshold', 0.3, 'With --boxes: the least box score predicted.')
   flags.DEFINE_string('annotations', None, 'With --boxes: a COCO annotation file whose images '
                       'give the image ids (default: the number a file name ends in).')
+  flags.DEFINE_string('video', None, 'A video file, or a webcam number (0).')
+  flags.DEFINE_list('box', None, "With --video: the first frame's person box X,Y,W,H.")
+  flags.DEFINE_integer('max_frames', None, 'With --video: only the first N frames.')
+  flags.DEFINE_bool('smooth', True, 'With --video: One-Euro smoothing (--nosmooth: raw only).')
+  flags.DEFINE_float('smooth_min_cutoff', smoothing.MIN_CUTOFF,
+                     "With --video: the filter's least cutoff (Hz).")
+  flags.DEFINE_float('smooth_beta', smoothing.BETA,
+                     'With --video: its cutoff rise per pixel/s of speed.')
   flags.DEFINE_list('center', None, 'Person centre X,Y in image pixels (or --center X Y).')
   flags.DEFINE_float('scale', None, 'Person height / 200 px (MPII scale); needs --center.')
   flags.DEFINE_string('output', None, 'Output prefix: writes OUT.json, OUT.png, ...')
@@ -72,6 +87,28 @@ def join_center_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str]) -> int:
   cli.check_usage(argv, required=('config', 'workdir', 'output'))
+  if FLAGS.video is not None:
+    clashing = [f'--{name}' for name in ('image', 'images', 'from_split', 'center', 'scale',
+                                         'annotations', 'pictures')
+                if getattr(FLAGS, name) is not None] + ['--heatmaps'] * FLAGS.heatmaps
+    if FLAGS.box is not None and FLAGS.boxes is not None:
+      clashing.append('--box and --boxes together')
+    if clashing:
+      raise app.UsageError(f'--video does not go with {", ".join(clashing)}')
+    from rhpe_jax.inference import tracking, video  # pylint: disable=g-import-not-at-top
+    try:
+      if FLAGS.box is not None:
+        tracking.parse_box(FLAGS.box)
+      smoothing.check_parameters(FLAGS.smooth_min_cutoff, FLAGS.smooth_beta)
+    except ValueError as error:
+      raise app.UsageError(str(error)) from None
+    return video.run_video(
+        FLAGS.config, FLAGS.workdir, FLAGS.video, FLAGS.output, box=FLAGS.box, boxes=FLAGS.boxes,
+        box_score_threshold=FLAGS.box_score_threshold, max_frames=FLAGS.max_frames,
+        smooth=video.Smoothing(FLAGS.smooth, FLAGS.smooth_min_cutoff, FLAGS.smooth_beta),
+        batch_size=FLAGS.batch_size, overwrite=FLAGS.overwrite, checkpoint=FLAGS.checkpoint)
+  if FLAGS.box is not None or FLAGS.max_frames is not None:
+    raise app.UsageError(f'--{"box" if FLAGS.box is not None else "max_frames"} needs --video')
   if FLAGS.images is None and (FLAGS.boxes is not None or FLAGS.annotations is not None):
     raise app.UsageError(f'--{"boxes" if FLAGS.boxes is not None else "annotations"} needs '
                          '--images (the folder of the images)')

@@ -29,7 +29,7 @@ from rhpe_jax.perf import hardware
 from rhpe_jax.training import steps as step_lib
 
 STEPS = ('train_step', 'inference')
-WHAT = STEPS + ('input_pipeline', 'tflite', 'predict_folder')
+WHAT = STEPS + ('input_pipeline', 'tflite', 'predict_folder', 'predict_video')
 
 
 def peak_memory_bytes(device: jax.Device) -> int | None:
@@ -208,13 +208,58 @@ def folder_predictor(config, workdir: str):
   return predict
 
 
+def save_untrained(config, workdir: pathlib.Path) -> None:
+  """A checkpoint of the config's network at its initial weights in
+  `workdir` (throughput does not depend on the weights)."""
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1,
+                                      total_steps=1)
+  manager = checkpoints.CheckpointManager(str(workdir), config)
+  manager.save(1, state, metric=0.0, force=True)
+  manager.wait()
+  manager.close()
+
+
+def benchmark_predict_video(config, frames: int, runs: int, clip: pathlib.Path) -> dict:
+  """Frames/s of `predict --video` (one person followed from the whole first
+  frame, smoothing on) on the first `frames` frames of `clip`, with an
+  untrained checkpoint; medians over `runs` runs in this process, each
+  counted from the end of its first frame, and each stage's median share."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.inference import video  # pylint: disable=g-import-not-at-top
+  if not pathlib.Path(clip).is_file():
+    raise FileNotFoundError(f'{clip}: no such video file')
+  rates, shares, seconds = [], [], []
+  with tempfile.TemporaryDirectory() as tmp:
+    save_untrained(config, pathlib.Path(tmp) / 'run')
+    variables, step = checkpoints.restore_variables(config, str(pathlib.Path(tmp) / 'run'))
+    for _ in range(runs):
+      with open(os.devnull, 'w') as quiet:
+        summary = video.predict_video(config, variables, step, str(clip),
+                                      pathlib.Path(tmp) / 'out.mp4', max_frames=frames,
+                                      progress_stream=quiet)
+      rates.append(summary.frames_per_s)
+      shares.append(summary.shares())
+      seconds.append(summary.seconds)
+  out = {'what': 'predict_video', 'clip': pathlib.Path(clip).name, 'frames': summary.frames,
+         'image_size': config.input_size, 'width': config.width,
+         'num_iterations': config.num_iterations, 'runs': runs,
+         'frames_per_s': round(statistics.median(rates), 3),
+         'frames_per_s_runs': [round(r, 3) for r in rates],
+         'share': {k: round(statistics.median(s[k] for s in shares), 3) for k in video.STAGES},
+         'seconds_runs': [round(t, 1) for t in seconds],
+         'cores': len(os.sched_getaffinity(0)), 'backend': jax.default_backend()}
+  print(json.dumps(out), flush=True)
+  return out
+
+
 def benchmark_predict_folder(config, batch: int, num_images: int, runs: int,
                              source: pathlib.Path) -> dict:
   """Images/s of folder prediction (as `predict --images` runs it) on the
   first `num_images` images of `source` with an untrained checkpoint."""
   import shutil  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
-  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from rhpe_jax.data import image_inputs  # pylint: disable=g-import-not-at-top
   names = sorted(pathlib.Path(source).glob('*.jpg'))[:num_images]
   if len(names) < num_images:
@@ -225,12 +270,7 @@ def benchmark_predict_folder(config, batch: int, num_images: int, runs: int,
     folder.mkdir()
     for name in names:
       shutil.copy(name, folder / name.name)
-    state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1,
-                                        total_steps=1)
-    manager = checkpoints.CheckpointManager(str(workdir), config)
-    manager.save(1, state, metric=0.0, force=True)
-    manager.wait()
-    manager.close()
+    save_untrained(config, workdir)
     predict = folder_predictor(config, str(workdir))
     items, _ = image_inputs.list_images(str(folder))
     rates, seconds = [], []
@@ -310,7 +350,8 @@ def compare_torch(torch: TorchComparison, ours: dict, what: str, batch: int, ima
 
 def run(what: str, config, *, batch: int, image_size: int | None, steps: int,
         unroll: int | None, images: int, image_folder: pathlib.Path, tflite: str | None,
-        torch: TorchComparison | None) -> None:
+        torch: TorchComparison | None, frames: int = 30,
+        clip: pathlib.Path | None = None) -> None:
   """The command line's measurement `what`, printed as JSON lines (module docstring)."""
   image_size = image_size or config.input_size
   if what == 'input_pipeline':
@@ -320,6 +361,9 @@ def run(what: str, config, *, batch: int, image_size: int | None, steps: int,
   elif what == 'predict_folder':
     config.input_size = image_size
     benchmark_predict_folder(config, batch, images, max(1, steps), image_folder)
+  elif what == 'predict_video':
+    config.input_size = image_size
+    benchmark_predict_video(config, frames, max(1, steps), clip)
   elif what in STEPS:
     if torch:
       check_torch_comparison(torch, config)

@@ -206,3 +206,86 @@ def test_boxes_of_a_detector_on_the_coco_sample(tiny_data_dir, tiny_workdir, tmp
   assert sorted(r['image_id'] for r in results) == sorted(d['image_id'] for d in kept)
   assert f'wrote {tmp_path / "keypoints.json"}: {len(kept)} persons' in stdout
   assert len(os.listdir(tmp_path / 'pics')) == len({d['image_id'] for d in kept})
+
+
+def _video_frames(path):
+  """Frame count and rate of a video, by PyAV itself."""
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(str(path)) as container:
+    stream = container.streams.video[0]
+    return sum(1 for _ in container.decode(stream)), stream.average_rate
+
+
+def test_video_with_two_detected_persons_and_bad_input(tiny_data_dir, tiny_workdir, tmp_path):
+  """`predict --video` on the first 30 frames of the shared basketball clip
+  with a detector's boxes of its two players in frame 0: OUT.mp4 at the
+  clip's exact rate, one JSON line per frame, two tracks. Bad input: one
+  `error:` line, exit 1 (a missing, empty, cut or text file) or 2 (usage)."""
+  import fractions  # pylint: disable=g-import-not-at-top
+  clip = SHARED_DATA / 'video_sample' / 'basketball_300frames.mp4'
+  if not clip.is_file():
+    pytest.skip(f'the shared clip is not at {clip}')
+  players = [[75.0, 118.0, 60.0, 122.0], [220.0, 110.0, 50.0, 124.0]]  # read off frame 0
+  detections = tmp_path / 'players.json'
+  detections.write_text(json.dumps([{'image_id': 0, 'category_id': 1, 'bbox': b, 'score': s}
+                                    for b, s in zip(players, (0.9, 0.8))]))
+  data = clip.read_bytes()
+  (tmp_path / 'empty.mp4').write_bytes(b'')
+  (tmp_path / 'cut.mp4').write_bytes(data[:len(data) // 2])
+  (tmp_path / 'notes.mp4').write_text('this is text, not a video\n')
+  base = _config_flags(tiny_data_dir) + [f'--workdir={tiny_workdir}']
+  ok = _start(base + [f'--video={clip}', f'--boxes={detections}', '--max_frames=30',
+                      f'--output={tmp_path / "players.mp4"}'])
+  failing = [(_start(base + [f'--video={tmp_path / name}', f'--output={tmp_path / "x.mp4"}']),
+              1, expected) for name, expected in (
+                  ('missing.mp4', 'missing.mp4: no such video file'),
+                  ('empty.mp4', 'empty.mp4: an empty file'),
+                  ('cut.mp4', 'cut.mp4: not a readable video'),
+                  ('notes.mp4', 'notes.mp4: not a readable video'))]
+  failing += [(_start(base + [f'--video={clip}', f'--output={tmp_path / "y.mp4"}'] + extra),
+               2, expected) for extra, expected in (
+                   (['--box=1,2,3,4', f'--boxes={detections}'], '--box and --boxes'),
+                   (['--box=1,2,0,4'], 'positive width and height'),
+                   (['--smooth_min_cutoff=0'], '--smooth_min_cutoff must be'))]
+  for process, status, expected in failing:
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == status, (expected, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error:') and expected in lines[0], stderr
+  assert not list(tmp_path.glob('[xy].*'))
+  stdout, stderr = ok.communicate(timeout=300)
+  assert ok.returncode == 0, stderr[-3000:]
+  assert 'Traceback' not in stderr and 'error:' not in stderr, stderr  # stderr: the progress bar
+  assert 'predicted 30 frames (2 persons followed)' in stdout and 'frames/s' in stdout
+  assert _video_frames(tmp_path / 'players.mp4') == (30, fractions.Fraction(30000, 1001))
+  records = [json.loads(line) for line in (tmp_path / 'players.jsonl').read_text().splitlines()]
+  assert [r['frame'] for r in records] == list(range(30))
+  assert [[p['track_id'] for p in r['persons']] for r in records] == [[0, 1]] * 30
+  assert [p['box'] for p in records[0]['persons']] == players
+
+
+def test_an_interrupted_video_run_plays_up_to_its_last_line(tiny_data_dir, tiny_workdir,
+                                                            tmp_path):
+  """SIGINT part-way through the 300-frame clip: exit 130, a video that
+  decodes, and exactly one whole JSON line per frame it holds."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  clip = SHARED_DATA / 'video_sample' / 'basketball_300frames.mp4'
+  if not clip.is_file():
+    pytest.skip(f'the shared clip is not at {clip}')
+  lines = tmp_path / 'run.jsonl'
+  process = _start(_config_flags(tiny_data_dir) + [
+      f'--workdir={tiny_workdir}', f'--video={clip}', f'--output={tmp_path / "run.mp4"}'])
+  deadline = time.monotonic() + 240
+  while (not lines.exists() or lines.read_text().count('\n') < 5) and process.poll() is None:
+    assert time.monotonic() < deadline, 'no frames written'
+    time.sleep(0.05)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130, stderr[-3000:]
+  assert 'interrupted' in stderr and 'Traceback' not in stderr, stderr
+  text = lines.read_text()
+  assert text.endswith('\n')
+  frames = [json.loads(line)['frame'] for line in text.splitlines()]
+  assert 5 <= len(frames) < 300 and frames == list(range(len(frames)))
+  assert _video_frames(tmp_path / 'run.mp4')[0] == len(frames)
