@@ -85,16 +85,39 @@ def join_center_values(argv: Sequence[str]) -> list[str]:
   return out
 
 
+# The flags of each way to run, beyond --config, --workdir, --output and
+# --checkpoint; any other flag given is a usage error naming both.
+MODES = {
+    'video': ('video', 'box', 'boxes', 'box_score_threshold', 'max_frames', 'smooth',
+              'smooth_min_cutoff', 'smooth_beta', 'batch_size', 'overwrite'),
+    'boxes': ('images', 'boxes', 'box_score_threshold', 'annotations', 'pictures',
+              'batch_size', 'overwrite'),
+    'images': ('images', 'pictures', 'batch_size', 'overwrite'),
+    'image': ('image', 'center', 'scale', 'heatmaps', 'joints', 'from_split', 'index'),
+}
+
+
+def mode_of_flags() -> str:
+  """The way to run the flags ask for; raises app.UsageError for flags of another."""
+  mode = ('video' if FLAGS.video is not None else 'boxes' if FLAGS.boxes is not None
+          else 'images' if FLAGS.images is not None else 'image')
+  given = {name for names in MODES.values() for name in names if FLAGS[name].present}
+  stray = sorted(given - set(MODES[mode]))
+  if stray:
+    which = {'video': '--video', 'boxes': '--boxes', 'images': '--images',
+             'image': 'one image (--image or --from_split)'}[mode]
+    raise app.UsageError(f'{which} does not go with {", ".join("--" + n for n in stray)}')
+  if mode == 'video' and FLAGS.box is not None and FLAGS.boxes is not None:
+    raise app.UsageError('--video takes --box or --boxes, not --box and --boxes together')
+  if mode == 'boxes' and FLAGS.images is None:
+    raise app.UsageError('--boxes needs --images (the folder of the images)')
+  return mode
+
+
 def main(argv: Sequence[str]) -> int:
   cli.check_usage(argv, required=('config', 'workdir', 'output'))
-  if FLAGS.video is not None:
-    clashing = [f'--{name}' for name in ('image', 'images', 'from_split', 'center', 'scale',
-                                         'annotations', 'pictures')
-                if getattr(FLAGS, name) is not None] + ['--heatmaps'] * FLAGS.heatmaps
-    if FLAGS.box is not None and FLAGS.boxes is not None:
-      clashing.append('--box and --boxes together')
-    if clashing:
-      raise app.UsageError(f'--video does not go with {", ".join(clashing)}')
+  mode = mode_of_flags()
+  if mode == 'video':
     from rhpe_jax.inference import tracking, video  # pylint: disable=g-import-not-at-top
     try:
       if FLAGS.box is not None:
@@ -107,30 +130,18 @@ def main(argv: Sequence[str]) -> int:
         box_score_threshold=FLAGS.box_score_threshold, max_frames=FLAGS.max_frames,
         smooth=video.Smoothing(FLAGS.smooth, FLAGS.smooth_min_cutoff, FLAGS.smooth_beta),
         batch_size=FLAGS.batch_size, overwrite=FLAGS.overwrite, checkpoint=FLAGS.checkpoint)
-  if FLAGS.box is not None or FLAGS.max_frames is not None:
-    raise app.UsageError(f'--{"box" if FLAGS.box is not None else "max_frames"} needs --video')
-  if FLAGS.images is None and (FLAGS.boxes is not None or FLAGS.annotations is not None):
-    raise app.UsageError(f'--{"boxes" if FLAGS.boxes is not None else "annotations"} needs '
-                         '--images (the folder of the images)')
-  if FLAGS.images is not None:
-    clashing = [f'--{name}' for name in ('image', 'from_split', 'center', 'scale')
-                if getattr(FLAGS, name) is not None] + ['--heatmaps'] * FLAGS.heatmaps
-    if clashing:
-      raise app.UsageError(f'--images does not go with {", ".join(clashing)} (a list file '
-                           'gives a centre and scale per image)')
-    if FLAGS.boxes is not None:
-      from rhpe_jax.inference import boxes  # pylint: disable=g-import-not-at-top
-      try:
-        boxes.check_score_threshold(FLAGS.box_score_threshold)
-      except ValueError as error:
-        raise app.UsageError(str(error)) from None
-      return boxes.predict_boxes(
-          FLAGS.config, FLAGS.workdir, FLAGS.boxes, FLAGS.images, FLAGS.output,
-          annotations=FLAGS.annotations, box_score_threshold=FLAGS.box_score_threshold,
-          pictures=FLAGS.pictures, batch_size=FLAGS.batch_size, overwrite=FLAGS.overwrite,
-          checkpoint=FLAGS.checkpoint)
-    if FLAGS.annotations is not None:
-      raise app.UsageError('--annotations goes with --boxes')
+  if mode == 'boxes':
+    from rhpe_jax.inference import boxes  # pylint: disable=g-import-not-at-top
+    try:
+      boxes.check_score_threshold(FLAGS.box_score_threshold)
+    except ValueError as error:
+      raise app.UsageError(str(error)) from None
+    return boxes.predict_boxes(
+        FLAGS.config, FLAGS.workdir, FLAGS.boxes, FLAGS.images, FLAGS.output,
+        annotations=FLAGS.annotations, box_score_threshold=FLAGS.box_score_threshold,
+        pictures=FLAGS.pictures, batch_size=FLAGS.batch_size, overwrite=FLAGS.overwrite,
+        checkpoint=FLAGS.checkpoint)
+  if mode == 'images':
     from rhpe_jax.inference import batch  # pylint: disable=g-import-not-at-top
     return batch.predict_folder(FLAGS.config, FLAGS.workdir, FLAGS.images, FLAGS.output,
                                 pictures=FLAGS.pictures, batch_size=FLAGS.batch_size,
