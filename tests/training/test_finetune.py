@@ -68,10 +68,11 @@ def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_d
       _config(tiny_data_dir, tiny_workdir, coco_format_builds['coco'][2]), str(workdir), 'latest')
   assert step == 2
   assert variables['params']['heads_0']['keypoints']['kernel'].shape[-1] == 17
-  # A resumed run does not start from init_from again.
-  config.num_train_steps = 3
+  # A resumed run does not start from init_from again (a finished one resumes
+  # at its last step and has nothing to do: nothing is compiled).
   loop.train_and_evaluate(config, str(workdir))
-  assert 'started from' not in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert 'started from' not in out and 'already holds step 2 of 2' in out
 
   # The paper's recipe, COCO then MPII (Table I row 7), at this scale: an
   # MPII run starts from the COCO run, whose set its workdir names.
@@ -80,7 +81,7 @@ def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_d
   mpii.update(dict(init_from=str(workdir), init_from_skeleton=''))
   loop.start_from_checkpoint(mpii, steps.create_train_state(mpii, jax.random.key(2), 2))
   line = capsys.readouterr().out
-  assert f'started from {workdir} (step 3, person)' in line  # the file's category name
+  assert f'started from {workdir} (step 2, person)' in line  # the file's category name
   # MPII's pelvis, thorax, upper neck and head top have no COCO keypoint.
   assert 'keypoint heads: 12 of 16 by name' in line
   assert 'fresh: pelvis, thorax, upper_neck, head_top;' in line
