@@ -49,10 +49,13 @@ RAW_KEYS = ('image', 'keypoints', 'keypoint_status', 'other_keypoints',
 # the evaluation pipeline carries them to the predictions when the dataset
 # has them (COCO AP, rhpe_jax.evaluation.coco_eval), the training one never.
 COCO_KEYS = ('coco_image_id', 'coco_annotation_id', 'bbox', 'area')
-# The image's iscrowd regions, (M, 4) xywh boxes and (M,) areas: padded to
-# MAX_CROWD_REGIONS rows (a fixed shape to batch) with their count
-# `crowd_count`; an image with more stops the pass with an error naming it.
-CROWD_KEYS = ('crowd_boxes', 'crowd_areas')
+# The image's regions COCOeval ignores, of two kinds: its iscrowd regions
+# and its persons annotated without keypoints. Each kind's (M, 4) xywh boxes
+# and (M,) areas are padded to MAX_CROWD_REGIONS rows (a fixed shape to
+# batch) with their count `<kind>_count`; an image with more stops the pass
+# with an error naming it.
+REGION_KINDS = ('crowd', 'unlabelled')
+CROWD_KEYS = tuple(f'{kind}_{what}' for kind in REGION_KINDS for what in ('boxes', 'areas'))
 MAX_CROWD_REGIONS = 32
 
 # Independent uses of the user's seed.
@@ -132,21 +135,23 @@ def coco_fields(example: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     out['coco_annotation_id'] = tf.cast(example['coco_annotation_id'], tf.int64)
     out['bbox'] = tf.cast(example['bbox'], tf.float32)
     out['area'] = tf.cast(example['area'], tf.float32)
-  if 'crowd_boxes' in example:
-    boxes = tf.reshape(tf.cast(example['crowd_boxes'], tf.float32), [-1, 4])
-    areas = tf.reshape(tf.cast(example['crowd_areas'], tf.float32), [-1])
+  for kind in REGION_KINDS:
+    if f'{kind}_boxes' not in example:
+      continue
+    boxes = tf.reshape(tf.cast(example[f'{kind}_boxes'], tf.float32), [-1, 4])
+    areas = tf.reshape(tf.cast(example[f'{kind}_areas'], tf.float32), [-1])
     count = tf.shape(boxes)[0]
     check = tf.debugging.Assert(
         count <= MAX_CROWD_REGIONS,
-        [f'a COCO image has more than {MAX_CROWD_REGIONS} crowd regions '
+        [f'a COCO image has more than {MAX_CROWD_REGIONS} {kind} regions '
          '(input_pipeline.MAX_CROWD_REGIONS): coco_image_id',
          example.get('coco_image_id', tf.constant(-1, tf.int64)), 'regions', count])
     with tf.control_dependencies([check]):
       missing = MAX_CROWD_REGIONS - count
-    out['crowd_boxes'] = tf.ensure_shape(tf.pad(boxes, [[0, missing], [0, 0]]),
-                                         [MAX_CROWD_REGIONS, 4])
-    out['crowd_areas'] = tf.ensure_shape(tf.pad(areas, [[0, missing]]), [MAX_CROWD_REGIONS])
-    out['crowd_count'] = tf.cast(count, tf.int32)
+    out[f'{kind}_boxes'] = tf.ensure_shape(tf.pad(boxes, [[0, missing], [0, 0]]),
+                                           [MAX_CROWD_REGIONS, 4])
+    out[f'{kind}_areas'] = tf.ensure_shape(tf.pad(areas, [[0, missing]]), [MAX_CROWD_REGIONS])
+    out[f'{kind}_count'] = tf.cast(count, tf.int32)
   return out
 
 

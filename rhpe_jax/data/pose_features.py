@@ -65,7 +65,9 @@ def pose_features(num_joints: int, image_shape: tuple,
 
 def coco_features() -> dict[str, tfds.features.FeatureConnector]:
   """What a COCO-format source adds: its ids, the person's box and area, and
-  the image's crowd regions (pose_features(..., extra=coco_features()))."""
+  the image's regions COCOeval ignores: its crowd regions and the boxes of
+  its persons annotated without keypoints (not examples themselves)
+  (pose_features(..., extra=coco_features()))."""
   return {
       'coco_image_id': tfds.features.Scalar(dtype=np.int64),
       'coco_annotation_id': tfds.features.Scalar(dtype=np.int64),
@@ -73,4 +75,6 @@ def coco_features() -> dict[str, tfds.features.FeatureConnector]:
       'area': tfds.features.Scalar(dtype=np.float32),
       'crowd_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
       'crowd_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
+      'unlabelled_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+      'unlabelled_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
   }

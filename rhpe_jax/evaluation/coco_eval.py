@@ -31,9 +31,11 @@ STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', '
 # that the evaluation pass carries next to the predictions; a split has COCO
 # ids when its predictions hold `coco_image_id`.
 PERSON_FIELDS = ('coco_image_id', 'coco_annotation_id', 'bbox', 'area')
-# The image's iscrowd regions, padded in the evaluation pipeline to a fixed
-# count (rhpe_jax.data.input_pipeline.MAX_CROWD_REGIONS) with their number.
-CROWD_FIELDS = ('crowd_boxes', 'crowd_areas', 'crowd_count')
+# The image's regions COCOeval ignores (iscrowd regions; persons annotated
+# without keypoints), padded in the evaluation pipeline to a fixed count
+# (rhpe_jax.data.input_pipeline.MAX_CROWD_REGIONS) with their number.
+CROWD_FIELDS = tuple(f'{kind}_{what}' for kind in ('crowd', 'unlabelled')
+                     for what in ('boxes', 'areas', 'count'))
 
 
 def has_coco_ids(predictions: Mapping[str, Any]) -> bool:
@@ -65,6 +67,7 @@ def _finite_list(values: Any) -> list[float]:
 def ground_truth(image_ids: Sequence[int], annotation_ids: Sequence[int], keypoints: Any,
                  status: Any, bboxes: Any, areas: Any, *, keypoint_names: Sequence[str],
                  crowd: Mapping[int, tuple[Any, Any]] | None = None,
+                 unlabelled: Mapping[int, tuple[Any, Any]] | None = None,
                  category_id: int = coco_results.PERSON_CATEGORY_ID) -> dict[str, Any]:
   """A COCO keypoints ground-truth dict from arrays, one row per person.
 
@@ -72,8 +75,11 @@ def ground_truth(image_ids: Sequence[int], annotation_ids: Sequence[int], keypoi
   codes (0 missing, 1 occluded, 2 visible: COCO's v), `bboxes` (N, 4) xywh,
   `areas` (N,); `crowd` maps an image id to its iscrowd regions (boxes
   (M, 4) xywh, areas (M,)), which become iscrowd annotations without
-  keypoints (ids after the largest person id). A person without labelled
-  keypoints gets `num_keypoints` 0, which COCOeval treats as ignored.
+  keypoints (ids after the largest person id); `unlabelled` likewise maps an
+  image id to the boxes and areas of its persons annotated without
+  keypoints. A person without labelled keypoints gets `num_keypoints` 0,
+  which COCOeval treats as a region to ignore (a detection on it is neither
+  a hit nor a false positive).
   """
   keypoints = np.asarray(keypoints, np.float64)
   status = np.asarray(status)
@@ -101,18 +107,20 @@ def ground_truth(image_ids: Sequence[int], annotation_ids: Sequence[int], keypoi
         'bbox': _finite_list(bboxes[i]), 'area': float(areas[i])})
   next_id = max([int(a) for a in annotation_ids], default=0) + 1
   image_set = set(int(i) for i in image_ids)
-  for image_id, (boxes, crowd_areas) in sorted((crowd or {}).items()):
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    crowd_areas = np.asarray(crowd_areas, np.float64).reshape(-1)
-    if len(boxes) != len(crowd_areas):
-      raise ValueError(f'image {image_id}: {len(boxes)} crowd boxes, {len(crowd_areas)} areas')
-    image_set.add(int(image_id))
-    for box, area in zip(boxes, crowd_areas):
-      annotations.append({
-          'id': next_id, 'image_id': int(image_id), 'category_id': int(category_id),
-          'iscrowd': 1, 'keypoints': [0.0] * (3 * num_keypoints), 'num_keypoints': 0,
-          'bbox': _finite_list(box), 'area': float(area)})
-      next_id += 1
+  for iscrowd, regions in ((1, crowd), (0, unlabelled)):
+    for image_id, (boxes, region_areas) in sorted((regions or {}).items()):
+      boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+      region_areas = np.asarray(region_areas, np.float64).reshape(-1)
+      if len(boxes) != len(region_areas):
+        raise ValueError(f'image {image_id}: {len(boxes)} region boxes, '
+                         f'{len(region_areas)} areas')
+      image_set.add(int(image_id))
+      for box, area in zip(boxes, region_areas):
+        annotations.append({
+            'id': next_id, 'image_id': int(image_id), 'category_id': int(category_id),
+            'iscrowd': iscrowd, 'keypoints': [0.0] * (3 * num_keypoints), 'num_keypoints': 0,
+            'bbox': _finite_list(box), 'area': float(area)})
+        next_id += 1
   return {
       'images': [{'id': i} for i in sorted(image_set)],
       'annotations': annotations,
@@ -121,14 +129,18 @@ def ground_truth(image_ids: Sequence[int], annotation_ids: Sequence[int], keypoi
   }
 
 
-def crowd_regions(predictions: Mapping[str, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-  """Each image's iscrowd regions (boxes, areas) from the padded per-person
+def crowd_regions(predictions: Mapping[str, np.ndarray], kind: str = 'crowd'
+                  ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+  """Each image's regions of `kind` ('crowd': iscrowd regions; 'unlabelled':
+  persons without keypoints) as (boxes, areas), from the padded per-person
   fields of the evaluation pass (every person of an image carries them)."""
   regions: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-  if 'crowd_count' not in predictions:
+  if f'{kind}_count' not in predictions:
     return regions
-  for image_id, boxes, areas, n in zip(predictions['coco_image_id'], predictions['crowd_boxes'],
-                                       predictions['crowd_areas'], predictions['crowd_count']):
+  for image_id, boxes, areas, n in zip(predictions['coco_image_id'],
+                                       predictions[f'{kind}_boxes'],
+                                       predictions[f'{kind}_areas'],
+                                       predictions[f'{kind}_count']):
     if int(image_id) not in regions and int(n) > 0:
       regions[int(image_id)] = (np.asarray(boxes)[:int(n)], np.asarray(areas)[:int(n)])
   return regions
@@ -147,7 +159,8 @@ def ground_truth_from_predictions(predictions: Mapping[str, np.ndarray],
   return ground_truth(
       predictions['coco_image_id'], predictions['coco_annotation_id'], predictions['gt_image'],
       predictions['keypoint_status'], predictions['bbox'], predictions['area'],
-      keypoint_names=keypoint_names, crowd=crowd_regions(predictions), category_id=category_id)
+      keypoint_names=keypoint_names, crowd=crowd_regions(predictions),
+      unlabelled=crowd_regions(predictions, 'unlabelled'), category_id=category_id)
 
 
 def results_from_predictions(predictions: Mapping[str, np.ndarray], *,

@@ -32,8 +32,8 @@ from rhpe_jax.inference import predictor
 def split_ground_truth(config: ml_collections.ConfigDict, split: str
                        ) -> tuple[dict[str, Any], dict[int, str]]:
   """The COCO ground truth of a split of a COCO-format build, read from its
-  examples (keypoints through `crop_to_image` into original pixels, crowd
-  regions), and the file name of each image id."""
+  examples (keypoints through `crop_to_image` into original pixels, the
+  regions COCOeval ignores), and the file name of each image id."""
   ds = input_pipeline.load_split(config.dataset, split, datasets.data_dir(config),
                                  shard_for_process=False)
   if 'coco_image_id' not in ds.element_spec:
@@ -44,7 +44,8 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
   ds = ds.map(lambda ex: {k: ex[k] for k in keys if k in ex})
   rows: dict[str, list] = {k: [] for k in ('image_id', 'annotation_id', 'keypoints', 'status',
                                            'bbox', 'area')}
-  crowd: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+  regions: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {
+      kind: {} for kind in input_pipeline.REGION_KINDS}
   names: dict[int, str] = {}
   for ex in ds.as_numpy_iterator():
     image_id = int(ex['coco_image_id'])
@@ -57,15 +58,17 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
     rows['area'].append(float(ex['area']))
     name = ex['image_name']
     names[image_id] = name.decode() if isinstance(name, bytes) else str(name)
-    if 'crowd_boxes' in ex and len(ex['crowd_boxes']):
-      crowd[image_id] = (ex['crowd_boxes'], ex['crowd_areas'])
+    for kind, found in regions.items():
+      if f'{kind}_boxes' in ex and len(ex[f'{kind}_boxes']):
+        found[image_id] = (ex[f'{kind}_boxes'], ex[f'{kind}_areas'])
   joints = skeleton.of_config(config)
   if not rows['image_id']:
     raise ValueError(f'{config.dataset} {split}: no persons')
   ground_truth = coco_eval.ground_truth(
       rows['image_id'], rows['annotation_id'], np.stack(rows['keypoints']),
       np.stack(rows['status']), np.stack(rows['bbox']), np.array(rows['area']),
-      keypoint_names=joints.joint_names, crowd=crowd)
+      keypoint_names=joints.joint_names, crowd=regions['crowd'],
+      unlabelled=regions['unlabelled'])
   return ground_truth, names
 
 

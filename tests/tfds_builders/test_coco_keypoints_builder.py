@@ -95,6 +95,14 @@ def test_coco_sample_has_unannotated_persons_that_are_skipped_and_counted(coco_f
                          'metadata.json').read_text())
   assert metadata['skipped'] == {'validation': {'no labelled keypoint': 2}}
   assert metadata['category_id'] == 1
+  # Their boxes stay with every example of their image, as regions COCOeval
+  # ignores (for scoring a detector's boxes against the build).
+  for example in examples:
+    want = [u['bbox'] for u in unannotated if u['image_id'] == example['coco_image_id']]
+    np.testing.assert_allclose(example['unlabelled_boxes'], np.reshape(want, (-1, 4)))
+    np.testing.assert_allclose(example['unlabelled_areas'],
+                               [u['area'] for u in unannotated
+                                if u['image_id'] == example['coco_image_id']])
 
 
 def test_metadata_is_read_back_without_the_manual_dir(coco_format_builds):

@@ -314,6 +314,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for n, p in enumerate(others):
       other_kp[n], other_st[n] = to_crop(p.keypoints, p.status), p.status
     crowd = image.crowd
+    unlabelled = [p for p in image.persons if p.has_box and not p.has_keypoints]
     return {
         'image': person_crops.crop_image(pixels, a, cfg.resolution),
         'keypoints': to_crop(person.keypoints, person.status),
@@ -336,4 +337,6 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         'area': np.float32(person.area),
         'crowd_boxes': np.array([c.bbox for c in crowd], np.float32).reshape(-1, 4),
         'crowd_areas': np.array([c.area for c in crowd], np.float32),
+        'unlabelled_boxes': np.array([p.bbox for p in unlabelled], np.float32).reshape(-1, 4),
+        'unlabelled_areas': np.array([p.area for p in unlabelled], np.float32),
     }
