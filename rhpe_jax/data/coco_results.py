@@ -46,6 +46,23 @@ def write_results(path: str, records: Sequence[dict[str, Any]]) -> None:
   os.replace(partial, path)
 
 
+def load_json(path: str, what: str, kind: type = list) -> Any:
+  """The JSON `what` (e.g. 'detections file') at `path`, whose top level must
+  be a `kind` (list or dict); a ValueError of one line naming the file when
+  it is missing, not JSON, or of another kind."""
+  try:
+    with open(path) as f:
+      data = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'{path}: no such {what}') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise ValueError(f'{path}: not a JSON file ({error})') from None
+  if not isinstance(data, kind):
+    expected = 'list of records' if kind is list else 'object'
+    raise ValueError(f'{path}: a COCO {what} is a JSON {expected}, got a {type(data).__name__}')
+  return data
+
+
 def read_detections(path: str, *, score_threshold: float = 0.0,
                     category_id: int = PERSON_CATEGORY_ID) -> dict[int, list[dict[str, Any]]]:
   """A detector's boxes (COCO results format) by image id: records of
@@ -53,16 +70,7 @@ def read_detections(path: str, *, score_threshold: float = 0.0,
   whose score is at least `score_threshold`, best first; empty boxes are
   left out.
   Raises ValueError with one line naming the file and the record at fault."""
-  try:
-    with open(path) as f:
-      records = json.load(f)
-  except FileNotFoundError:
-    raise ValueError(f'{path}: no such detections file') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f'{path}: not a JSON file ({error})') from None
-  if not isinstance(records, list):
-    raise ValueError(f'{path}: a COCO results file is a JSON list of records, '
-                     f'got a {type(records).__name__}')
+  records = load_json(path, 'detections file')
   boxes: dict[int, list[dict[str, Any]]] = {}
   for number, record in enumerate(records):
     where = f'{path}: record {number}'

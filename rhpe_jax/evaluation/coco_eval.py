@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 from typing import Any, Mapping, Sequence
 
@@ -180,31 +179,15 @@ def results_from_predictions(predictions: Mapping[str, np.ndarray], *,
 def load_ground_truth(path: str) -> dict[str, Any]:
   """A COCO keypoints annotation file as a dict (one line naming the file if
   it is not one)."""
-  try:
-    with open(path) as f:
-      data = json.load(f)
-  except FileNotFoundError:
-    raise ValueError(f'{path}: no such annotation file') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f'{path}: not a JSON file ({error})') from None
-  if not isinstance(data, dict) or not {'images', 'annotations', 'categories'} <= set(data):
+  data = coco_results.load_json(path, 'annotation file', dict)
+  if not {'images', 'annotations', 'categories'} <= set(data):
     raise ValueError(f'{path}: a COCO annotation file has images, annotations and categories')
   return data
 
 
 def read_results(path: str) -> list[dict[str, Any]]:
   """A COCO keypoint results file (checked against ground truth by `keypoint_ap`)."""
-  try:
-    with open(path) as f:
-      records = json.load(f)
-  except FileNotFoundError:
-    raise ValueError(f'{path}: no such results file') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f'{path}: not a JSON file ({error})') from None
-  if not isinstance(records, list):
-    raise ValueError(f'{path}: a COCO results file is a JSON list of records, '
-                     f'got a {type(records).__name__}')
-  return records
+  return coco_results.load_json(path, 'results file')
 
 
 def _num_keypoints(ground_truth_: Mapping[str, Any]) -> int:

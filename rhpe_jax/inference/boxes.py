@@ -14,7 +14,6 @@ COCO_val2014_000000000785.jpg are image 785).
 """
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import re
@@ -45,14 +44,8 @@ def id_from_name(path: str) -> int | None:
 def ids_from_annotations(path: str) -> dict[str, int]:
   """File name (its last component) -> image id, from a COCO annotation
   file's `images`; one-line ValueError when the file is not one."""
-  try:
-    with open(path) as f:
-      data = json.load(f)
-  except FileNotFoundError:
-    raise ValueError(f'--annotations {path}: no such file') from None
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise ValueError(f'--annotations {path}: not a JSON file ({error})') from None
-  images = data.get('images') if isinstance(data, dict) else None
+  data = coco_results.load_json(path, 'annotation file', dict)
+  images = data.get('images')
   if not isinstance(images, list):
     raise ValueError(f'--annotations {path}: a COCO annotation file is a JSON object with a '
                      'list "images"')
