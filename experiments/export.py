@@ -2,14 +2,16 @@ r"""Exports a trained checkpoint for deployment (rhpe_jax.deploy.export).
 
   python -m experiments.export --config=experiments/configs/mpii.py --workdir=runs/mpii \
       --output=runs/mpii/export [--checkpoint=best|latest|STEP] \
-      [--formats=saved_model,tflite,jax_export] [--image_size=248] [--batch=B]
+      [--formats=saved_model,tflite,jax_export,onnx] [--image_size=248] [--batch=B]
 
 Writes to --output, for uint8 images (B, S, S, 3) in and keypoints (input
 pixels), confidences and heat maps out, batch norm folded, float32:
   saved_model/       TF SavedModel, signature serving_default (TF Serving)
   model.tflite       TFLite, builtin ops only
   model.jax_export   jax.export serialisation
-  README.md          input size, joint order, keypoints back to the image
+  model.onnx         ONNX for onnxruntime (only when asked: needs pip install 'rhpe_jax[onnx]')
+  README.md          input size, joint order, keypoints back to the image, running each
+  manifest.json      versions, config, checkpoint step, input and output contract
 --image_size defaults to the config's input_size; without --batch the batch
 size is left free (symbolic).
 """
@@ -29,7 +31,7 @@ def define_flags() -> None:
   cli.define_checkpoint_flags()
   flags.DEFINE_string('output', None, 'Directory for the artefacts (created).')
   flags.DEFINE_string('formats', 'saved_model,tflite,jax_export',
-                      'Comma-separated: saved_model, tflite, jax_export.')
+                      'Comma-separated: saved_model, tflite, jax_export, onnx.')
   flags.DEFINE_integer('image_size', None, 'Input side S (default: the config\'s input_size).')
   flags.DEFINE_integer('batch', None, 'Fixed batch size (default: any batch size).')
 

@@ -7,13 +7,15 @@ stage's `heatmaps` (B, S/4, S/4, J): the predictor's function
 decoding) on the network with batch norm folded into the convolutions, in
 float32.
 
-Three writers serialise it:
+Four writers serialise it:
   jax_export   `jax.export` (StableHLO), callable from any JAX program;
   saved_model  a TF SavedModel (the `jax.export` StableHLO in one
                XlaCallModule op, as jax2tf makes it), for TF Serving and TF
                programs;
   tflite       the TFLite converter's translation of that StableHLO into
-               builtin TFLite ops (no SELECT_TF_OPS, no Flex delegate).
+               builtin TFLite ops (no SELECT_TF_OPS, no Flex delegate);
+  onnx         jax2onnx's ONNX model of the same function, for onnxruntime
+               (rhpe_jax.deploy.onnx_export).
 The batch size is symbolic in all three unless a fixed one is asked for.
 The two TF artefacts carry StableHLO in the version the installed TensorFlow
 reads (rhpe_jax.deploy.tf_stablehlo), or stop with one line saying why not. JAX can
@@ -26,8 +28,11 @@ reduction, a gather on a batch of symbolic size).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pathlib
+import shutil
+import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -41,7 +46,8 @@ from rhpe_jax.deploy import tf_stablehlo
 from rhpe_jax.inference import predictor
 from rhpe_jax.model import network as model_lib
 
-FORMATS = ('saved_model', 'tflite', 'jax_export')
+FORMATS = ('saved_model', 'tflite', 'jax_export', 'onnx')
+DEFAULT_FORMATS = ('saved_model', 'tflite', 'jax_export')  # those without extra packages
 STRIDE = 4  # input pixels per heat-map pixel
 OUTPUTS = ('keypoints', 'confidence', 'heatmaps')  # what the artefacts return
 # StableHLO for these platforms goes into the jax.export and SavedModel
@@ -284,57 +290,161 @@ _FILE_NOTES = {
                'through `get_signature_runner()`.'),
     'jax_export': ('model.jax_export', '`jax.export` serialisation: '
                    '`jax.export.deserialize(open(f, "rb").read()).call(images)` returns a dict.'),
+    'onnx': ('model.onnx', 'ONNX (opset {opset}), batch free; onnxruntime (Python, C++, '
+             'onnxruntime-web), below.'),
 }
+
+_ONNX_USAGE = """
+## Running model.onnx
+Python (`pip install onnxruntime`):
+
+    import numpy as np, onnxruntime
+    session = onnxruntime.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])
+    keypoints, confidence, heatmaps = session.run(None, {{'images': images}})  # uint8 (B, {size}, {size}, 3)
+
+C++ (onnxruntime's C++ API, `#include <onnxruntime_cxx_api.h>`):
+
+    Ort::Env env;
+    Ort::Session session(env, "model.onnx", Ort::SessionOptions{{}});
+    std::vector<int64_t> shape{{1, {size}, {size}, 3}};
+    auto input = Ort::Value::CreateTensor<uint8_t>(
+        Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault),
+        pixels.data(), pixels.size(), shape.data(), shape.size());
+    const char* in[] = {{"images"}};
+    const char* out[] = {{"keypoints", "confidence", "heatmaps"}};
+    auto outputs = session.Run(Ort::RunOptions{{}}, in, &input, 1, out, 3);
+    const float* keypoints = outputs[0].GetTensorData<float>();  // (1, {joints}, 2)
+
+Browser (onnxruntime-web, `npm install onnxruntime-web`):
+
+    import * as ort from 'onnxruntime-web';
+    const session = await ort.InferenceSession.create('model.onnx');
+    const images = new ort.Tensor('uint8', pixels, [1, {size}, {size}, 3]);  // RGB, row-major
+    const {{keypoints, confidence}} = await session.run({{images}});
+"""
+
+MANIFEST = 'manifest.json'
 
 
 def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
                 batch: int | None, formats: Sequence[str]) -> str:
   """DIR/README.md: input, outputs, joint order, mapping back to the image."""
+  from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
   joints = skeleton.of_config(config)
-  files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1]}' for f in formats)
-  return _README.format(
+  files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1].format(opset=onnx_export.OPSET)}'
+                    for f in formats)
+  files += f'\n- `{MANIFEST}`: versions, config, checkpoint step, input and output contract.'
+  text = _README.format(
       step=step, batch='B' if batch is None else batch, size=image_size,
       grid=image_size // STRIDE, joints=joints.num_joints, stride=STRIDE,
       half=(STRIDE - 1) / 2, skeleton=joints.name,
       joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),
       files=files)
+  if 'onnx' in formats:
+    text += _ONNX_USAGE.format(size=image_size, joints=joints.num_joints)
+  return text
+
+
+def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
+             batch: int | None, formats: Sequence[str], stablehlo: str | None) -> dict[str, Any]:
+  """DIR/manifest.json: what wrote the artefacts (versions; `stablehlo`: the
+  version written into the StableHLO artefacts, None without one), from which
+  network and checkpoint, and their input and output contract."""
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  joints = skeleton.of_config(config)
+  installed = metadata.packages_distributions()  # import name -> distributions
+  versions = {}
+  for name in ('rhpe_jax', 'jax', 'jaxlib', 'flax', 'tensorflow', 'jax2onnx', 'onnx',
+               'onnxruntime'):  # tensorflow: from tensorflow or tensorflow-cpu
+    versions[name] = next((metadata.version(d) for d in installed.get(name, ())), None)
+  return {
+      'formats': {name: _FILE_NOTES[name][0] for name in formats},
+      'versions': versions,
+      'stablehlo_version': stablehlo,
+      'checkpoint_step': step,
+      'config': json.loads(config.to_json_best_effort()),
+      'input': {'name': 'images', 'dtype': 'uint8', 'layout': 'NHWC, RGB',
+                'shape': [batch, image_size, image_size, 3],
+                'normalisation': 'inside the artefact: (pixel - 128) / 256'},
+      'output': {
+          'keypoints': {'shape': [batch, joints.num_joints, 2], 'dtype': 'float32',
+                        'units': '[x, y] in input pixels, 0-based pixel centres'},
+          'confidence': {'shape': [batch, joints.num_joints], 'dtype': 'float32'},
+          'heatmaps': {'shape': [batch, image_size // STRIDE, image_size // STRIDE,
+                                 joints.num_joints], 'dtype': 'float32'},
+          'stages': config.num_iterations + 2, 'stage_returned': 'last',
+          'skeleton': joints.name, 'keypoint_names': list(joints.joint_names)},
+  }
+
+
+def _onnx_model(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
+                batch: int | None) -> Any:
+  from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+  return onnx_export.onnx_model(make_inference_fn(config, params), input_spec(image_size, batch),
+                                OUTPUTS)
 
 
 def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
            output: str | os.PathLike, *,
-           formats: Sequence[str] = FORMATS, image_size: int | None = None,
+           formats: Sequence[str] = DEFAULT_FORMATS, image_size: int | None = None,
            batch: int | None = None, step: int = 0) -> dict[str, str]:
-  """Writes the chosen artefacts of the network's `variables` and README.md
-  to `output`; returns their paths."""
+  """Writes the chosen artefacts of the network's `variables`, README.md and
+  manifest.json to `output`; returns their paths.
+
+  Everything is written to a temporary folder beside `output` and moved in
+  at the end: a failed conversion leaves no partial artefact behind."""
   formats = parse_formats(formats)
   image_size = config.input_size if image_size is None else image_size
   input_spec(image_size, batch)  # validates before any work
+  if 'onnx' in formats:
+    from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+    onnx_export.check_packages()
   params = inference_params(config, variables)
   # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
   # the export here, before anything is written.
   for_tf = {name: export_for_tensorflow(config, params, image_size, batch, _TF_PLATFORMS[name])
             for name in formats if name in _TF_PLATFORMS}
   out = pathlib.Path(output)
-  out.mkdir(parents=True, exist_ok=True)
-  paths = {}
-  for name in formats:
-    path = out / _FILE_NOTES[name][0]
-    if name == 'jax_export':
-      write_jax_export(path, export_jax(config, params, image_size, batch))
-    elif name == 'saved_model':
-      write_saved_model(path, for_tf[name], params)
-    else:
-      write_tflite(path, for_tf[name], params)
-    paths[name] = str(path)
-  readme = out / 'README.md'
-  readme.write_text(readme_text(config, step, image_size, batch, formats))
-  paths['readme'] = str(readme)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  stablehlo = None
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+  try:
+    for name in formats:
+      path = staging / _FILE_NOTES[name][0]
+      if name == 'jax_export':
+        exported = export_jax(config, params, image_size, batch)
+        stablehlo = tf_stablehlo.written_version(exported.mlir_module_serialized)
+        write_jax_export(path, exported)
+      elif name == 'saved_model':
+        write_saved_model(path, for_tf[name], params)
+      elif name == 'tflite':
+        write_tflite(path, for_tf[name], params)
+      else:
+        from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+        onnx_export.write_onnx(path, _onnx_model(config, params, image_size, batch))
+    if stablehlo is None and for_tf:
+      stablehlo = tf_stablehlo.written_version(
+          next(iter(for_tf.values())).mlir_module_serialized)
+    (staging / 'README.md').write_text(readme_text(config, step, image_size, batch, formats))
+    (staging / MANIFEST).write_text(json.dumps(
+        manifest(config, step, image_size, batch, formats, stablehlo), indent=1) + '\n')
+    out.mkdir(exist_ok=True)
+    paths = {}
+    for name in list(formats) + ['readme', 'manifest']:
+      file = {'readme': 'README.md', 'manifest': MANIFEST}.get(name) or _FILE_NOTES[name][0]
+      target = out / file.rstrip('/')
+      if target.is_dir():
+        shutil.rmtree(target)
+      os.replace(staging / file.rstrip('/'), target)
+      paths[name] = str(target)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
   return paths
 
 
 def export_checkpoint(config: ml_collections.ConfigDict, workdir: str, output: str, *,
                       checkpoint: str = 'best',
-                      formats: str | Sequence[str] = FORMATS,
+                      formats: str | Sequence[str] = DEFAULT_FORMATS,
                       image_size: int | None = None, batch: int | None = None
                       ) -> dict[str, str]:
   """`experiments.export`: checks the arguments, restores a checkpoint of
