@@ -48,6 +48,17 @@ from rhpe_jax.model import network as model_lib
 
 FORMATS = ('saved_model', 'tflite', 'jax_export', 'onnx')
 DEFAULT_FORMATS = ('saved_model', 'tflite', 'jax_export')  # those without extra packages
+# The formats written at each precision: float16 weights (TFLite's float16
+# quantisation), int8 (TFLite's post-training integer quantisation,
+# calibrated on CALIBRATION_IMAGES crops of the training split). jax2onnx
+# 0.13 cannot convert the float16 network (a Concat of float16 and float32
+# inputs), so ONNX is float32 only.
+PRECISION_FORMATS = {'float32': FORMATS, 'float16': ('tflite',), 'int8': ('tflite',)}
+CALIBRATION_IMAGES = 8
+AGREEMENT_IMAGES = 8  # validation crops on which a reduced precision is measured
+# The decode's DIV and LOG (sub-pixel refinement) stay float in an int8 model:
+# quantised, a curvature rounded to 0 divides by zero.
+_FLOAT_OPS_IN_INT8 = ('DIV', 'LOG')
 STRIDE = 4  # input pixels per heat-map pixel
 OUTPUTS = ('keypoints', 'confidence', 'heatmaps')  # what the artefacts return
 # StableHLO for these platforms goes into the jax.export and SavedModel
@@ -65,6 +76,17 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
   if unknown or not names:
     raise ValueError(f'unknown export formats {unknown or names}; choose from {",".join(FORMATS)}')
   return tuple(dict.fromkeys(names))
+
+
+def check_precision(precision: str, formats: Sequence[str]) -> None:
+  """One-line error for an unknown precision or one a format lacks."""
+  if precision not in PRECISION_FORMATS:
+    raise ValueError(f'unknown precision {precision!r}; choose from '
+                     f'{",".join(PRECISION_FORMATS)}')
+  lacking = [f for f in formats if f not in PRECISION_FORMATS[precision]]
+  if lacking:
+    raise ValueError(f'--precision={precision} is written for '
+                     f'{",".join(PRECISION_FORMATS[precision])} only, not {",".join(lacking)}')
 
 
 def check_image_size(image_size: int) -> None:
@@ -224,20 +246,72 @@ def _name_tensors_after_signature(model: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def tflite_model(exported: jax.export.Exported, params: Mapping[str, Any]) -> bytes:
-  """The TFLite flatbuffer (float32, builtin ops only) of a CPU-only
-  `export_for_tensorflow` and its parameters."""
+def tflite_model(exported: jax.export.Exported, params: Mapping[str, Any],
+                 precision: str = 'float32', calibration: np.ndarray | None = None) -> bytes:
+  """The TFLite flatbuffer (builtin ops only) of a CPU-only
+  `export_for_tensorflow` and its parameters: float32; float16 weights; or
+  int8 calibrated on the uint8 images `calibration` (N, S, S, 3), one at a
+  time, with _FLOAT_OPS_IN_INT8 kept float."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   module = _tf_module(exported, params)
   function = module.serve.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  return _name_tensors_after_signature(converter.convert())
+  if precision == 'float32':
+    return _name_tensors_after_signature(converter.convert())
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if precision == 'float16':
+    converter.target_spec.supported_types = [tf.float16]
+    return _name_tensors_after_signature(converter.convert())
+  if calibration is None:
+    raise ValueError('int8 needs calibration images')
+  images = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
+  converter.representative_dataset = images
+  import warnings  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # its tf.lite.Interpreter's deprecation notice
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=images,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=list(_FLOAT_OPS_IN_INT8)))
+    model = debugger.get_nondebug_quantized_model()
+  return _name_tensors_after_signature(model)
 
 
-def write_tflite(path: str | os.PathLike, exported: jax.export.Exported,
-                 params: Mapping[str, Any]) -> None:
-  pathlib.Path(path).write_bytes(tflite_model(exported, params))
+def split_crops(config: ml_collections.ConfigDict, split: str, count: int,
+                image_size: int) -> np.ndarray:
+  """The first `count` un-augmented uint8 crops (N, S, S, 3) of the
+  config's dataset `split`, as evaluation makes them."""
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  sized = config.copy_and_resolve_references()
+  sized.input_size = image_size
+  raw = input_pipeline.load_split(config.dataset, split, config.data_dir,
+                                  shard_for_process=False).take(count)
+  ds = input_pipeline.make_eval_dataset(raw, config=augment.AugmentConfig.from_mapping(sized),
+                                        global_batch_size=count)
+  batch = next(iter(ds.as_numpy_iterator()))
+  return np.asarray(batch['image'][batch['valid'] > 0], np.uint8).reshape(
+      -1, image_size, image_size, 3)
+
+
+def tflite_agreement(model: bytes, reference: InferenceFn, images: np.ndarray) -> dict[str, Any]:
+  """How far the TFLite `model` is from the float32 network `reference` on
+  `images`: keypoint distance in input pixels (median, max) and the largest
+  confidence difference."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # tf.lite.Interpreter's deprecation notice
+    runner = tf.lite.Interpreter(model_content=model).get_signature_runner('serving_default')
+  got = runner(images=images)
+  expected = jax.jit(reference)(images)
+  distance = np.linalg.norm(got['keypoints'] - np.asarray(expected['keypoints']), axis=-1)
+  return {'images': int(len(images)),
+          'keypoint_error_px_median': round(float(np.median(distance)), 4),
+          'keypoint_error_px_max': round(float(distance.max()), 4),
+          'confidence_error_max': round(float(
+              np.abs(got['confidence'] - np.asarray(expected['confidence'])).max()), 5)}
 
 
 # The platforms each TF artefact is lowered for.
@@ -248,7 +322,7 @@ _README = """\
 # Pose network export
 
 Recurrent Human Pose Estimation network (rhpe_jax), checkpoint step {step},
-exported for inference: batch norm folded into the convolutions, float32.
+exported for inference: batch norm folded into the convolutions, {precision}.
 
 ## Input
 `images`: uint8 RGB, shape ({batch}, {size}, {size}, 3), values 0-255 (no
@@ -326,27 +400,45 @@ Browser (onnxruntime-web, `npm install onnxruntime-web`):
 MANIFEST = 'manifest.json'
 
 
+_PRECISION_NOTES = {
+    'float32': 'float32',
+    'float16': 'float16 weights (TFLite float16 quantisation; computed in float32 on CPU)',
+    'int8': ('int8 (TFLite post-training integer quantisation calibrated on {n} crops of the '
+             'training split; the decode\'s DIV and LOG float)'),
+}
+
+
 def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
-                batch: int | None, formats: Sequence[str]) -> str:
-  """DIR/README.md: input, outputs, joint order, mapping back to the image."""
+                batch: int | None, formats: Sequence[str], precision: str = 'float32',
+                agreement: Mapping[str, Any] | None = None) -> str:
+  """DIR/README.md: input, outputs, joint order, mapping back to the image,
+  how to run each artefact, a reduced precision's measured agreement."""
   from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
   joints = skeleton.of_config(config)
   files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1].format(opset=onnx_export.OPSET)}'
                     for f in formats)
   files += f'\n- `{MANIFEST}`: versions, config, checkpoint step, input and output contract.'
   text = _README.format(
-      step=step, batch='B' if batch is None else batch, size=image_size,
+      precision=_PRECISION_NOTES[precision].format(n=CALIBRATION_IMAGES), step=step, batch='B' if batch is None else batch, size=image_size,
       grid=image_size // STRIDE, joints=joints.num_joints, stride=STRIDE,
       half=(STRIDE - 1) / 2, skeleton=joints.name,
       joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),
       files=files)
   if 'onnx' in formats:
     text += _ONNX_USAGE.format(size=image_size, joints=joints.num_joints)
+  if agreement:
+    text += (f'\n## Agreement with the float32 network\n'
+             f'On {agreement["images"]} crops of the validation split, the {precision} model\'s '
+             f'keypoints are {agreement["keypoint_error_px_median"]} px (median) and '
+             f'{agreement["keypoint_error_px_max"]} px (worst) from the float32 network\'s, '
+             f'its confidences within {agreement["confidence_error_max"]}.\n')
   return text
 
 
 def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
-             batch: int | None, formats: Sequence[str], stablehlo: str | None) -> dict[str, Any]:
+             batch: int | None, formats: Sequence[str], stablehlo: str | None,
+             precision: str = 'float32', agreement: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
   """DIR/manifest.json: what wrote the artefacts (versions; `stablehlo`: the
   version written into the StableHLO artefacts, None without one), from which
   network and checkpoint, and their input and output contract."""
@@ -361,6 +453,9 @@ def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
       'formats': {name: _FILE_NOTES[name][0] for name in formats},
       'versions': versions,
       'stablehlo_version': stablehlo,
+      'precision': precision,
+      'agreement_with_float32': None if agreement is None else {
+          'split': config.eval_split, **agreement},
       'checkpoint_step': step,
       'config': json.loads(config.to_json_best_effort()),
       'input': {'name': 'images', 'dtype': 'uint8', 'layout': 'NHWC, RGB',
@@ -387,7 +482,8 @@ def _onnx_model(config: ml_collections.ConfigDict, params: Mapping[str, Any], im
 def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
            output: str | os.PathLike, *,
            formats: Sequence[str] = DEFAULT_FORMATS, image_size: int | None = None,
-           batch: int | None = None, step: int = 0) -> dict[str, str]:
+           batch: int | None = None, step: int = 0, precision: str = 'float32'
+           ) -> dict[str, str]:
   """Writes the chosen artefacts of the network's `variables`, README.md and
   manifest.json to `output`; returns their paths.
 
@@ -396,6 +492,7 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
   formats = parse_formats(formats)
   image_size = config.input_size if image_size is None else image_size
   input_spec(image_size, batch)  # validates before any work
+  check_precision(precision, formats)
   if 'onnx' in formats:
     from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
     onnx_export.check_packages()
@@ -404,9 +501,12 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
   # the export here, before anything is written.
   for_tf = {name: export_for_tensorflow(config, params, image_size, batch, _TF_PLATFORMS[name])
             for name in formats if name in _TF_PLATFORMS}
+  calibration = None
+  if precision == 'int8':
+    calibration = split_crops(config, config.train_split, CALIBRATION_IMAGES, image_size)
   out = pathlib.Path(output)
   out.parent.mkdir(parents=True, exist_ok=True)
-  stablehlo = None
+  stablehlo, agreement = None, None
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
   try:
     for name in formats:
@@ -418,16 +518,23 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
       elif name == 'saved_model':
         write_saved_model(path, for_tf[name], params)
       elif name == 'tflite':
-        write_tflite(path, for_tf[name], params)
+        model = tflite_model(for_tf[name], params, precision, calibration)
+        if precision != 'float32':
+          agreement = tflite_agreement(
+              model, make_inference_fn(config, params),
+              split_crops(config, config.eval_split, AGREEMENT_IMAGES, image_size))
+        path.write_bytes(model)
       else:
         from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
         onnx_export.write_onnx(path, _onnx_model(config, params, image_size, batch))
     if stablehlo is None and for_tf:
       stablehlo = tf_stablehlo.written_version(
           next(iter(for_tf.values())).mlir_module_serialized)
-    (staging / 'README.md').write_text(readme_text(config, step, image_size, batch, formats))
+    (staging / 'README.md').write_text(readme_text(config, step, image_size, batch, formats,
+                                                   precision, agreement))
     (staging / MANIFEST).write_text(json.dumps(
-        manifest(config, step, image_size, batch, formats, stablehlo), indent=1) + '\n')
+        manifest(config, step, image_size, batch, formats, stablehlo, precision, agreement),
+        indent=1) + '\n')
     out.mkdir(exist_ok=True)
     paths = {}
     for name in list(formats) + ['readme', 'manifest']:
@@ -445,15 +552,16 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
 def export_checkpoint(config: ml_collections.ConfigDict, workdir: str, output: str, *,
                       checkpoint: str = 'best',
                       formats: str | Sequence[str] = DEFAULT_FORMATS,
-                      image_size: int | None = None, batch: int | None = None
-                      ) -> dict[str, str]:
+                      image_size: int | None = None, batch: int | None = None,
+                      precision: str = 'float32') -> dict[str, str]:
   """`experiments.export`: checks the arguments, restores a checkpoint of
   `workdir`, writes the artefacts; returns their paths."""
   formats = parse_formats(formats)
+  check_precision(precision, formats)
   input_spec(config.input_size if image_size is None else image_size, batch)
   checkpoints.find_checkpoint(workdir, checkpoint)
   if os.path.isfile(output):
     raise FileExistsError(f'--output {output} is a file, not a directory')
   variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
   return export(config, variables, output, formats=formats, image_size=image_size,
-                batch=batch, step=step)
+                batch=batch, step=step, precision=precision)
