@@ -114,8 +114,20 @@ def onnx_model(fn: Callable[[jax.Array], Mapping[str, jax.Array]],
   check_packages()
   import jax2onnx  # pylint: disable=g-import-not-at-top
   import onnx  # pylint: disable=g-import-not-at-top
-  model = jax2onnx.to_onnx(convertible_fn(fn, spec, outputs), [spec], model_name='rhpe_pose',
-                           opset=OPSET, input_names=['images'], output_names=list(outputs))
+  import logging  # pylint: disable=g-import-not-at-top
+  # Their warnings (plugins for packages of other versions, untyped shape
+  # values that serialisation skips) say nothing about this model.
+  loggers = [logging.getLogger(name) for name in ('jax2onnx', 'onnx_ir')]
+  levels = [logger.level for logger in loggers]
+  for logger in loggers:
+    logger.setLevel(logging.ERROR)
+  try:
+    model = jax2onnx.to_onnx(convertible_fn(fn, spec, outputs), [spec], model_name='rhpe_pose',
+                             opset=OPSET, input_names=['images'],
+                             output_names=list(outputs))
+  finally:
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
   onnx.checker.check_model(model, full_check=True)
   return model
 
