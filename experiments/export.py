@@ -14,7 +14,7 @@ pixels), confidences and heat maps out, batch norm folded, float32:
   README.md          input size, joint order, keypoints back to the image, running each
   manifest.json      versions, config, checkpoint step, input and output contract
 --image_size defaults to the config's input_size; without --batch the batch
-size is left free (symbolic). --precision=float16 or int8 (TFLite only)
+size is left free (symbolic). --precision=float16 (tflite, onnx) or int8 (tflite)
 writes the reduced model and its measured keypoint distance (pixels) to the
 float32 network on validation crops into README.md and manifest.json.
 """
@@ -38,7 +38,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('image_size', None, 'Input side S (default: the config\'s input_size).')
   flags.DEFINE_integer('batch', None, 'Fixed batch size (default: any batch size).')
   flags.DEFINE_string('precision', 'float32', 'float32 (every format), float16 or int8 '
-                      '(tflite; int8 calibrated on crops of the training split).')
+                      '(float16: tflite, onnx; int8: tflite, calibrated on crops of the training split).')
 
 
 def main(argv: Sequence[str]) -> int:

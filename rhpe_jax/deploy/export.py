@@ -50,10 +50,10 @@ FORMATS = ('saved_model', 'tflite', 'jax_export', 'onnx')
 DEFAULT_FORMATS = ('saved_model', 'tflite', 'jax_export')  # those without extra packages
 # The formats written at each precision: float16 weights (TFLite's float16
 # quantisation), int8 (TFLite's post-training integer quantisation,
-# calibrated on CALIBRATION_IMAGES crops of the training split). jax2onnx
-# 0.13 cannot convert the float16 network (a Concat of float16 and float32
-# inputs), so ONNX is float32 only.
-PRECISION_FORMATS = {'float32': FORMATS, 'float16': ('tflite',), 'int8': ('tflite',)}
+# calibrated on CALIBRATION_IMAGES crops of the training split). ONNX
+# float16 is float16 weights as well (onnx_export.float16_weights): jax2onnx
+# 0.13 cannot convert the float16 network (a Concat of float16 and float32).
+PRECISION_FORMATS = {'float32': FORMATS, 'float16': ('tflite', 'onnx'), 'int8': ('tflite',)}
 CALIBRATION_IMAGES = 8
 AGREEMENT_IMAGES = 8  # validation crops on which a reduced precision is measured
 # The decode's DIV and LOG (sub-pixel refinement) stay float in an int8 model:
@@ -295,16 +295,21 @@ def split_crops(config: ml_collections.ConfigDict, split: str, count: int,
       -1, image_size, image_size, 3)
 
 
-def tflite_agreement(model: bytes, reference: InferenceFn, images: np.ndarray) -> dict[str, Any]:
-  """How far the TFLite `model` is from the float32 network `reference` on
-  `images`: keypoint distance in input pixels (median, max) and the largest
-  confidence difference."""
+def run_tflite(model: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+  """The TFLite flatbuffer `model` run by the TFLite interpreter."""
   import warnings  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')  # tf.lite.Interpreter's deprecation notice
     runner = tf.lite.Interpreter(model_content=model).get_signature_runner('serving_default')
-  got = runner(images=images)
+  return runner(images=images)
+
+
+def agreement_of(got: Mapping[str, np.ndarray], reference: InferenceFn, images: np.ndarray
+              ) -> dict[str, Any]:
+  """How far an artefact's outputs `got` on `images` are from the float32
+  network `reference`'s: keypoint distance in input pixels (median, max)
+  and the largest confidence difference."""
   expected = jax.jit(reference)(images)
   distance = np.linalg.norm(got['keypoints'] - np.asarray(expected['keypoints']), axis=-1)
   return {'images': int(len(images)),
@@ -402,7 +407,7 @@ MANIFEST = 'manifest.json'
 
 _PRECISION_NOTES = {
     'float32': 'float32',
-    'float16': 'float16 weights (TFLite float16 quantisation; computed in float32 on CPU)',
+    'float16': 'float16 weights (stored float16, computed in float32 on CPU)',
     'int8': ('int8 (TFLite post-training integer quantisation calibrated on {n} crops of the '
              'training split; the decode\'s DIV and LOG float)'),
 }
@@ -427,11 +432,12 @@ def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
   if 'onnx' in formats:
     text += _ONNX_USAGE.format(size=image_size, joints=joints.num_joints)
   if agreement:
-    text += (f'\n## Agreement with the float32 network\n'
-             f'On {agreement["images"]} crops of the validation split, the {precision} model\'s '
-             f'keypoints are {agreement["keypoint_error_px_median"]} px (median) and '
-             f'{agreement["keypoint_error_px_max"]} px (worst) from the float32 network\'s, '
-             f'its confidences within {agreement["confidence_error_max"]}.\n')
+    text += '\n## Agreement with the float32 network\n'
+    for name, measured in agreement.items():
+      text += (f'On {measured["images"]} crops of the validation split, the {precision} '
+               f'{_FILE_NOTES[name][0]}\'s keypoints are {measured["keypoint_error_px_median"]} '
+               f'px (median) and {measured["keypoint_error_px_max"]} px (worst) from the float32 '
+               f'network\'s, its confidences within {measured["confidence_error_max"]}.\n')
   return text
 
 
@@ -455,7 +461,7 @@ def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
       'stablehlo_version': stablehlo,
       'precision': precision,
       'agreement_with_float32': None if agreement is None else {
-          'split': config.eval_split, **agreement},
+          name: {'split': config.eval_split, **measured} for name, measured in agreement.items()},
       'checkpoint_step': step,
       'config': json.loads(config.to_json_best_effort()),
       'input': {'name': 'images', 'dtype': 'uint8', 'layout': 'NHWC, RGB',
@@ -506,7 +512,10 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
     calibration = split_crops(config, config.train_split, CALIBRATION_IMAGES, image_size)
   out = pathlib.Path(output)
   out.parent.mkdir(parents=True, exist_ok=True)
-  stablehlo, agreement = None, None
+  stablehlo, agreement = None, {}
+  if precision != 'float32':
+    reference = make_inference_fn(config, params)
+    crops = split_crops(config, config.eval_split, AGREEMENT_IMAGES, image_size)
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
   try:
     for name in formats:
@@ -519,14 +528,17 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
         write_saved_model(path, for_tf[name], params)
       elif name == 'tflite':
         model = tflite_model(for_tf[name], params, precision, calibration)
-        if precision != 'float32':
-          agreement = tflite_agreement(
-              model, make_inference_fn(config, params),
-              split_crops(config, config.eval_split, AGREEMENT_IMAGES, image_size))
         path.write_bytes(model)
+        if precision != 'float32':
+          agreement[name] = agreement_of(run_tflite(model, crops), reference, crops)
       else:
         from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
-        onnx_export.write_onnx(path, _onnx_model(config, params, image_size, batch))
+        model = _onnx_model(config, params, image_size, batch)
+        if precision == 'float16':
+          model = onnx_export.float16_weights(model)
+        onnx_export.write_onnx(path, model)
+        if precision != 'float32':
+          agreement[name] = agreement_of(onnx_export.run_onnx(path, crops), reference, crops)
     if stablehlo is None and for_tf:
       stablehlo = tf_stablehlo.written_version(
           next(iter(for_tf.values())).mlir_module_serialized)
