@@ -37,8 +37,8 @@ def define_flags() -> None:
                       'Comma-separated: saved_model, tflite, jax_export, onnx.')
   flags.DEFINE_integer('image_size', None, 'Input side S (default: the config\'s input_size).')
   flags.DEFINE_integer('batch', None, 'Fixed batch size (default: any batch size).')
-  flags.DEFINE_string('precision', 'float32', 'float32 (every format), float16 or int8 '
-                      '(float16: tflite, onnx; int8: tflite, calibrated on crops of the training split).')
+  flags.DEFINE_string('precision', 'float32', 'float32 (every format), float16 (tflite, onnx) '
+                      'or int8 (tflite, calibrated on crops of the training split).')
 
 
 def main(argv: Sequence[str]) -> int:

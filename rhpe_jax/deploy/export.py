@@ -379,7 +379,8 @@ Python (`pip install onnxruntime`):
 
     import numpy as np, onnxruntime
     session = onnxruntime.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])
-    keypoints, confidence, heatmaps = session.run(None, {{'images': images}})  # uint8 (B, {size}, {size}, 3)
+    # images: uint8 (B, {size}, {size}, 3)
+    keypoints, confidence, heatmaps = session.run(None, {{'images': images}})
 
 C++ (onnxruntime's C++ API, `#include <onnxruntime_cxx_api.h>`):
 
@@ -424,7 +425,8 @@ def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
                     for f in formats)
   files += f'\n- `{MANIFEST}`: versions, config, checkpoint step, input and output contract.'
   text = _README.format(
-      precision=_PRECISION_NOTES[precision].format(n=CALIBRATION_IMAGES), step=step, batch='B' if batch is None else batch, size=image_size,
+      precision=_PRECISION_NOTES[precision].format(n=CALIBRATION_IMAGES), step=step,
+      batch='B' if batch is None else batch, size=image_size,
       grid=image_size // STRIDE, joints=joints.num_joints, stride=STRIDE,
       half=(STRIDE - 1) / 2, skeleton=joints.name,
       joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import SHARED_DATA, tiny_config
 # The calibrated network (batch norm far from the identity) and its workdir.
-from tests.deploy.test_export import (SIZE, _config_flags, _lspet_crops, _start,  # pylint: disable=unused-import
-                                      calibrated, calibrated_workdir)
+from tests.deploy.test_export import (  # pylint: disable=unused-import
+    SIZE, _config_flags, _lspet_crops, _start, calibrated, calibrated_workdir)
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('jax2onnx')
