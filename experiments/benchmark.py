@@ -12,7 +12,12 @@ With --compare_torch it then times ../shared/bench/torch_reference.py on the
 same shapes in a fresh interpreter (--torch_python, e.g. an environment with
 torch), with as many threads as JAX uses, and prints both times and the ratio.
 --what=tflite times the TFLite interpreter (XNNPACK, one thread per core) on
-an exported model.tflite (experiments.export) the same way.
+an exported model.tflite (experiments.export) the same way; --what=onnx
+times onnxruntime's CPU provider the same way, on --onnx=FILE or on the
+config's untrained network exported first (compare with --what=inference,
+the JAX predict step, in a process of its own):
+
+  python -m experiments.benchmark --what=onnx --config=experiments/configs/demo.py --batch=8
 --what=predict_folder times `predict --images` on a folder: the first
 --images images of ../shared/data/lspet_sample, an untrained checkpoint of
 the config's network (throughput does not depend on the weights), batches of
@@ -47,8 +52,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def define_flags() -> None:
   config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
   flags.DEFINE_enum('what', 'train_step',
-                    ['train_step', 'inference', 'input_pipeline', 'tflite', 'predict_folder',
-                     'predict_video'],
+                    ['train_step', 'inference', 'input_pipeline', 'tflite', 'onnx',
+                     'predict_folder', 'predict_video'],
                     'What to measure.')
   flags.DEFINE_integer('frames', 30, 'With --what=predict_video: how many frames of the clip.')
   flags.DEFINE_integer('images', 48, 'With --what=predict_folder: how many LSPET images.')
@@ -66,6 +71,8 @@ def define_flags() -> None:
                       'installed, for --compare_torch.')
   flags.DEFINE_bool('torch_compile', False, 'With --compare_torch: also time torch.compile.')
   flags.DEFINE_string('tflite', None, 'With --what=tflite: the model.tflite to time.')
+  flags.DEFINE_string('onnx', None, 'With --what=onnx: the model.onnx to time (default: the '
+                      "config's network, untrained, exported first).")
 
 
 def main(argv):
@@ -81,8 +88,8 @@ def main(argv):
                 steps=FLAGS.steps, unroll=FLAGS.unroll, images=FLAGS.images,
                 image_folder=REPO.parent / 'shared' / 'data' / 'lspet_sample' / 'images',
                 tflite=FLAGS.tflite, torch=torch if FLAGS.compare_torch else None,
-                frames=FLAGS.frames, clip=REPO.parent / 'shared' / 'data' / 'video_sample' /
-                'basketball_300frames.mp4')
+                frames=FLAGS.frames, onnx=FLAGS.onnx,
+                clip=REPO.parent / 'shared' / 'data' / 'video_sample' / 'basketball_300frames.mp4')
 
 
 if __name__ == '__main__':

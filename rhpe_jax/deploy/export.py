@@ -7,13 +7,15 @@ stage's `heatmaps` (B, S/4, S/4, J): the predictor's function
 decoding) on the network with batch norm folded into the convolutions, in
 float32.
 
-Three writers serialise it:
+Four writers serialise it:
   jax_export   `jax.export` (StableHLO), callable from any JAX program;
   saved_model  a TF SavedModel (the `jax.export` StableHLO in one
                XlaCallModule op, as jax2tf makes it), for TF Serving and TF
                programs;
   tflite       the TFLite converter's translation of that StableHLO into
-               builtin TFLite ops (no SELECT_TF_OPS, no Flex delegate).
+               builtin TFLite ops (no SELECT_TF_OPS, no Flex delegate);
+  onnx         jax2onnx's ONNX model of the same function, for onnxruntime
+               (rhpe_jax.deploy.onnx_export).
 The batch size is symbolic in all three unless a fixed one is asked for.
 The two TF artefacts carry StableHLO in the version the installed TensorFlow
 reads (rhpe_jax.deploy.tf_stablehlo), or stop with one line saying why not. JAX can
@@ -26,8 +28,11 @@ reduction, a gather on a batch of symbolic size).
 from __future__ import annotations
 
 import functools
+import json
 import os
 import pathlib
+import shutil
+import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
@@ -41,7 +46,19 @@ from rhpe_jax.deploy import tf_stablehlo
 from rhpe_jax.inference import predictor
 from rhpe_jax.model import network as model_lib
 
-FORMATS = ('saved_model', 'tflite', 'jax_export')
+FORMATS = ('saved_model', 'tflite', 'jax_export', 'onnx')
+DEFAULT_FORMATS = ('saved_model', 'tflite', 'jax_export')  # those without extra packages
+# The formats written at each precision: float16 weights (TFLite's float16
+# quantisation), int8 (TFLite's post-training integer quantisation,
+# calibrated on CALIBRATION_IMAGES crops of the training split). ONNX
+# float16 is float16 weights as well (onnx_export.float16_weights): jax2onnx
+# 0.13 cannot convert the float16 network (a Concat of float16 and float32).
+PRECISION_FORMATS = {'float32': FORMATS, 'float16': ('tflite', 'onnx'), 'int8': ('tflite',)}
+CALIBRATION_IMAGES = 8
+AGREEMENT_IMAGES = 8  # validation crops on which a reduced precision is measured
+# The decode's DIV and LOG (sub-pixel refinement) stay float in an int8 model:
+# quantised, a curvature rounded to 0 divides by zero.
+_FLOAT_OPS_IN_INT8 = ('DIV', 'LOG')
 STRIDE = 4  # input pixels per heat-map pixel
 OUTPUTS = ('keypoints', 'confidence', 'heatmaps')  # what the artefacts return
 # StableHLO for these platforms goes into the jax.export and SavedModel
@@ -59,6 +76,17 @@ def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
   if unknown or not names:
     raise ValueError(f'unknown export formats {unknown or names}; choose from {",".join(FORMATS)}')
   return tuple(dict.fromkeys(names))
+
+
+def check_precision(precision: str, formats: Sequence[str]) -> None:
+  """One-line error for an unknown precision or one a format lacks."""
+  if precision not in PRECISION_FORMATS:
+    raise ValueError(f'unknown precision {precision!r}; choose from '
+                     f'{",".join(PRECISION_FORMATS)}')
+  lacking = [f for f in formats if f not in PRECISION_FORMATS[precision]]
+  if lacking:
+    raise ValueError(f'--precision={precision} is written for '
+                     f'{",".join(PRECISION_FORMATS[precision])} only, not {",".join(lacking)}')
 
 
 def check_image_size(image_size: int) -> None:
@@ -218,20 +246,77 @@ def _name_tensors_after_signature(model: bytes) -> bytes:
   return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
 
 
-def tflite_model(exported: jax.export.Exported, params: Mapping[str, Any]) -> bytes:
-  """The TFLite flatbuffer (float32, builtin ops only) of a CPU-only
-  `export_for_tensorflow` and its parameters."""
+def tflite_model(exported: jax.export.Exported, params: Mapping[str, Any],
+                 precision: str = 'float32', calibration: np.ndarray | None = None) -> bytes:
+  """The TFLite flatbuffer (builtin ops only) of a CPU-only
+  `export_for_tensorflow` and its parameters: float32; float16 weights; or
+  int8 calibrated on the uint8 images `calibration` (N, S, S, 3), one at a
+  time, with _FLOAT_OPS_IN_INT8 kept float."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   module = _tf_module(exported, params)
   function = module.serve.get_concrete_function()
   converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-  return _name_tensors_after_signature(converter.convert())
+  if precision == 'float32':
+    return _name_tensors_after_signature(converter.convert())
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  if precision == 'float16':
+    converter.target_spec.supported_types = [tf.float16]
+    return _name_tensors_after_signature(converter.convert())
+  if calibration is None:
+    raise ValueError('int8 needs calibration images')
+  images = lambda: ([calibration[i:i + 1]] for i in range(len(calibration)))
+  converter.representative_dataset = images
+  import warnings  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # its tf.lite.Interpreter's deprecation notice
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=images,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=list(_FLOAT_OPS_IN_INT8)))
+    model = debugger.get_nondebug_quantized_model()
+  return _name_tensors_after_signature(model)
 
 
-def write_tflite(path: str | os.PathLike, exported: jax.export.Exported,
-                 params: Mapping[str, Any]) -> None:
-  pathlib.Path(path).write_bytes(tflite_model(exported, params))
+def split_crops(config: ml_collections.ConfigDict, split: str, count: int,
+                image_size: int) -> np.ndarray:
+  """The first `count` un-augmented uint8 crops (N, S, S, 3) of the
+  config's dataset `split`, as evaluation makes them."""
+  from rhpe_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  sized = config.copy_and_resolve_references()
+  sized.input_size = image_size
+  raw = input_pipeline.load_split(config.dataset, split, config.data_dir,
+                                  shard_for_process=False).take(count)
+  ds = input_pipeline.make_eval_dataset(raw, config=augment.AugmentConfig.from_mapping(sized),
+                                        global_batch_size=count)
+  batch = next(iter(ds.as_numpy_iterator()))
+  return np.asarray(batch['image'][batch['valid'] > 0], np.uint8).reshape(
+      -1, image_size, image_size, 3)
+
+
+def run_tflite(model: bytes, images: np.ndarray) -> dict[str, np.ndarray]:
+  """The TFLite flatbuffer `model` run by the TFLite interpreter."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # tf.lite.Interpreter's deprecation notice
+    runner = tf.lite.Interpreter(model_content=model).get_signature_runner('serving_default')
+  return runner(images=images)
+
+
+def agreement_of(got: Mapping[str, np.ndarray], reference: InferenceFn, images: np.ndarray
+              ) -> dict[str, Any]:
+  """How far an artefact's outputs `got` on `images` are from the float32
+  network `reference`'s: keypoint distance in input pixels (median, max)
+  and the largest confidence difference."""
+  expected = jax.jit(reference)(images)
+  distance = np.linalg.norm(got['keypoints'] - np.asarray(expected['keypoints']), axis=-1)
+  return {'images': int(len(images)),
+          'keypoint_error_px_median': round(float(np.median(distance)), 4),
+          'keypoint_error_px_max': round(float(distance.max()), 4),
+          'confidence_error_max': round(float(
+              np.abs(got['confidence'] - np.asarray(expected['confidence'])).max()), 5)}
 
 
 # The platforms each TF artefact is lowered for.
@@ -242,7 +327,7 @@ _README = """\
 # Pose network export
 
 Recurrent Human Pose Estimation network (rhpe_jax), checkpoint step {step},
-exported for inference: batch norm folded into the convolutions, float32.
+exported for inference: batch norm folded into the convolutions, {precision}.
 
 ## Input
 `images`: uint8 RGB, shape ({batch}, {size}, {size}, 3), values 0-255 (no
@@ -284,66 +369,213 @@ _FILE_NOTES = {
                'through `get_signature_runner()`.'),
     'jax_export': ('model.jax_export', '`jax.export` serialisation: '
                    '`jax.export.deserialize(open(f, "rb").read()).call(images)` returns a dict.'),
+    'onnx': ('model.onnx', 'ONNX (opset {opset}), batch free; onnxruntime (Python, C++, '
+             'onnxruntime-web), below.'),
+}
+
+_ONNX_USAGE = """
+## Running model.onnx
+Python (`pip install onnxruntime`):
+
+    import numpy as np, onnxruntime
+    session = onnxruntime.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])
+    # images: uint8 (B, {size}, {size}, 3)
+    keypoints, confidence, heatmaps = session.run(None, {{'images': images}})
+
+C++ (onnxruntime's C++ API, `#include <onnxruntime_cxx_api.h>`):
+
+    Ort::Env env;
+    Ort::Session session(env, "model.onnx", Ort::SessionOptions{{}});
+    std::vector<int64_t> shape{{1, {size}, {size}, 3}};
+    auto input = Ort::Value::CreateTensor<uint8_t>(
+        Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault),
+        pixels.data(), pixels.size(), shape.data(), shape.size());
+    const char* in[] = {{"images"}};
+    const char* out[] = {{"keypoints", "confidence", "heatmaps"}};
+    auto outputs = session.Run(Ort::RunOptions{{}}, in, &input, 1, out, 3);
+    const float* keypoints = outputs[0].GetTensorData<float>();  // (1, {joints}, 2)
+
+Browser (onnxruntime-web, `npm install onnxruntime-web`):
+
+    import * as ort from 'onnxruntime-web';
+    const session = await ort.InferenceSession.create('model.onnx');
+    const images = new ort.Tensor('uint8', pixels, [1, {size}, {size}, 3]);  // RGB, row-major
+    const {{keypoints, confidence}} = await session.run({{images}});
+"""
+
+MANIFEST = 'manifest.json'
+
+
+_PRECISION_NOTES = {
+    'float32': 'float32',
+    'float16': 'float16 weights (stored float16, computed in float32 on CPU)',
+    'int8': ('int8 (TFLite post-training integer quantisation calibrated on {n} crops of the '
+             'training split; the decode\'s DIV and LOG float)'),
 }
 
 
 def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
-                batch: int | None, formats: Sequence[str]) -> str:
-  """DIR/README.md: input, outputs, joint order, mapping back to the image."""
+                batch: int | None, formats: Sequence[str], precision: str = 'float32',
+                agreement: Mapping[str, Any] | None = None) -> str:
+  """DIR/README.md: input, outputs, joint order, mapping back to the image,
+  how to run each artefact, a reduced precision's measured agreement."""
+  from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
   joints = skeleton.of_config(config)
-  files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1]}' for f in formats)
-  return _README.format(
-      step=step, batch='B' if batch is None else batch, size=image_size,
+  files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1].format(opset=onnx_export.OPSET)}'
+                    for f in formats)
+  files += f'\n- `{MANIFEST}`: versions, config, checkpoint step, input and output contract.'
+  text = _README.format(
+      precision=_PRECISION_NOTES[precision].format(n=CALIBRATION_IMAGES), step=step,
+      batch='B' if batch is None else batch, size=image_size,
       grid=image_size // STRIDE, joints=joints.num_joints, stride=STRIDE,
       half=(STRIDE - 1) / 2, skeleton=joints.name,
       joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),
       files=files)
+  if 'onnx' in formats:
+    text += _ONNX_USAGE.format(size=image_size, joints=joints.num_joints)
+  if agreement:
+    text += '\n## Agreement with the float32 network\n'
+    for name, measured in agreement.items():
+      text += (f'On {measured["images"]} crops of the validation split, the {precision} '
+               f'{_FILE_NOTES[name][0]}\'s keypoints are {measured["keypoint_error_px_median"]} '
+               f'px (median) and {measured["keypoint_error_px_max"]} px (worst) from the float32 '
+               f'network\'s, its confidences within {measured["confidence_error_max"]}.\n')
+  return text
+
+
+def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
+             batch: int | None, formats: Sequence[str], stablehlo: str | None,
+             precision: str = 'float32', agreement: Mapping[str, Any] | None = None
+             ) -> dict[str, Any]:
+  """DIR/manifest.json: what wrote the artefacts (versions; `stablehlo`: the
+  version written into the StableHLO artefacts, None without one), from which
+  network and checkpoint, and their input and output contract."""
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  joints = skeleton.of_config(config)
+  installed = metadata.packages_distributions()  # import name -> distributions
+  versions = {}
+  for name in ('rhpe_jax', 'jax', 'jaxlib', 'flax', 'tensorflow', 'jax2onnx', 'onnx',
+               'onnxruntime'):  # tensorflow: from tensorflow or tensorflow-cpu
+    versions[name] = next((metadata.version(d) for d in installed.get(name, ())), None)
+  return {
+      'formats': {name: _FILE_NOTES[name][0] for name in formats},
+      'versions': versions,
+      'stablehlo_version': stablehlo,
+      'precision': precision,
+      'agreement_with_float32': None if agreement is None else {
+          name: {'split': config.eval_split, **measured} for name, measured in agreement.items()},
+      'checkpoint_step': step,
+      'config': json.loads(config.to_json_best_effort()),
+      'input': {'name': 'images', 'dtype': 'uint8', 'layout': 'NHWC, RGB',
+                'shape': [batch, image_size, image_size, 3],
+                'normalisation': 'inside the artefact: (pixel - 128) / 256'},
+      'output': {
+          'keypoints': {'shape': [batch, joints.num_joints, 2], 'dtype': 'float32',
+                        'units': '[x, y] in input pixels, 0-based pixel centres'},
+          'confidence': {'shape': [batch, joints.num_joints], 'dtype': 'float32'},
+          'heatmaps': {'shape': [batch, image_size // STRIDE, image_size // STRIDE,
+                                 joints.num_joints], 'dtype': 'float32'},
+          'stages': config.num_iterations + 2, 'stage_returned': 'last',
+          'skeleton': joints.name, 'keypoint_names': list(joints.joint_names)},
+  }
+
+
+def _onnx_model(config: ml_collections.ConfigDict, params: Mapping[str, Any], image_size: int,
+                batch: int | None) -> Any:
+  from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+  return onnx_export.onnx_model(make_inference_fn(config, params), input_spec(image_size, batch),
+                                OUTPUTS)
 
 
 def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
            output: str | os.PathLike, *,
-           formats: Sequence[str] = FORMATS, image_size: int | None = None,
-           batch: int | None = None, step: int = 0) -> dict[str, str]:
-  """Writes the chosen artefacts of the network's `variables` and README.md
-  to `output`; returns their paths."""
+           formats: Sequence[str] = DEFAULT_FORMATS, image_size: int | None = None,
+           batch: int | None = None, step: int = 0, precision: str = 'float32'
+           ) -> dict[str, str]:
+  """Writes the chosen artefacts of the network's `variables`, README.md and
+  manifest.json to `output`; returns their paths.
+
+  Everything is written to a temporary folder beside `output` and moved in
+  at the end: a failed conversion leaves no partial artefact behind."""
   formats = parse_formats(formats)
   image_size = config.input_size if image_size is None else image_size
   input_spec(image_size, batch)  # validates before any work
+  check_precision(precision, formats)
+  if 'onnx' in formats:
+    from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+    onnx_export.check_packages()
   params = inference_params(config, variables)
   # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
   # the export here, before anything is written.
   for_tf = {name: export_for_tensorflow(config, params, image_size, batch, _TF_PLATFORMS[name])
             for name in formats if name in _TF_PLATFORMS}
+  calibration = None
+  if precision == 'int8':
+    calibration = split_crops(config, config.train_split, CALIBRATION_IMAGES, image_size)
   out = pathlib.Path(output)
-  out.mkdir(parents=True, exist_ok=True)
-  paths = {}
-  for name in formats:
-    path = out / _FILE_NOTES[name][0]
-    if name == 'jax_export':
-      write_jax_export(path, export_jax(config, params, image_size, batch))
-    elif name == 'saved_model':
-      write_saved_model(path, for_tf[name], params)
-    else:
-      write_tflite(path, for_tf[name], params)
-    paths[name] = str(path)
-  readme = out / 'README.md'
-  readme.write_text(readme_text(config, step, image_size, batch, formats))
-  paths['readme'] = str(readme)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  stablehlo, agreement = None, {}
+  if precision != 'float32':
+    reference = make_inference_fn(config, params)
+    crops = split_crops(config, config.eval_split, AGREEMENT_IMAGES, image_size)
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+  try:
+    for name in formats:
+      path = staging / _FILE_NOTES[name][0]
+      if name == 'jax_export':
+        exported = export_jax(config, params, image_size, batch)
+        stablehlo = tf_stablehlo.written_version(exported.mlir_module_serialized)
+        write_jax_export(path, exported)
+      elif name == 'saved_model':
+        write_saved_model(path, for_tf[name], params)
+      elif name == 'tflite':
+        model = tflite_model(for_tf[name], params, precision, calibration)
+        path.write_bytes(model)
+        if precision != 'float32':
+          agreement[name] = agreement_of(run_tflite(model, crops), reference, crops)
+      else:
+        from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+        model = _onnx_model(config, params, image_size, batch)
+        if precision == 'float16':
+          model = onnx_export.float16_weights(model)
+        onnx_export.write_onnx(path, model)
+        if precision != 'float32':
+          agreement[name] = agreement_of(onnx_export.run_onnx(path, crops), reference, crops)
+    if stablehlo is None and for_tf:
+      stablehlo = tf_stablehlo.written_version(
+          next(iter(for_tf.values())).mlir_module_serialized)
+    (staging / 'README.md').write_text(readme_text(config, step, image_size, batch, formats,
+                                                   precision, agreement))
+    (staging / MANIFEST).write_text(json.dumps(
+        manifest(config, step, image_size, batch, formats, stablehlo, precision, agreement),
+        indent=1) + '\n')
+    out.mkdir(exist_ok=True)
+    paths = {}
+    for name in list(formats) + ['readme', 'manifest']:
+      file = {'readme': 'README.md', 'manifest': MANIFEST}.get(name) or _FILE_NOTES[name][0]
+      target = out / file.rstrip('/')
+      if target.is_dir():
+        shutil.rmtree(target)
+      os.replace(staging / file.rstrip('/'), target)
+      paths[name] = str(target)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
   return paths
 
 
 def export_checkpoint(config: ml_collections.ConfigDict, workdir: str, output: str, *,
                       checkpoint: str = 'best',
-                      formats: str | Sequence[str] = FORMATS,
-                      image_size: int | None = None, batch: int | None = None
-                      ) -> dict[str, str]:
+                      formats: str | Sequence[str] = DEFAULT_FORMATS,
+                      image_size: int | None = None, batch: int | None = None,
+                      precision: str = 'float32') -> dict[str, str]:
   """`experiments.export`: checks the arguments, restores a checkpoint of
   `workdir`, writes the artefacts; returns their paths."""
   formats = parse_formats(formats)
+  check_precision(precision, formats)
   input_spec(config.input_size if image_size is None else image_size, batch)
   checkpoints.find_checkpoint(workdir, checkpoint)
   if os.path.isfile(output):
     raise FileExistsError(f'--output {output} is a file, not a directory')
   variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
   return export(config, variables, output, formats=formats, image_size=image_size,
-                batch=batch, step=step)
+                batch=batch, step=step, precision=precision)

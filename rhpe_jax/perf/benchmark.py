@@ -1,5 +1,5 @@
-"""Benchmarks: the training step, inference, the input pipeline, TFLite and
-folder prediction, each printed as one JSON line (experiments/benchmark.py
+"""Benchmarks: the training step, inference, the input pipeline, TFLite,
+onnxruntime and folder prediction, each printed as one JSON line (experiments/benchmark.py
 has the command line and what each line holds).
 
 Step times are medians over timed runs after a warm-up; FLOPs are the
@@ -29,7 +29,7 @@ from rhpe_jax.perf import hardware
 from rhpe_jax.training import steps as step_lib
 
 STEPS = ('train_step', 'inference')
-WHAT = STEPS + ('input_pipeline', 'tflite', 'predict_folder', 'predict_video')
+WHAT = STEPS + ('input_pipeline', 'tflite', 'onnx', 'predict_folder', 'predict_video')
 
 
 def peak_memory_bytes(device: jax.Device) -> int | None:
@@ -188,6 +188,44 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
   times = time_compiled(lambda x: runner(images=x), lambda: (next(images),), steps)
   return report('tflite', batch, image_size, times, num_threads=threads,
                 file_bytes=os.path.getsize(path))
+
+
+def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | None) -> dict:
+  """Per-call time of onnxruntime's CPU provider (one thread per core) on
+  random uint8 images, for the ONNX file `path`, or when None for the
+  config's network at its initial weights exported by experiments.export's
+  library call (throughput does not depend on the weights)."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
+  threads = len(os.sched_getaffinity(0))
+  with tempfile.TemporaryDirectory() as tmp:
+    export_time = None
+    if path is None:
+      config.input_size = image_size
+      save_untrained(config, pathlib.Path(tmp) / 'run')
+      variables, _ = checkpoints.restore_variables(config, str(pathlib.Path(tmp) / 'run'))
+      start = time.perf_counter()
+      path = export.export(config, variables, pathlib.Path(tmp) / 'export', formats=('onnx',))[
+          'onnx']
+      export_time = time.perf_counter() - start
+    elif not os.path.isfile(path):
+      raise FileNotFoundError(f'--onnx {path} does not exist')
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    image_size = int(session.get_inputs()[0].shape[1])
+    rng = np.random.default_rng(0)
+    images = itertools.cycle(
+        [rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8)
+         for _ in range(2)])
+    times = time_compiled(lambda x: session.run(None, {'images': x}), lambda: (next(images),),
+                          steps)
+    extra = {'export_time_s': round(export_time, 1)} if export_time is not None else {}
+    return report('onnx', batch, image_size, times, num_threads=threads,
+                  file_bytes=os.path.getsize(path), width=config.width,
+                  num_iterations=config.num_iterations, **extra)
 
 
 def folder_predictor(config, workdir: str):
@@ -351,13 +389,15 @@ def compare_torch(torch: TorchComparison, ours: dict, what: str, batch: int, ima
 def run(what: str, config, *, batch: int, image_size: int | None, steps: int,
         unroll: int | None, images: int, image_folder: pathlib.Path, tflite: str | None,
         torch: TorchComparison | None, frames: int = 30,
-        clip: pathlib.Path | None = None) -> None:
+        clip: pathlib.Path | None = None, onnx: str | None = None) -> None:
   """The command line's measurement `what`, printed as JSON lines (module docstring)."""
   image_size = image_size or config.input_size
   if what == 'input_pipeline':
     benchmark_input_pipeline(config, batch, steps)
   elif what == 'tflite':
     benchmark_tflite(tflite, batch, steps)
+  elif what == 'onnx':
+    benchmark_onnx(config, batch, steps, image_size, onnx)
   elif what == 'predict_folder':
     config.input_size = image_size
     benchmark_predict_folder(config, batch, images, max(1, steps), image_folder)

@@ -193,7 +193,7 @@ def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_pat
       'workdir': (str(tmp_path / 'missing'), {}, 'does not exist'),
       'checkpoint': (str(tmp_path / 'empty_run'), {}, 'no checkpoint'),
       'step': (str(tiny_workdir), {'checkpoint': '5'}, 'no checkpoint of step 5'),
-      'format': (str(tiny_workdir), {'formats': 'saved_model,onnx'}, "unknown export formats"),
+      'format': (str(tiny_workdir), {'formats': 'saved_model,caffe'}, "unknown export formats"),
       'size': (str(tiny_workdir), {'image_size': 62}, 'multiple of 4, got 62'),
       'batch': (str(tiny_workdir), {'batch': 0}, 'batch must be positive'),
   }
