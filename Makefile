@@ -35,7 +35,7 @@ $(VENV)/.installed: pyproject.toml $(wildcard $(LOCK))
 	@test -f "$(LOCK)" || { echo "error: no lock for $(PYTHON) ($(or $(PY_TAG),not found)); supported: Python $(LOCKED_PYTHONS) (make PYTHON=python3.12 ...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[test,onnx]'
 	touch $@
 
 # TFDS's build command prints its own logging and a summary of the dataset:
@@ -79,9 +79,9 @@ UV_VERSION ?= 0.13.9
 lock:
 	test -x .venv-lock/bin/uv || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/python -m pip install --quiet uv==$(UV_VERSION); }
 	for v in $(LOCKED_PYTHONS); do \
-	  .venv-lock/bin/uv pip compile pyproject.toml --extra test --upgrade --quiet \
+	  .venv-lock/bin/uv pip compile pyproject.toml --extra test --extra onnx --upgrade --quiet \
 	    --python-version $$v --python-platform x86_64-manylinux_2_31 \
-	    --custom-compile-command "make lock  (uv pip compile pyproject.toml --extra test --python-version $$v --python-platform x86_64-manylinux_2_31)" \
+	    --custom-compile-command "make lock  (uv pip compile pyproject.toml --extra test --extra onnx --python-version $$v --python-platform x86_64-manylinux_2_31)" \
 	    -o requirements/py$$(echo $$v | tr -d .).txt || exit 1; \
 	done
 

@@ -13,8 +13,9 @@ from tests.conftest import SHARED_DATA, tiny_config
 from tests.deploy.test_export import (  # pylint: disable=unused-import
     SIZE, _config_flags, _lspet_crops, _start, calibrated, calibrated_workdir)
 
-pytest.importorskip('onnxruntime')
-pytest.importorskip('jax2onnx')
+_EXTRA = "the ONNX converter is not installed (pip install 'rhpe_jax[onnx]'; make setup does)"
+pytest.importorskip('onnxruntime', reason=_EXTRA)
+pytest.importorskip('jax2onnx', reason=_EXTRA)
 
 # Worst case measured (4 LSPET crops, tiny calibrated network): keypoints
 # 6.5e-5 px, confidence 5e-6, heat maps 1.2e-5.
