@@ -56,7 +56,7 @@ demo: setup
 	  --output=$(DEMO)/prediction
 
 test: setup
-	$(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 # The newest versions within pyproject.toml's bounds, re-resolved on every run.
 LATEST_PYTHON ?= $(call first_python,3.12)
@@ -71,7 +71,7 @@ setup-latest:
 	@$(LATEST_VENV)/bin/python -m pip freeze | grep -iE '^(jax|jaxlib|flax|optax|orbax-checkpoint|tensorflow(-cpu|_cpu)?|tensorflow-datasets|numpy|libtpu)==' | tr '\n' ' '; echo
 
 test-latest: setup-latest
-	$(LATEST_VENV)/bin/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(LATEST_VENV)/bin/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
 
 # Re-resolves the locks with uv (pinned here, installed into .venv-lock) for
 # Linux x86-64 with glibc >= 2.31 (libtpu's wheels), from PyPI.

@@ -2,8 +2,11 @@
 network in the layout training writes, for the evaluation/prediction tests."""
 from __future__ import annotations
 
+import os
 import pathlib
 import re
+import shutil
+import tempfile
 
 import pytest
 
@@ -11,12 +14,43 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / '..' / 'shared' / 'data'
 
 
-def pytest_configure(config):  # pylint: disable=unused-argument
+def pytest_configure(config):
   """The project's runtime set-up (XLA flags, no absent TPU, TensorFlow off the
   GPUs), as a command line or train_and_evaluate would do it, before any test
-  starts JAX: importing rhpe_jax sets nothing."""
+  starts JAX: importing rhpe_jax sets nothing. Before it, the session's
+  compilation cache."""
+  _share_one_compilation_cache(config)
   from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
   runtime.setup()
+
+
+# JAX's settings of its persistent compilation cache, read from the
+# environment when JAX is imported: the directory, and caching every program.
+SESSION_CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': None,
+                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
+                     'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+
+
+def _share_one_compilation_cache(config) -> None:
+  """One persistent XLA compilation cache for the whole session, empty at its
+  start: the xdist workers and the command lines the tests start (they inherit
+  the environment) compile a program once, the first time any of them needs
+  it, instead of once per test and process (a quarter of the suite's time).
+  Never the user's cache, so every run starts from the same state and no test
+  writes under ~/.cache. The controller (or a run without xdist) makes it;
+  workers inherit it."""
+  if hasattr(config, 'workerinput'):  # an xdist worker: the controller set it up
+    return
+  directory = tempfile.mkdtemp(prefix='rhpe_jax_tests_xla_cache_')
+  config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+  os.environ.update({name: value or directory for name, value in SESSION_CACHE_ENV.items()})
+
+
+def pytest_collection_modifyitems(items) -> None:
+  """The tests marked slow first (each takes 30 s to minutes), so that xdist's
+  workers start them early and finish together instead of one waiting on the
+  other's last long test."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)
 
 
 TINY_NAME = 'tiny_eval'

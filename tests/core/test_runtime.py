@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 from rhpe_jax.core import runtime
+from tests.conftest import SESSION_CACHE_ENV
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,8 @@ print(json.dumps({'xla_flags': os.environ.get('XLA_FLAGS', ''), 'ynn': '__ynn_fu
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-  environ = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_PLATFORMS')}
+  environ = {k: v for k, v in os.environ.items()  # without the suite's settings
+             if k not in ('XLA_FLAGS', 'JAX_PLATFORMS', *SESSION_CACHE_ENV)}
   environ.update(PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='2', **env)
   return subprocess.run([sys.executable, '-c', code], cwd=REPO, env=environ, text=True,
                         capture_output=True, timeout=120, check=True)

@@ -143,6 +143,7 @@ def _receptive_extent(num_iterations: int) -> int:
   return int(columns.max() - columns.min() + 1)
 
 
+@pytest.mark.slow
 def test_effective_receptive_field_grows_with_iterations():
   extents = [_receptive_extent(n) for n in (0, 1, 2)]
   # Each fusion pass adds (6 + 12 + 12) output pixels = 120 input pixels to the

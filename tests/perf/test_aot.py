@@ -139,6 +139,7 @@ def notebook_config():
 
 
 @needs_libtpu
+@pytest.mark.slow
 def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
   """The notebook's training step on Colab's v5e-1 (about 2-6 minutes of
   compilation on 2 CPU cores): it fits, the state is donated, and XLA's FLOPs
@@ -186,6 +187,7 @@ def tiny_config():
 
 
 @needs_libtpu
+@pytest.mark.slow
 def test_four_abstract_chips_run_the_pmapped_step_and_memory_grows_with_the_batch(tmp_path):
   """The eval step (the training loop's evaluation) pmapped over a v5e:2x2,
   four chips, at 1 image per chip through the command line (its table, JSON

@@ -52,6 +52,7 @@ def test_an_mpii_network_starts_a_14_keypoint_run(coco_format_builds, tiny_data_
     loop.start_from_checkpoint(config, fresh)
 
 
+@pytest.mark.slow
 def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_data_dir,
                                                      tiny_workdir, tmp_path, capsys):
   from rhpe_jax.training import loop  # pylint: disable=g-import-not-at-top

@@ -122,6 +122,8 @@ def straight_run(tiny_data_dir, compile_cache, tmp_path_factory) -> pathlib.Path
   return straight
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group('straight_run')  # one worker computes the shared run
 def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cache, straight_run,
                                                       tmp_path):
   env = _env(compile_cache)
@@ -178,6 +180,8 @@ def _with_file_size_limit(kilobytes: int, args: list[str]) -> list[str]:
   return ['bash', '-c', f'ulimit -f {kilobytes} && exec "$@"', 'bash', *args]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group('straight_run')  # one worker computes the shared run
 def test_unreadable_checkpoints_and_a_failed_save_cost_those_checkpoints_only(
     tiny_data_dir, compile_cache, straight_run, tmp_path):
   """The newest two checkpoints broken (48 truncated, 44's data lost): training
@@ -242,6 +246,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_train_as_one_process(tiny_data_dir, tmp_path):
   """2 processes x 2 CPU devices (jax.distributed, gloo) = 1 process x 4 devices
   fed the same global batches (each process's shard of the data)."""

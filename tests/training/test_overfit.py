@@ -4,6 +4,7 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 
 from experiments.configs import demo
 from rhpe_jax.core import runtime
@@ -25,6 +26,7 @@ def _batch(size: int, count: int) -> dict:
   }
 
 
+@pytest.mark.slow
 def test_small_network_overfits_a_few_images():
   config = demo.get_config()
   config.width = 0.125

@@ -29,6 +29,7 @@ def _env(devices: int) -> dict:
   return env
 
 
+@pytest.mark.slow
 def test_pmap_over_8_devices_equals_one_device(tmp_path):
   out = tmp_path / 'pmap.npz'
   result = subprocess.run(
