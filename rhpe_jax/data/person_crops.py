@@ -9,7 +9,11 @@ sums written by hand.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
+
+from rhpe_jax.core import skeleton
 
 
 def crop_to_image_transform(objpos: np.ndarray, scale: float, resolution: int,
@@ -32,6 +36,33 @@ def image_to_crop_points(points: np.ndarray, crop_to_image: np.ndarray) -> np.nd
   a = np.asarray(crop_to_image, np.float64)
   inv = np.linalg.inv(a[:, :2])
   return (np.asarray(points, np.float64) - a[:, 2]) @ inv.T
+
+
+def crop_fields(image: np.ndarray, crop_to_image: np.ndarray, resolution: int,
+                keypoints: np.ndarray, status: np.ndarray,
+                others: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+  """The fields of a top-down example that the crop decides: the R x R crop,
+  the person's keypoints in crop pixels (0 where missing) with their status,
+  the image's other persons' (`others`: (keypoints, status) pairs) likewise,
+  and `crop_to_image`. Every builder's examples share them (pose_features)."""
+  def to_crop(points: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    out = image_to_crop_points(points, crop_to_image)
+    return np.where((np.asarray(seen) != skeleton.MISSING)[..., None], out, 0.0
+                    ).astype(np.float32)
+
+  num_joints = len(status)
+  other_keypoints = np.zeros((len(others), num_joints, 2), np.float32)
+  other_status = np.zeros((len(others), num_joints), np.int32)
+  for n, (points, seen) in enumerate(others):
+    other_keypoints[n], other_status[n] = to_crop(points, seen), seen
+  return {
+      'image': crop_image(image, crop_to_image, resolution),
+      'keypoints': to_crop(keypoints, status),
+      'keypoint_status': np.asarray(status, np.int32),
+      'other_keypoints': other_keypoints,
+      'other_keypoint_status': other_status,
+      'crop_to_image': np.asarray(crop_to_image, np.float32),
+  }
 
 
 def _box_reduce(image: np.ndarray, k: int) -> np.ndarray:

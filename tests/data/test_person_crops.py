@@ -32,3 +32,25 @@ def test_crop_image_samples_where_the_transform_says():
     pts = np.stack([x, y], -1)
     np.testing.assert_allclose(person_crops.image_to_crop_points(pts, a), np.stack([u, v], -1),
                                atol=1e-9)
+
+
+def test_crop_fields_map_every_person_into_the_crop_and_zero_the_missing():
+  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  image = np.zeros((100, 120, 3), np.uint8)
+  # Crop pixels are 2 original pixels; the crop's pixel (0, 0) is centred at (11, 21).
+  a = np.array([[2.0, 0.0, 11.0], [0.0, 2.0, 21.0]])
+  visible, missing = skeleton.VISIBLE, skeleton.MISSING
+  fields = person_crops.crop_fields(
+      image, a, 16, np.array([[31.0, 41.0], [5.0, 5.0]]), np.array([visible, missing]),
+      others=[(np.array([[11.0, 21.0], [13.0, 25.0]]), np.array([missing, visible]))])
+  assert fields['image'].shape == (16, 16, 3)
+  np.testing.assert_allclose(fields['keypoints'], [[10.0, 10.0], [0.0, 0.0]])  # by hand
+  np.testing.assert_array_equal(fields['keypoint_status'], [visible, missing])
+  np.testing.assert_allclose(fields['other_keypoints'], [[[0.0, 0.0], [1.0, 2.0]]])
+  np.testing.assert_array_equal(fields['other_keypoint_status'], [[missing, visible]])
+  assert fields['other_keypoints'].dtype == np.float32
+  assert fields['other_keypoint_status'].dtype == np.int32
+  np.testing.assert_array_equal(fields['crop_to_image'], a.astype(np.float32))
+  alone = person_crops.crop_fields(image, a, 16, np.zeros((2, 2)), np.array([visible] * 2), [])
+  assert alone['other_keypoints'].shape == (0, 2, 2)
+  assert alone['other_keypoint_status'].shape == (0, 2)

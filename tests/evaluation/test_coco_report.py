@@ -33,20 +33,9 @@ def _annotations():
 
 
 def _features():
-  import tensorflow_datasets as tfds
+  """The coco_keypoints builder's features at this test's sizes."""
   from rhpe_jax.data import pose_features
-  base = pose_features.pose_features(17, (STORED, STORED, 3))
-  return tfds.features.FeaturesDict({
-      **{k: base[k] for k in base.keys()},
-      'coco_image_id': tfds.features.Scalar(dtype=np.int64),
-      'coco_annotation_id': tfds.features.Scalar(dtype=np.int64),
-      'bbox': tfds.features.Tensor(shape=(4,), dtype=np.float32),
-      'area': tfds.features.Scalar(dtype=np.float32),
-      'crowd_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
-      'crowd_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
-      'unlabelled_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
-      'unlabelled_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
-  })
+  return pose_features.pose_features(17, (STORED, STORED, 3), extra=pose_features.coco_features())
 
 
 def _examples(data):

@@ -300,28 +300,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _example(self, pixels: np.ndarray, image: coco_annotations.ImageRecord,
                person: coco_annotations.Person) -> dict[str, Any]:
     cfg = self.builder_config
-    k = len(person.status)
     objpos, scale = coco_annotations.box_center_scale(person.bbox)
     a = person_crops.crop_to_image_transform(objpos, scale, cfg.resolution, cfg.crop_side_factor)
 
-    def to_crop(kp: np.ndarray, status: np.ndarray) -> np.ndarray:
-      out = person_crops.image_to_crop_points(kp, a)
-      return np.where((status != skeleton.MISSING)[..., None], out, 0.0).astype(np.float32)
-
-    others = image.others(person)
-    other_kp = np.zeros((len(others), k, 2), np.float32)
-    other_st = np.zeros((len(others), k), np.int32)
-    for n, p in enumerate(others):
-      other_kp[n], other_st[n] = to_crop(p.keypoints, p.status), p.status
+    others = [(p.keypoints, p.status) for p in image.others(person)]
     crowd = image.crowd
     unlabelled = [p for p in image.persons if p.has_box and not p.has_keypoints]
     return {
-        'image': person_crops.crop_image(pixels, a, cfg.resolution),
-        'keypoints': to_crop(person.keypoints, person.status),
-        'keypoint_status': person.status.astype(np.int32),
-        'other_keypoints': other_kp,
-        'other_keypoint_status': other_st,
-        'crop_to_image': a.astype(np.float32),
+        **person_crops.crop_fields(pixels, a, cfg.resolution, person.keypoints, person.status,
+                                   others),
         'objpos': np.asarray(objpos, np.float32),
         'scale': np.float32(scale),
         'head_box': np.zeros(4, np.float32),

@@ -298,23 +298,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return None
     a = person_crops.crop_to_image_transform(objpos, scale, cfg.resolution, cfg.crop_side_factor)
 
-    def to_crop(kp, status):
-      out = person_crops.image_to_crop_points(kp, a)
-      return np.where((status != skeleton.MISSING)[..., None], out, 0.0)
-
-    others = [p for p in record.people if p.index != person.index and p.has_keypoints]
-    other_kp = np.zeros((len(others), skeleton.MPII.num_joints, 2), np.float32)
-    other_st = np.zeros((len(others), skeleton.MPII.num_joints), np.int32)
-    for n, p in enumerate(others):
-      other_kp[n] = to_crop(p.keypoints, p.status)
-      other_st[n] = p.status
+    others = [(p.keypoints, p.status) for p in record.people
+              if p.index != person.index and p.has_keypoints]
     return {
-        'image': person_crops.crop_image(image, a, cfg.resolution),
-        'keypoints': to_crop(person.keypoints, person.status).astype(np.float32),
-        'keypoint_status': person.status.astype(np.int32),
-        'other_keypoints': other_kp,
-        'other_keypoint_status': other_st,
-        'crop_to_image': a.astype(np.float32),
+        **person_crops.crop_fields(image, a, cfg.resolution, person.keypoints, person.status,
+                                   others),
         'objpos': np.asarray(objpos, np.float32),
         'scale': np.float32(scale),
         'head_box': (np.zeros(4) if person.head_box is None
