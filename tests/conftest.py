@@ -35,7 +35,8 @@ def _share_one_compilation_cache(config) -> None:
   """One persistent XLA compilation cache for the whole session, empty at its
   start: the xdist workers and the command lines the tests start (they inherit
   the environment) compile a program once, the first time any of them needs
-  it, instead of once per test and process (a quarter of the suite's time).
+  it, instead of once per test and process (measured on the inference,
+  evaluation, experiments, deploy and model tests: 319 s without, 246 s with).
   Never the user's cache, so every run starts from the same state and no test
   writes under ~/.cache. The controller (or a run without xdist) makes it;
   workers inherit it."""
