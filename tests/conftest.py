@@ -26,9 +26,8 @@ def pytest_configure(config):
 
 # JAX's settings of its persistent compilation cache, read from the
 # environment when JAX is imported: the directory, and caching every program.
-SESSION_CACHE_ENV = {'JAX_COMPILATION_CACHE_DIR': None,
-                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-                     'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+SESSION_CACHE_ENV = ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
+                     'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES')
 
 
 def _share_one_compilation_cache(config) -> None:
@@ -44,7 +43,7 @@ def _share_one_compilation_cache(config) -> None:
     return
   directory = tempfile.mkdtemp(prefix='rhpe_jax_tests_xla_cache_')
   config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
-  os.environ.update({name: value or directory for name, value in SESSION_CACHE_ENV.items()})
+  os.environ.update(zip(SESSION_CACHE_ENV, (directory, '0', '0')))
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -2,8 +2,8 @@
 and exits 0 (and library logging stays hidden), two processes train as one,
 and a small network really learns on the LSPET sample.
 
-The runs share a persistent XLA compilation cache, so only the first run of
-each program compiles it.
+The runs inherit the suite's persistent XLA compilation cache
+(tests/conftest.py), so only the first run of each program compiles it.
 """
 import os
 import pathlib
@@ -26,12 +26,7 @@ SHARED_DATA = REPO / '..' / 'shared' / 'data'
 DEMO = 'experiments/configs/demo.py'
 
 
-@pytest.fixture(scope='module')
-def compile_cache(tmp_path_factory) -> pathlib.Path:
-  return tmp_path_factory.mktemp('xla_cache')
-
-
-def _env(cache: pathlib.Path | None = None, devices: int = 1) -> dict:
+def _env(devices: int = 1) -> dict:
   env = dict(os.environ)
   env['XLA_FLAGS'] = ' '.join([env.get('XLA_FLAGS', ''),
                                f'--xla_force_host_platform_device_count={devices}',
@@ -39,10 +34,6 @@ def _env(cache: pathlib.Path | None = None, devices: int = 1) -> dict:
   env['JAX_PLATFORMS'] = 'cpu'
   env.pop('TF_CPP_MIN_LOG_LEVEL', None)  # the command line quiets the libraries itself
   env['PYTHONPATH'] = str(REPO) + os.pathsep + env.get('PYTHONPATH', '')
-  if cache is not None:
-    env['JAX_COMPILATION_CACHE_DIR'] = str(cache)
-    env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
-    env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
   return env
 
 
@@ -106,12 +97,12 @@ RESUME = dict(num_train_steps=48, checkpoint_every_steps=4, eval_every_steps=0,
 
 
 @pytest.fixture(scope='module')
-def straight_run(tiny_data_dir, compile_cache, tmp_path_factory) -> pathlib.Path:
+def straight_run(tiny_data_dir, tmp_path_factory) -> pathlib.Path:
   """The workdir of an uninterrupted RESUME run (checkpoints every 4 steps),
   the reference of the resumed runs."""
   tmp_path = tmp_path_factory.mktemp('straight_run')
   straight = tmp_path / 'straight'
-  run = _Run(_train_args(straight, tiny_data_dir, **RESUME), _env(compile_cache),
+  run = _Run(_train_args(straight, tiny_data_dir, **RESUME), _env(),
              tmp_path / 'a.log')
   assert run.finish() == 0, run.text()
   assert _saved_steps(straight)[-1] == RESUME['num_train_steps']
@@ -124,9 +115,9 @@ def straight_run(tiny_data_dir, compile_cache, tmp_path_factory) -> pathlib.Path
 
 @pytest.mark.slow
 @pytest.mark.xdist_group('straight_run')  # one worker computes the shared run
-def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, compile_cache, straight_run,
+def test_exact_resume_after_sigkill_and_clean_sigterm(tiny_data_dir, straight_run,
                                                       tmp_path):
-  env = _env(compile_cache)
+  env = _env()
   steps = RESUME['num_train_steps']
   straight = straight_run
 
@@ -183,13 +174,13 @@ def _with_file_size_limit(kilobytes: int, args: list[str]) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.xdist_group('straight_run')  # one worker computes the shared run
 def test_unreadable_checkpoints_and_a_failed_save_cost_those_checkpoints_only(
-    tiny_data_dir, compile_cache, straight_run, tmp_path):
+    tiny_data_dir, straight_run, tmp_path):
   """The newest two checkpoints broken (48 truncated, 44's data lost): training
   resumes from 40 with one line for each and sets them aside; its first save
   (44) fails on a full disk: one error line, exit 1, 4..40 untouched. Run
   again with space: from 40 to the end, bit for bit the uninterrupted run."""
   import shutil  # pylint: disable=g-import-not-at-top
-  env = _env(compile_cache)
+  env = _env()
   steps = RESUME['num_train_steps']
   workdir = tmp_path / 'broken'
   shutil.copytree(straight_run, workdir)
