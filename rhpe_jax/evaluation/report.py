@@ -117,6 +117,10 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
   results['coco'] = coco
   lines = [f'COCO keypoints, ground-truth boxes ({coco["num_persons"]} persons, '
            f'{coco["num_images"]} images, OKS sigmas: {rule})', coco_eval.format_scores(scores)]
+  if joints.groups:  # COCO-WholeBody's body, foot, face, hands, each alone
+    coco['group_scores'] = coco_eval.group_scores(ground_truth, records, sigmas, joints.groups)
+    lines += [coco_eval.format_scores(s, name).splitlines()[1]
+              for name, s in coco['group_scores'].items()]
   if mean_pose is not None:  # every person scored 1: the ranking tells nothing
     placed = dict(predictions, pred_image=mean_pose,
                   confidence=np.ones_like(predictions['confidence']))

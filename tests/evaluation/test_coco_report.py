@@ -71,6 +71,7 @@ def _examples(data):
           'image_name': image['file_name'], 'image_index': image_index,
           'person_index': person_index, 'single_person': False,
           'coco_image_id': image['id'], 'coco_annotation_id': a['id'],
+          'coco_category_id': a['category_id'],
           'bbox': np.array(a['bbox'], np.float32), 'area': np.float32(a['area']),
           'crowd_boxes': np.array([c['bbox'] for c in crowd], np.float32).reshape(-1, 4),
           'crowd_areas': np.array([c['area'] for c in crowd], np.float32),
