@@ -256,10 +256,13 @@ def check_results(ground_truth_: Mapping[str, Any], results: Sequence[Any],
 
 
 def keypoint_ap(ground_truth_: Mapping[str, Any], results: Sequence[Mapping[str, Any]],
-                sigmas: Sequence[float], *, source: str = 'results') -> dict[str, float]:
+                sigmas: Sequence[float], *, source: str = 'results',
+                result_areas: Sequence[float] | None = None) -> dict[str, float]:
   """COCOeval's keypoint AP and AR (STAT_NAMES) of `results` against
   `ground_truth_` (a COCO dict: `ground_truth`, `load_ground_truth`) over the
   ground truth's images, with OKS sigmas `sigmas` (one per keypoint).
+  `result_areas` replace the areas COCOeval gives results (their keypoints'
+  extent), which decide whether an unmatched result counts in an area range.
   pycocotools' prints are captured, not shown."""
   from pycocotools import coco as coco_lib  # pylint: disable=g-import-not-at-top
   from pycocotools import cocoeval  # pylint: disable=g-import-not-at-top
@@ -280,6 +283,9 @@ def keypoint_ap(ground_truth_: Mapping[str, Any], results: Sequence[Mapping[str,
     gt.dataset = pooled
     gt.createIndex()
     dt = gt.loadRes(records)
+    if result_areas is not None:
+      for record, area in zip(records, result_areas):  # loadRes's records, indexed by dt
+        record['area'] = float(area)
     evaluation = cocoeval.COCOeval(gt, dt, iouType='keypoints')
     evaluation.params.kpt_oks_sigmas = sigmas
     evaluation.params.imgIds = sorted(gt.getImgIds())
@@ -312,17 +318,26 @@ def group_scores(ground_truth_: Mapping[str, Any], results: Sequence[Mapping[str
                  source: str = 'results') -> dict[str, dict[str, float]]:
   """`keypoint_ap` of each group (name, start, end) of keypoints alone, then
   of all keypoints (WHOLE_GROUP): COCO-WholeBody's body, foot, face,
-  lefthand, righthand and whole-body AP (see the module docstring)."""
+  lefthand, righthand and whole-body AP (see the module docstring). A
+  result's area, for the area ranges, is the extent of its first group's
+  keypoints in every row (COCO-WholeBody's: the body's, its results'
+  `keypoints` field)."""
   check_results(ground_truth_, results, source)
   sigmas = list(sigmas)
+  _, start, end = groups[0]
+  areas = []
+  for record in results:
+    first = np.asarray(record['keypoints'], np.float64).reshape(-1, 3)[start:end, :2]
+    areas.append(float(np.prod(first.max(axis=0) - first.min(axis=0))))
   out = {}
   for name, start, end in groups:
     cut = dict(ground_truth_, annotations=_cut(ground_truth_['annotations'], start, end, True),
                categories=[dict(c, keypoints=list(c['keypoints'])[start:end])
                            for c in ground_truth_['categories']])
     out[name] = keypoint_ap(cut, _cut(results, start, end, False), sigmas[start:end],
-                            source=source)
-  out[WHOLE_GROUP] = keypoint_ap(ground_truth_, results, sigmas, source=source)
+                            source=source, result_areas=areas)
+  out[WHOLE_GROUP] = keypoint_ap(ground_truth_, results, sigmas, source=source,
+                                 result_areas=areas)
   return out
 
 
