@@ -213,8 +213,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     source = self.builder_config.source
     official = {split: (manual / ann, manual / images) for split, (ann, images) in
                 (WHOLEBODY_FILES if source == 'wholebody' else COCO2017_FILES).items()}
-    if source == 'wholebody':  # the released files present, if any
-      official = {split: pair for split, pair in official.items() if pair[0].exists()}
+    if source != 'coco2017':  # wholebody: the released files present, if any
+      official = {split: pair for split, pair in official.items()
+                  if source == 'wholebody' and pair[0].exists()}
     if source == 'coco2017' or official:
       missing = [str(p.relative_to(manual)) for pair in official.values() for p in pair
                  if not p.exists()]
