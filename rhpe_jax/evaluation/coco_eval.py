@@ -16,6 +16,8 @@ evaluation does with pycocotools (github.com/jin-s13/COCO-WholeBody,
 evaluation/myeval_*.py; xtcocotools' 'keypoints_<group>' does the same): each
 group alone, ground truth and results cut to its keypoints, its sigmas, a
 person without a labelled keypoint in the group ignored; then all keypoints.
+Its first group is the body, whose keypoints' extent is a result's area (its
+results keep the body in `keypoints`, the field COCOeval takes areas from).
 """
 from __future__ import annotations
 

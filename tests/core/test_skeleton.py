@@ -98,6 +98,7 @@ def test_halpe_is_the_documented_136():
                                       'right_heel')
   assert halpe.joint_names[26] == 'face-0' and halpe.joint_names[94] == 'left_hand_root'
   assert halpe.sigmas[17:26] == (0.08,) * 3 + (0.089,) * 6
+  assert halpe.groups == ()  # scored as one set, as Halpe's own evaluation
   assert set(halpe.sigmas[26:]) == {0.015}
 
 
