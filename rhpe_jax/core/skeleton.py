@@ -33,7 +33,7 @@ class Skeleton:
   """A joint set: names, flip pairs and body-part (limb) pairs, 0-based ids;
   `sigmas` are the per-keypoint OKS constants (None: `oks_sigmas` gives them
   by the documented rule); `groups` name index ranges [start, end) scored
-  apart (COCO-WholeBody's body, foot, face and hands)."""
+  apart (COCO-WholeBody's body, foot, face and hands), in index order."""
 
   name: str
   joint_names: tuple[str, ...]
@@ -121,15 +121,18 @@ class Skeleton:
       return tuple((keypoint(a, kind), keypoint(b, kind)) for a, b in given)
 
     groups = values.get('groups') or {}
-    if not isinstance(groups, Mapping) or not all(
-        isinstance(r, (list, tuple)) and len(r) == 2 for r in groups.values()):
+    # A mapping (a ConfigDict too, which reorders its keys): the groups are
+    # kept in the order of their ranges.
+    if not hasattr(groups, 'items') or not all(
+        isinstance(r, (list, tuple)) and len(r) == 2 for _, r in groups.items()):
       raise ValueError(f'keypoint set {values["name"]!r}: groups must map a name to '
                        f'[start, end), got {groups!r}'[:200])
     sigmas = values.get('sigmas')
     return cls(name=str(values['name']), joint_names=names,
                flip_pairs=pairs('flip'), part_pairs=pairs('part'),
                sigmas=None if sigmas is None else tuple(float(v) for v in sigmas),
-               groups=tuple((str(g), int(r[0]), int(r[1])) for g, r in groups.items()))
+               groups=tuple(sorted(((str(g), int(r[0]), int(r[1])) for g, r in groups.items()),
+                                   key=lambda group: group[1:])))
 
 
 # LSP joint k is MPII joint LSP_TO_MPII[k]; MPII's pelvis (6) and thorax (7)

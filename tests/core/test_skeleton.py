@@ -110,6 +110,12 @@ def test_a_hand_written_set_names_its_pairs_and_groups():
   assert joints.flip_pairs == ((1, 2),) and joints.part_pairs == ((0, 3), (0, 1))
   assert joints.groups == (('head', 0, 3), ('tail', 3, 4))
   assert skeleton.Skeleton.from_dict(joints.to_dict()) == joints
+  # A config holds the set as a ConfigDict, which sorts keys by name: the
+  # groups come back in the order of their ranges.
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  wholebody = skeleton.get_skeleton('coco_wholebody')
+  config = ml_collections.ConfigDict({'skeleton': 'dataset', 'keypoint_set': wholebody.to_dict()})
+  assert skeleton.of_config(config) == wholebody
   good = joints.to_dict()
   for values, message in [(dict(good, flip_pairs=[['left_eye', 'ear']]), "'ear', which is not"),
                           (dict(good, part_pairs=[[0.5, 1]]), 'neither a 0-based index'),
