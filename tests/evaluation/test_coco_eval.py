@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import json
+import warnings
 
 import ml_collections
 import numpy as np
@@ -277,7 +278,8 @@ def test_wholebody_group_ap_is_xtcocotools_on_the_file(tmp_path):
     from xtcocotools.cocoeval import COCOeval  # pylint: disable=g-import-not-at-top
   except ImportError as error:  # no wheel for numpy 2 (see the builder's README)
     pytest.skip(f'xtcocotools, the reference, is not importable: {error}')
-  with contextlib.redirect_stdout(io.StringIO()):
+  with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    warnings.simplefilter('ignore', UserWarning)  # no per-part scores: it uses `score`
     gt = COCO(str(path))
     dt = gt.loadRes(copy.deepcopy(results))
     for name, start, end in joints.groups + ((coco_eval.WHOLE_GROUP, 0, 133),):
