@@ -56,6 +56,18 @@ def _check_keypoints(example: dict, triples: np.ndarray, status: np.ndarray) -> 
   assert not example['keypoints'][~labelled].any()
 
 
+def _build_and_check(manual: pathlib.Path, data_dir: pathlib.Path, data: dict, field: str,
+                     **config) -> tuple[list[dict], dict]:
+  """Builds `manual`; every example's keypoints are its annotation's `field`
+  (v as status): the examples and the build's keypoint set."""
+  examples = _examples(_build(manual, data_dir, resolution=RESOLUTION, **config))
+  anns = {a['id']: a for a in data['annotations']}
+  for ex in examples:
+    triples = np.reshape(anns[int(ex['coco_annotation_id'])][field], (-1, 3))
+    _check_keypoints(ex, triples, triples[:, 2].astype(np.int32))
+  return examples, datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(data_dir))
+
+
 def test_wholebody_joins_five_fields_in_the_documented_order(wholebody_build):
   data, examples, data_dir = wholebody_build
   anns = {a['id']: a for a in data['annotations']}
@@ -95,12 +107,8 @@ def test_halpe_needs_and_takes_a_keypoint_set_file(tmp_path):
   # The file a user writes: the shipped Halpe set, with its sigmas and flips.
   halpe = skeleton.get_skeleton('halpe').to_dict()
   manual = _manual(tmp_path / 'manual', data, images, keypoint_set=halpe)
-  builder = _build(manual, tmp_path / 'data', resolution=RESOLUTION)
-  anns = {a['id']: a for a in data['annotations']}
-  for ex in _examples(builder):
-    triples = np.reshape(anns[int(ex['coco_annotation_id'])]['keypoints'], (136, 3))
-    _check_keypoints(ex, triples, triples[:, 2].astype(np.int32))
-  values = datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(tmp_path / 'data'))
+  _, values = _build_and_check(manual, tmp_path / 'data', data, 'keypoints')
+  assert len(values['keypoint_names']) == 136
   assert values['keypoint_names'][17:20] == ['head', 'neck', 'hip']
   assert values['sigmas'] == halpe['sigmas'] and values['flip_pairs'] == halpe['flip_pairs']
   # A config override still wins over the file.
@@ -114,16 +122,12 @@ def test_two_species_merge_into_one_set_and_keep_their_categories(tmp_path):
   crowdpose, images = _sample('crowdpose')
   data = keypoint_formats.two_species(crowdpose)
   manual = _manual(tmp_path / 'manual', data, images)
-  builder = _build(manual, tmp_path / 'data', resolution=RESOLUTION)
-  examples = _examples(builder)
+  examples, _ = _build_and_check(manual, tmp_path / 'data', data, 'keypoints')
   anns = {a['id']: a for a in data['annotations']}
   assert sorted(int(e['coco_annotation_id']) for e in examples) == sorted(anns)
   assert {int(e['coco_category_id']) for e in examples} == {1, 2}
   for ex in examples:
-    a = anns[int(ex['coco_annotation_id'])]
-    assert ex['coco_category_id'] == a['category_id']
-    triples = np.reshape(a['keypoints'], (17, 3))
-    _check_keypoints(ex, triples, triples[:, 2].astype(np.int32))
+    assert ex['coco_category_id'] == anns[int(ex['coco_annotation_id'])]['category_id']
   metadata = json.loads((tmp_path / 'data' / 'coco_keypoints' / CONFIG / '1.1.0' /
                          'metadata.json').read_text())
   assert metadata['category_ids'] == [1, 2]
@@ -142,12 +146,8 @@ def test_human_art_keypoints_21_through_the_set_files_field(tmp_path):
   names = coco['categories'][0]['keypoints']
   manual = _manual(tmp_path / 'manual', data, images,
                    keypoint_set=keypoint_formats.human_art_set(names))
-  builder = _build(manual, tmp_path / 'data', resolution=RESOLUTION)
-  anns = {a['id']: a for a in data['annotations']}
-  for ex in _examples(builder):
-    triples = np.reshape(anns[int(ex['coco_annotation_id'])]['keypoints_21'], (21, 3))
-    _check_keypoints(ex, triples, triples[:, 2].astype(np.int32))
-  values = datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(tmp_path / 'data'))
+  _, values = _build_and_check(manual, tmp_path / 'data', data, 'keypoints_21')
+  assert len(values['keypoint_names']) == 21
   assert values['name'] == 'humanart21' and values['keypoint_names'][17:] == [
       'left_finger', 'right_finger', 'left_toe', 'right_toe']
   # Flip pairs from the names (COCO's eight and finger, toe); parts by name.
