@@ -73,7 +73,8 @@ def test_coco_wholebody_is_the_documented_133():
                                    'right_big_toe', 'right_small_toe', 'right_heel')
   assert wb.joint_names[23] == 'face-0' and wb.joint_names[90] == 'face-67'
   assert wb.joint_names[91] == 'left_hand_root' and wb.joint_names[112] == 'right_hand_root'
-  assert wb.joint_names[111] == 'left_pinky_finger4' and wb.joint_names[132] == 'right_pinky_finger4'
+  assert wb.joint_names[111] == 'left_pinky_finger4'
+  assert wb.joint_names[132] == 'right_pinky_finger4'
   assert wb.groups == (('body', 0, 17), ('foot', 17, 23), ('face', 23, 91),
                        ('lefthand', 91, 112), ('righthand', 112, 133))
   assert wb.sigmas[:17] == skeleton.COCO.sigmas
