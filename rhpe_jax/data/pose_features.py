@@ -72,11 +72,10 @@ def coco_features(part_boxes: Sequence[str] = ()) -> dict[str, tfds.features.Fea
   the image's regions COCOeval ignores: its crowd regions and the boxes of
   its persons annotated without keypoints (not examples themselves); and
   the person's `part_boxes` (pose_features(..., extra=coco_features()))."""
-  return {
+  features = {
       'coco_image_id': tfds.features.Scalar(dtype=np.int64),
       'coco_annotation_id': tfds.features.Scalar(dtype=np.int64),
       'coco_category_id': tfds.features.Scalar(dtype=np.int64),
-      **{name: tfds.features.Tensor(shape=(4,), dtype=np.float32) for name in part_boxes},
       'bbox': tfds.features.Tensor(shape=(4,), dtype=np.float32),
       'area': tfds.features.Scalar(dtype=np.float32),
       'crowd_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
@@ -84,3 +83,8 @@ def coco_features(part_boxes: Sequence[str] = ()) -> dict[str, tfds.features.Fea
       'unlabelled_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
       'unlabelled_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
   }
+  clash = sorted(set(part_boxes) & set(features))
+  if clash:
+    raise ValueError(f'coco_features: part boxes {clash} would replace COCO features')
+  return {**features,
+          **{name: tfds.features.Tensor(shape=(4,), dtype=np.float32) for name in part_boxes}}
