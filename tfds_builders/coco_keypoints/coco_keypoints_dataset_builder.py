@@ -211,12 +211,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_files(self, manual: epath.Path) -> dict[str, tuple[epath.Path, epath.Path]]:
     """split -> (annotation file, images folder); a missing piece fails at once."""
     source = self.builder_config.source
+    # The released layout: all of COCO 2017's; those of COCO-WholeBody's files present.
+    released = {'coco2017': COCO2017_FILES, 'wholebody': WHOLEBODY_FILES}.get(source, {})
     official = {split: (manual / ann, manual / images) for split, (ann, images) in
-                (WHOLEBODY_FILES if source == 'wholebody' else COCO2017_FILES).items()}
-    if source != 'coco2017':  # wholebody: the released files present, if any
-      official = {split: pair for split, pair in official.items()
-                  if source == 'wholebody' and pair[0].exists()}
-    if source == 'coco2017' or official:
+                released.items() if source == 'coco2017' or (manual / ann).exists()}
+    if official:
       missing = [str(p.relative_to(manual)) for pair in official.values() for p in pair
                  if not p.exists()]
       if missing:
