@@ -111,6 +111,10 @@ def test_halpe_needs_and_takes_a_keypoint_set_file(tmp_path):
   assert len(values['keypoint_names']) == 136
   assert values['keypoint_names'][17:20] == ['head', 'neck', 'hip']
   assert values['sigmas'] == halpe['sigmas'] and values['flip_pairs'] == halpe['flip_pairs']
+  # Or no file, the config naming the shipped set.
+  _, shipped = _build_and_check(_manual(tmp_path / 'bare2', data, images), tmp_path / 'shipped',
+                                data, 'keypoints', keypoint_set='halpe')
+  assert shipped == values
   # A config override still wins over the file.
   builder = _build(manual, tmp_path / 'override', resolution=RESOLUTION,
                    part_pairs=[[17, 18], [18, 19]])
