@@ -101,15 +101,8 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
 def test_command_line_helpers(tmp_path):
   from experiments import predict
   from rhpe_jax.data import image_io
-  from rhpe_jax.inference import crop
   assert predict.join_center_values(['p', '--center', '10', '20.5', '--scale=2']) == [
       'p', '--center=10,20.5', '--scale=2']
-  assert crop.window((100, 300, 3), None, None, 1.5) == ((149.5, 49.5), 300.0)
-  assert crop.window((100, 300, 3), (5, 6), 2.0, 1.5) == ((5.0, 6.0), 600.0)
-  with pytest.raises(ValueError, match='--scale'):
-    crop.window((10, 10, 3), (5, 6), None, 1.5)
-  with pytest.raises(ValueError, match='needs --center'):
-    crop.window((10, 10, 3), None, 2.0, 1.5)
   with pytest.raises(FileNotFoundError, match='does not exist'):
     image_io.read_image(str(tmp_path / 'nothing.png'))
   bad = tmp_path / 'bad.png'
