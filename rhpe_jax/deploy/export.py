@@ -43,6 +43,7 @@ import numpy as np
 from rhpe_jax import checkpoints
 from rhpe_jax.core import skeleton
 from rhpe_jax.deploy import tf_stablehlo
+from rhpe_jax.inference import estimator
 from rhpe_jax.inference import predictor
 from rhpe_jax.model import network as model_lib
 
@@ -59,7 +60,7 @@ AGREEMENT_IMAGES = 8  # validation crops on which a reduced precision is measure
 # The decode's DIV and LOG (sub-pixel refinement) stay float in an int8 model:
 # quantised, a curvature rounded to 0 divides by zero.
 _FLOAT_OPS_IN_INT8 = ('DIV', 'LOG')
-STRIDE = 4  # input pixels per heat-map pixel
+STRIDE = model_lib.STRIDE
 OUTPUTS = ('keypoints', 'confidence', 'heatmaps')  # what the artefacts return
 # StableHLO for these platforms goes into the jax.export and SavedModel
 # artefacts; TFLite gets a CPU-only lowering of its own.
@@ -369,7 +370,7 @@ _FILE_NOTES = {
                'through `get_signature_runner()`.'),
     'jax_export': ('model.jax_export', '`jax.export` serialisation: '
                    '`jax.export.deserialize(open(f, "rb").read()).call(images)` returns a dict.'),
-    'onnx': ('model.onnx', 'ONNX (opset {opset}), batch free; onnxruntime (Python, C++, '
+    'onnx': (estimator.ONNX_FILE, 'ONNX (opset {opset}), batch free; onnxruntime (Python, C++, '
              'onnxruntime-web), below.'),
 }
 
@@ -403,7 +404,7 @@ Browser (onnxruntime-web, `npm install onnxruntime-web`):
     const {{keypoints, confidence}} = await session.run({{images}});
 """
 
-MANIFEST = 'manifest.json'
+MANIFEST = estimator.MANIFEST
 
 
 _PRECISION_NOTES = {
@@ -468,7 +469,12 @@ def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
       'config': json.loads(config.to_json_best_effort()),
       'input': {'name': 'images', 'dtype': 'uint8', 'layout': 'NHWC, RGB',
                 'shape': [batch, image_size, image_size, 3],
-                'normalisation': 'inside the artefact: (pixel - 128) / 256'},
+                'normalisation': f'inside the artefact: (pixel - {model_lib.PIXEL_MEAN:g}) / '
+                                 f'{model_lib.PIXEL_SCALE:g}'},
+      # What PoseEstimator.from_export runs around the model (rhpe_jax.inference.estimator).
+      estimator.PROCESSING: estimator.processing(
+          joints, input_size=image_size, stride=STRIDE, box_scale=config.box_scale,
+          pixel_mean=model_lib.PIXEL_MEAN, pixel_scale=model_lib.PIXEL_SCALE),
       'output': {
           'keypoints': {'shape': [batch, joints.num_joints, 2], 'dtype': 'float32',
                         'units': '[x, y] in input pixels, 0-based pixel centres'},

@@ -50,7 +50,7 @@ def decode_heatmaps(heatmaps: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Heat maps (..., h, w, J) -> keypoints (..., J, 2) in input pixels and
   confidences (..., J)."""
   coords, confidence = decode.heatmaps_to_keypoints(heatmaps)
-  return decode.grid_to_input(coords), confidence
+  return decode.grid_to_input(coords, model_lib.STRIDE), confidence
 
 
 def predict(net: model_lib.RecurrentPoseNet, variables: Mapping[str, Any], images: jax.Array,
