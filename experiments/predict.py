@@ -115,7 +115,7 @@ def mode_of_flags() -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-  cli.check_usage(argv, required=('config', 'workdir', 'output'))
+  cli.check_usage(argv, required=('workdir', 'output'))
   mode = mode_of_flags()
   if mode == 'video':
     from rhpe_jax.inference import tracking, video  # pylint: disable=g-import-not-at-top

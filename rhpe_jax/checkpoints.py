@@ -258,7 +258,7 @@ class CheckpointManager:
             enable_async_checkpointing=True, create=True,
             multiprocessing_options=_barriers('best')))
     self._saving: int | None = None  # the step whose asynchronous save is under way
-    self._workdir, self._config = workdir, config
+    self._workdir, self._config = workdir, config  # config.json: written by the first save
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
@@ -298,8 +298,9 @@ class CheckpointManager:
     from the next `save`, `wait` or `close`.
     """
     self.wait()
-    if jax.process_index() == 0 and not os.path.exists(os.path.join(self._workdir, CONFIG_FILE)):
+    if self._config is not None and jax.process_index() == 0:
       save_config(self._config, self._workdir)
+      self._config = None
     try:
       payload = None
       if self._latest.latest_step() != step:
@@ -411,7 +412,7 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes `config` (its keypoint set filled in) to workdir/CONFIG_FILE,
   whole or not at all."""
   values = json.loads(config.to_json_best_effort())
-  if config.skeleton == skeleton.DATASET_SKELETON and not values.get('keypoint_set'):
+  if values.get('skeleton') == skeleton.DATASET_SKELETON and not values.get('keypoint_set'):
     try:
       values['keypoint_set'] = skeleton.of_config(config).to_dict()
     except ValueError:

@@ -128,6 +128,13 @@ def heatmaps_to_keypoints(heatmaps: ArrayLike) -> tuple[Any, Any]:
   return coords, centre
 
 
+def heatmaps_to_input(heatmaps: ArrayLike, stride: int) -> tuple[Any, Any]:
+  """Heat maps (..., h, w, J) -> keypoints (..., J, 2) in input pixels of a
+  network of `stride` (rhpe_jax.model.STRIDE) and confidences (..., J)."""
+  coords, confidence = heatmaps_to_keypoints(heatmaps)
+  return grid_to_input(coords, stride), confidence
+
+
 def _check_permutation(heatmaps: Any, flip_permutation: ArrayLike
                        ) -> np.ndarray:
   perm = np.asarray(flip_permutation)

@@ -569,13 +569,16 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
   return paths
 
 
-def export_checkpoint(config: ml_collections.ConfigDict, workdir: str, output: str, *,
+def export_checkpoint(config: ml_collections.ConfigDict | str | None, workdir: str,
+                      output: str, *,
                       checkpoint: str = 'best',
                       formats: str | Sequence[str] = DEFAULT_FORMATS,
                       image_size: int | None = None, batch: int | None = None,
                       precision: str = 'float32') -> dict[str, str]:
   """`experiments.export`: checks the arguments, restores a checkpoint of
-  `workdir`, writes the artefacts; returns their paths."""
+  `workdir` (`config` None: the one the run wrote), writes the artefacts;
+  returns their paths."""
+  config = checkpoints.config_of_workdir(workdir, config)
   formats = parse_formats(formats)
   check_precision(precision, formats)
   input_spec(config.input_size if image_size is None else image_size, batch)

@@ -248,6 +248,17 @@ class PoseEstimator:
         flip_permutation=self.keypoint_set.flip_permutation if flip else None)
     return self._poses(keypoints, scores, boxes)
 
+  def predict_crops(self, crops: np.ndarray, input_to_image: np.ndarray, *,
+                    flip: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (N, K, 2) in image pixels and scores (N, K) of crops
+    already cut (N, S, S, 3) uint8 with their (N, 3, 3) input-to-image
+    matrices (crop.crop): the command lines cut them in threads ahead."""
+    flip = self.flip if flip is None else flip
+    return topdown.predict_crops(
+        self._heatmap_fn, np.asarray(crops)[None], np.asarray(input_to_image)[None],
+        stride=self.stride, batch_size=self.batch_size,
+        flip_permutation=self.keypoint_set.flip_permutation if flip else None)
+
   def predict_batch(self, images: Sequence[ImageLike], boxes: Sequence[Any] | None = None,
                     **options: Any) -> list[Poses]:
     """`predict` of every image (with its boxes, when given)."""

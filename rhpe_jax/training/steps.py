@@ -177,8 +177,8 @@ def eval_step(state: TrainState, batch: dict, *,
   total, _ = losses.pose_loss(keypoint_maps, part_maps, target)
   if axis_name is not None:
     total = jax.lax.pmean(total, axis_name)
-  keypoints, confidence = predictor.decode_heatmaps(
-      predictor.last_stage(keypoint_maps).astype(jnp.float32))
+  keypoints, confidence = decode.heatmaps_to_input(
+      predictor.last_stage(keypoint_maps).astype(jnp.float32), model_lib.STRIDE)
   return {'loss': total, 'keypoints': keypoints, 'confidence': confidence}
 
 
