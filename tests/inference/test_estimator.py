@@ -127,7 +127,8 @@ def test_prediction_from_a_workdir_leaves_tensorflow_out(tiny_workdir):
 
 
 def test_importing_the_package_imports_no_jax():
-  code = "import sys, rhpe_jax\nrhpe_jax.Poses\nprint(sorted(m for m in ('jax', 'tensorflow') if m in sys.modules))"
+  code = ('import sys, rhpe_jax\nrhpe_jax.Poses\n'
+          "print(sorted(m for m in ('jax', 'tensorflow') if m in sys.modules))")
   done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                         env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=120, check=False)
   assert done.returncode == 0 and done.stdout.strip() == '[]', done.stderr[-2000:]
