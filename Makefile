@@ -1,10 +1,15 @@
 # Set-up and the project's two main commands; see README.md.
 #   make demo         set everything up, build the synthetic dataset, train the demo
 #                     network on CPU for a few minutes, evaluate and draw predictions
-#   make test         set everything up and run the whole test suite
+#   make test         set everything up and run the fast tier of the tests (every
+#                     test not marked `slow`; under 8 minutes of pytest on 2 cores)
 # and, for CI and maintainers:
-#   make test-latest  the suite on Python 3.12 with the newest versions pip
-#                     resolves today (no lock), in .venv-latest
+#   make test-slow    the slow tier alone (the tests marked `slow`, 30 s to minutes
+#                     each: full-size TPU compiles, long training runs, multi-process
+#                     and multi-device runs; about 9 minutes on 2 cores)
+#   make test-all     both tiers: `make test`, then `make test-slow` (what CI runs)
+#   make test-latest  both tiers in one run on Python 3.12 with the newest versions
+#                     pip resolves today (no lock), in .venv-latest (about 15 minutes)
 #   make lock         re-resolve requirements/py311.txt and py312.txt (uv)
 
 # $(call first_python,X.Y): the first Python X.Y that runs, from PATH or else
@@ -27,7 +32,7 @@ PY_TAG := $(shell $(PYTHON) -c 'import sys; print("py%d%d" % sys.version_info[:2
 LOCK   := requirements/$(PY_TAG).txt
 LOCKED_PYTHONS := 3.11 3.12
 
-.PHONY: setup demo test test-latest setup-latest lock clean
+.PHONY: setup demo test test-slow test-all test-latest setup-latest lock clean
 
 setup: $(VENV)/.installed
 
@@ -55,8 +60,17 @@ demo: setup
 	  --config.data_dir=$(DATA) --from_split=validation --index=0 --heatmaps \
 	  --output=$(DEMO)/prediction
 
+# The two tiers, by the `slow` marker (setup.cfg): `make test` runs the fast
+# one on every edit; the slow one runs in CI (`make test-all`) and before a landing.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(PYTEST_ARGS)
+	$(PYTEST) -m 'not slow' $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PYTEST) -m slow $(PYTEST_ARGS)
+
+test-all: test test-slow
 
 # The newest versions within pyproject.toml's bounds, re-resolved on every run.
 LATEST_PYTHON ?= $(call first_python,3.12)

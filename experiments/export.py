@@ -47,7 +47,7 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  cli.check_usage(argv, required=('config', 'workdir', 'output'))
+  cli.check_usage(argv, required=('workdir', 'output'))
   from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
   paths = export.export_checkpoint(
       FLAGS.config, FLAGS.workdir, FLAGS.output, checkpoint=FLAGS.checkpoint,

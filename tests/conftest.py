@@ -20,6 +20,8 @@ def pytest_configure(config):
   starts JAX: importing rhpe_jax sets nothing. Before it, the session's
   compilation cache."""
   _share_one_compilation_cache(config)
+  if not hasattr(config, 'workerinput'):  # the controller, or a run without xdist
+    config.pluginmanager.register(SlowTestHint(), 'slow_test_hint')
   from rhpe_jax.core import runtime  # pylint: disable=g-import-not-at-top
   runtime.setup()
 
@@ -51,6 +53,30 @@ def pytest_collection_modifyitems(items) -> None:
   workers start them early and finish together instead of one waiting on the
   other's last long test."""
   items.sort(key=lambda item: item.get_closest_marker('slow') is None)
+
+
+class SlowTestHint:
+  """At the end of a run, one line naming the tests not marked slow that took
+  longer than the fast tier's budget per test (a hint, not a failure): each
+  belongs in the slow tier, or needs a cheaper version in the fast one."""
+
+  def __init__(self, seconds: float = 30.0):
+    self.seconds = seconds
+    self.unmarked: dict[str, float] = {}
+
+  def pytest_runtest_logreport(self, report) -> None:
+    """Set-up, call and tear-down added up (on xdist's controller too: the
+    workers send it their reports)."""
+    if 'slow' not in report.keywords:
+      self.unmarked[report.nodeid] = self.unmarked.get(report.nodeid, 0.0) + report.duration
+
+  def pytest_terminal_summary(self, terminalreporter) -> None:
+    over = sorted(((seconds, nodeid) for nodeid, seconds in self.unmarked.items()
+                   if seconds > self.seconds), reverse=True)
+    if over:
+      terminalreporter.write_line(
+          f'unmarked tests over {self.seconds:g} s (mark them slow, or make them cheaper): '
+          + ', '.join(f'{nodeid} ({seconds:.0f} s)' for seconds, nodeid in over))
 
 
 TINY_NAME = 'tiny_eval'

@@ -43,6 +43,7 @@ import numpy as np
 from rhpe_jax import checkpoints
 from rhpe_jax.core import skeleton
 from rhpe_jax.deploy import tf_stablehlo
+from rhpe_jax.inference import estimator
 from rhpe_jax.inference import predictor
 from rhpe_jax.model import network as model_lib
 
@@ -61,7 +62,7 @@ AGREEMENT_IMAGES = 8  # validation crops on which a reduced precision is measure
 # The decode's DIV and LOG (sub-pixel refinement) stay float in an int8 model:
 # quantised, a curvature rounded to 0 divides by zero.
 _FLOAT_OPS_IN_INT8 = ('DIV', 'LOG')
-STRIDE = 4  # input pixels per heat-map pixel
+STRIDE = model_lib.STRIDE
 OUTPUTS = ('keypoints', 'confidence', 'heatmaps')  # what the artefacts return
 # StableHLO for these platforms goes into the jax.export and SavedModel
 # artefacts; TFLite gets a CPU-only lowering of its own.
@@ -373,7 +374,7 @@ _FILE_NOTES = {
                'through `get_signature_runner()`.'),
     'jax_export': ('model.jax_export', '`jax.export` serialisation: '
                    '`jax.export.deserialize(open(f, "rb").read()).call(images)` returns a dict.'),
-    'onnx': ('model.onnx', 'ONNX (opset {opset}), batch free; onnxruntime (Python, C++, '
+    'onnx': (estimator.ONNX_FILE, 'ONNX (opset {opset}), batch free; onnxruntime (Python, C++, '
              'onnxruntime-web), below.'),
 }
 
@@ -418,7 +419,7 @@ export with `--onnxruntime_web=node_modules/onnxruntime-web` after
     cp {web_copy} .
 """
 
-MANIFEST = 'manifest.json'
+MANIFEST = estimator.MANIFEST
 
 
 _PRECISION_NOTES = {
@@ -488,7 +489,12 @@ def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
       'config': json.loads(config.to_json_best_effort()),
       'input': {'name': 'images', 'dtype': 'uint8', 'layout': 'NHWC, RGB',
                 'shape': [batch, image_size, image_size, 3],
-                'normalisation': 'inside the artefact: (pixel - 128) / 256'},
+                'normalisation': f'inside the artefact: (pixel - {model_lib.PIXEL_MEAN:g}) / '
+                                 f'{model_lib.PIXEL_SCALE:g}'},
+      # What PoseEstimator.from_export runs around the model (rhpe_jax.inference.estimator).
+      estimator.PROCESSING: estimator.processing(
+          joints, input_size=image_size, stride=STRIDE, box_scale=config.box_scale,
+          pixel_mean=model_lib.PIXEL_MEAN, pixel_scale=model_lib.PIXEL_SCALE),
       'output': {
           'keypoints': {'shape': [batch, joints.num_joints, 2], 'dtype': 'float32',
                         'units': '[x, y] in input pixels, 0-based pixel centres'},
@@ -594,14 +600,17 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
   return paths
 
 
-def export_checkpoint(config: ml_collections.ConfigDict, workdir: str, output: str, *,
+def export_checkpoint(config: ml_collections.ConfigDict | str | None, workdir: str,
+                      output: str, *,
                       checkpoint: str = 'best',
                       formats: str | Sequence[str] = DEFAULT_FORMATS,
                       image_size: int | None = None, batch: int | None = None,
                       precision: str = 'float32',
                       onnxruntime_web: str | None = None) -> dict[str, str]:
   """`experiments.export`: checks the arguments, restores a checkpoint of
-  `workdir`, writes the artefacts; returns their paths."""
+  `workdir` (`config` None: the one the run wrote), writes the artefacts;
+  returns their paths."""
+  config = checkpoints.config_of_workdir(workdir, config)
   formats = parse_formats(formats)
   check_precision(precision, formats)
   input_spec(config.input_size if image_size is None else image_size, batch)

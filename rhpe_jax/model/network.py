@@ -45,14 +45,21 @@ FUSION_LAYERS = ((7, 64, True), (13, 64, True), (13, 128, True), (1, 256, False)
 STATE_FEATURES = 256
 SKIP_FEATURES = 128
 BATCH_NORM_EPSILON = 1e-5
+# Input pixels per heat-map pixel: each 'pool' of the feed-forward module halves the grid.
+STRIDE = 2 ** FEED_FORWARD_LAYERS.count('pool')
 
 # He-normal initialisation suits the ReLU after every convolution.
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
 
 
+# The network's input range: (pixel - PIXEL_MEAN) / PIXEL_SCALE.
+PIXEL_MEAN = 128.0
+PIXEL_SCALE = 256.0
+
+
 def normalize_images(images: jax.Array) -> jax.Array:
   """uint8 (or float 0-255) RGB to the network's input range: (x - 128) / 256."""
-  return (images.astype(jnp.float32) - 128.0) / 256.0
+  return (images.astype(jnp.float32) - PIXEL_MEAN) / PIXEL_SCALE
 
 
 def scaled_features(features: int, width: float) -> int:
