@@ -78,6 +78,7 @@ def test_onnx_agrees_with_the_predictor_on_real_images(tiny_data_dir, calibrated
   assert 'onnxruntime-web' in readme and 'Ort::Session' in readme and 'manifest.json' in readme
 
 
+@pytest.mark.slow
 def test_onnx_computes_the_network_once_with_weights_stored_once(calibrated, onnx_export_dir,
                                                                  tmp_path):
   import onnx  # pylint: disable=g-import-not-at-top
