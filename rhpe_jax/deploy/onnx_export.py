@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import tempfile
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rhpe_jax.inference import estimator
 
 PACKAGES = ('jax2onnx', 'onnx', 'onnxruntime')  # the writer's and the checks' packages
 OPSET = 21  # ONNX 1.16; onnxruntime 1.20 and later (onnxruntime-web included) run it
@@ -222,48 +225,26 @@ def write_web_page(directory: str | os.PathLike, onnxruntime_web: str | os.PathL
                    ) -> None:
   """The browser page into `directory` and, when given, onnxruntime-web's
   files from `onnxruntime_web` (onnxruntime_web_files)."""
-  import shutil  # pylint: disable=g-import-not-at-top
   directory = pathlib.Path(directory)
   shutil.copyfile(WEB_PAGE, directory / WEB_PAGE.name)
   for file in onnxruntime_web_files(onnxruntime_web) if onnxruntime_web else ():
     shutil.copyfile(file, directory / file.name)
 
 
-# Spinning threads wait for work by busy-looping: on cores shared with other
-# processes they take the cores those need (measured on 2 shared cores: the
-# full network ~2x slower with onnxruntime's default, spinning on).
-NO_SPINNING = {'session.intra_op.allow_spinning': '0', 'session.inter_op.allow_spinning': '0'}
-
-
-def session_options(threads: int | None = None) -> Any:
-  """onnxruntime SessionOptions for the CPU provider, as the README
-  recommends: `threads` intra-op threads (None: one per core this process
-  may use), one inter-op thread (the graph is one chain), spinning off, all
-  graph optimisations."""
-  import onnxruntime  # pylint: disable=g-import-not-at-top
-  options = onnxruntime.SessionOptions()
-  options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
-  options.inter_op_num_threads = 1
-  options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-  options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-  for key, value in NO_SPINNING.items():
-    options.add_session_config_entry(key, value)
-  return options
-
-
 def describe_options(options: Any) -> dict[str, Any]:
-  """The settings of `session_options` as printable values."""
+  """The settings of estimator.onnx_session_options as printable values."""
   return {'intra_op_num_threads': options.intra_op_num_threads,
           'inter_op_num_threads': options.inter_op_num_threads,
           'execution_mode': options.execution_mode.name,
           'graph_optimization_level': options.graph_optimization_level.name,
-          **{key: options.get_session_config_entry(key) for key in NO_SPINNING}}
+          **{key: options.get_session_config_entry(key) for key in estimator.ONNX_NO_SPINNING}}
 
 
 def session(path: str | os.PathLike, threads: int | None = None) -> Any:
-  """An onnxruntime CPU session of the ONNX file with `session_options`."""
+  """An onnxruntime CPU session of the ONNX file with the README's options
+  (estimator.onnx_session_options)."""
   import onnxruntime  # pylint: disable=g-import-not-at-top
-  return onnxruntime.InferenceSession(str(path), session_options(threads),
+  return onnxruntime.InferenceSession(str(path), estimator.onnx_session_options(threads),
                                       providers=['CPUExecutionProvider'])
 
 

@@ -192,7 +192,7 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
 
 def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | None) -> dict:
   """Per-call time of onnxruntime's CPU provider with the README's session
-  options (onnx_export.session_options: one thread per core, spinning off;
+  options (estimator.onnx_session_options: one thread per core, spinning off;
   printed with the time) on random uint8 images, for the ONNX file `path`,
   or when None for the config's network at its initial weights exported by
   experiments.export's library call (throughput does not depend on the
@@ -213,8 +213,8 @@ def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | 
       export_time = time.perf_counter() - start
     elif not os.path.isfile(path):
       raise FileNotFoundError(f'--onnx {path} does not exist')
-    options = onnx_export.session_options()
     session = onnx_export.session(path)
+    options = session.get_session_options()
     image_size = int(session.get_inputs()[0].shape[1])
     rng = np.random.default_rng(0)
     images = itertools.cycle(

@@ -171,7 +171,7 @@ def test_onnx_bad_inputs_give_one_line_errors_and_leave_nothing(tiny_data_dir, t
 # arg-max of a near-tie to another peak (a trained network's int8 accuracy:
 # docs/performance.md).
 REDUCED_TOLERANCE_PX = {'float16': (0.05, 0.5), 'int8': (2.0, None)}
-INT8_WITHIN_ONE_HEATMAP_PIXEL = 0.6  # share of keypoints within 4 px
+INT8_WITHIN_ONE_HEATMAP_PIXEL = {'tflite': 0.7, 'onnx': 0.6}  # share of keypoints within 4 px
 
 
 @pytest.mark.parametrize('precision,name', [('float16', 'tflite'), ('int8', 'tflite'),
@@ -208,7 +208,7 @@ def test_reduced_precision_agrees_with_the_predictor(tiny_data_dir, calibrated_w
   median_bound, worst_bound = REDUCED_TOLERANCE_PX[precision]
   assert np.median(distance) < median_bound
   if worst_bound is None:
-    assert np.mean(distance <= 4.0) >= INT8_WITHIN_ONE_HEATMAP_PIXEL
+    assert np.mean(distance <= 4.0) >= INT8_WITHIN_ONE_HEATMAP_PIXEL[name]
   else:
     assert distance.max() < worst_bound
 
