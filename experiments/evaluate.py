@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from absl import flags
+from absl import app, flags
 
 from rhpe_jax import cli
 
@@ -59,10 +59,19 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-  cli.check_usage(argv, required=('config', 'workdir'))
+  cli.check_usage(argv, required=('workdir',))
+  from rhpe_jax.evaluation import evaluator  # pylint: disable=g-import-not-at-top
   from rhpe_jax.evaluation import report  # pylint: disable=g-import-not-at-top
+  try:
+    scales = evaluator.parse_scales(FLAGS.scales)
+  except ValueError as error:
+    raise app.UsageError(f'--{error}') from None
+  if FLAGS.boxes and not FLAGS.image_dir:
+    raise app.UsageError('--boxes needs --image_dir, the folder of the original images')
+  if FLAGS.num_examples is not None and FLAGS.num_examples < 1:
+    raise app.UsageError(f'--num_examples must be >= 1, got {FLAGS.num_examples}')
   report.evaluate_checkpoint(
-      FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=FLAGS.scales,
+      FLAGS.config, FLAGS.workdir, split=FLAGS.split, flip=FLAGS.flip, scales=scales,
       checkpoint=FLAGS.checkpoint, output_dir=FLAGS.output_dir, batch_size=FLAGS.batch_size,
       mean_pose_from=FLAGS.mean_pose_from, num_examples=FLAGS.num_examples,
       boxes=FLAGS.boxes, box_score_threshold=FLAGS.box_score_threshold,

@@ -115,7 +115,7 @@ def mode_of_flags() -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-  cli.check_usage(argv, required=('config', 'workdir', 'output'))
+  cli.check_usage(argv, required=('workdir', 'output'))
   mode = mode_of_flags()
   if mode == 'video':
     from rhpe_jax.inference import tracking, video  # pylint: disable=g-import-not-at-top
@@ -150,6 +150,8 @@ def main(argv: Sequence[str]) -> int:
     center = None if FLAGS.center is None else [float(v) for v in FLAGS.center]
   except ValueError:
     raise ValueError(f'--center needs two numbers, got {FLAGS.center}') from None
+  if (center is None) != (FLAGS.scale is None):
+    raise app.UsageError('--center and --scale go together (the person window)')
   from rhpe_jax.inference import single  # pylint: disable=g-import-not-at-top
   record = single.predict_image(
       FLAGS.config, FLAGS.workdir, FLAGS.output, image_path=FLAGS.image, center=center,

@@ -18,6 +18,11 @@ names the step and the reason; the checkpoints saved before it stay as they
 were (orbax writes into a temporary directory and deletes old steps only
 after a save has committed).
 
+A workdir describes itself: the first save writes the run's config beside
+the checkpoints (CONFIG_FILE, `save_config`), with the keypoint set filled
+in, so that `config_of_workdir` (PoseEstimator.from_workdir, the command
+lines) needs nothing else; a run made before takes its config file.
+
 The tools that only run a trained network (evaluate, predict, export) read
 its variables alone (`restore_variables`): parameters and batch statistics,
 the target built from the network, no optimiser; training restores its whole
@@ -31,6 +36,8 @@ import re
 import sys
 from typing import Any, Callable, Sequence, TypeVar
 
+import json
+
 import jax
 import ml_collections
 import numpy as np
@@ -38,11 +45,14 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_manager as ocp_manager
 
 from rhpe_jax import model as model_lib
+from rhpe_jax.core import config as config_lib
+from rhpe_jax.core import config_checks
 from rhpe_jax.core import skeleton
 
 T = TypeVar('T')
 
 UNREADABLE = 'unreadable'  # checkpoints/unreadable/<kind>_<step>: set aside, never deleted
+CONFIG_FILE = 'config.json'  # the run's config, beside checkpoints/
 
 # What writing a checkpoint raises when the disk is at fault: tensorstore's
 # errors are ValueErrors, a full disk or a permission an OSError.
@@ -248,6 +258,7 @@ class CheckpointManager:
             enable_async_checkpointing=True, create=True,
             multiprocessing_options=_barriers('best')))
     self._saving: int | None = None  # the step whose asynchronous save is under way
+    self._workdir, self._config = workdir, config  # config.json: written by the first save
 
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
@@ -287,6 +298,9 @@ class CheckpointManager:
     from the next `save`, `wait` or `close`.
     """
     self.wait()
+    if self._config is not None and jax.process_index() == 0:
+      save_config(self._config, self._workdir)
+      self._config = None
     try:
       payload = None
       if self._latest.latest_step() != step:
@@ -392,6 +406,71 @@ def variables_target(config: ml_collections.ConfigDict) -> dict[str, Any]:
   shapes = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), image)
   zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), dict(shapes))
   return {'params': zeros['params'], 'batch_stats': zeros.get('batch_stats', {})}
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes `config` (its keypoint set filled in) to workdir/CONFIG_FILE,
+  whole or not at all."""
+  values = json.loads(config.to_json_best_effort())
+  if values.get('skeleton') == skeleton.DATASET_SKELETON and not values.get('keypoint_set'):
+    try:
+      values['keypoint_set'] = skeleton.of_config(config).to_dict()
+    except ValueError:
+      pass  # not read yet: keypoint_set.json beside it holds it (keypoint_set_of_workdir)
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + '.partial', 'w') as f:
+    json.dump(values, f, indent=1)
+  os.replace(path + '.partial', path)
+
+
+def config_of_workdir(workdir: str, config: Any = None) -> ml_collections.ConfigDict:
+  """The config of a run: `config` (a ConfigDict, or a config file: .py with
+  get_config() or .json) where given, else the one the run wrote
+  (CONFIG_FILE); checked (config_checks) and its keypoint set filled in."""
+  if config is None:
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isdir(workdir):
+      raise FileNotFoundError(f'workdir {workdir} does not exist')
+    if not os.path.exists(path):
+      raise FileNotFoundError(f'{workdir} has no {CONFIG_FILE} (a run made before runs wrote '
+                              'their config): pass its config file as config')
+    config = path
+  if isinstance(config, (str, os.PathLike)):
+    config = read_config(str(config))
+  elif not isinstance(config, ml_collections.ConfigDict):
+    raise ValueError(f'config must be a ConfigDict or a config file, got {type(config).__name__}')
+  config = ml_collections.ConfigDict(config.to_dict())
+  config_checks.check_config(config)
+  keypoint_set_of_workdir(config, workdir)
+  return config
+
+
+def read_config(path: str) -> ml_collections.ConfigDict:
+  """A config file: a .py file's get_config(), or a JSON file of config
+  values (CONFIG_FILE) over the default config."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'config file {path} does not exist')
+  if path.endswith('.py'):
+    import importlib.util  # pylint: disable=g-import-not-at-top
+    spec = importlib.util.spec_from_file_location('_rhpe_jax_config', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, 'get_config'):
+      raise ValueError(f'config file {path} has no get_config()')
+    return module.get_config()
+  try:
+    with open(path) as f:
+      values = json.load(f)
+  except ValueError as error:
+    raise ValueError(f'config file {path} is not JSON ({error})') from None
+  config = config_lib.default_config()
+  with config.unlocked():
+    for key, value in values.items():
+      default = config.get(key)
+      config[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) \
+          else value
+  return config
 
 
 def keypoint_set_of_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:

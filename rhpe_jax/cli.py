@@ -152,7 +152,8 @@ def _exit_with(status: int, message: str) -> NoReturn:
 def define_checkpoint_flags() -> None:
   """--config, --workdir and --checkpoint, for the tools that load a trained run."""
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file('config', None, 'Training config file.', lock_config=False)
+  config_flags.DEFINE_config_file('config', None, "Training config file (default: the run's "
+                                  'config.json in --workdir).', lock_config=False)
   flags.DEFINE_string('workdir', None, 'Training directory holding checkpoints/.')
   flags.DEFINE_string('checkpoint', 'best', "'best', 'latest' or a step number.")
 

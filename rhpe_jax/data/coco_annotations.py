@@ -22,17 +22,7 @@ from absl import logging
 import numpy as np
 
 from rhpe_jax.core import skeleton
-
-
-def box_center_scale(bbox: Sequence[float]) -> tuple[np.ndarray, float]:
-  """A COCO box [x, y, width, height] as MPII's (objpos, scale): the box's
-  centre, and its longer side in MPII's unit (scale = person height / 200 px),
-  so that `box_scale` adds the same margin around a box as around an MPII
-  person. The builder and `predict --boxes` both crop through this."""
-  x, y, w, h = (float(v) for v in bbox)
-  if not (w > 0 and h > 0 and np.all(np.isfinite([x, y, w, h]))):
-    raise ValueError(f'a person box needs a positive width and height, got {list(bbox)}')
-  return np.array([x + w / 2.0, y + h / 2.0], np.float32), max(w, h) / 200.0
+from rhpe_jax.data.person_crops import box_center_scale  # pylint: disable=unused-import
 
 
 class CocoFormatError(ValueError):

@@ -2,7 +2,7 @@
 
 A crop is the square of side `crop_side_factor x 200 x scale` around a
 person's `objpos` (MPII's centre and scale; a COCO box becomes one through
-`coco_annotations.box_center_scale`), resampled to R x R. MPII and the COCO
+`box_center_scale`), resampled to R x R. MPII and the COCO
 keypoint builder both crop through here, so the stored `crop_to_image` means
 the same in every dataset. Pure NumPy/SciPy: the tests check it against
 sums written by hand.
@@ -16,6 +16,21 @@ import numpy as np
 from rhpe_jax.core import skeleton
 
 
+# MPII's unit of person size: scale 1 is a person 200 pixels tall.
+MPII_SCALE_UNIT = 200.0
+
+
+def box_center_scale(bbox: Sequence[float]) -> tuple[np.ndarray, float]:
+  """A COCO box [x, y, width, height] as MPII's (objpos, scale): the box's
+  centre, and its longer side in MPII's unit (scale = person height / 200 px),
+  so that `box_scale` adds the same margin around a box as around an MPII
+  person. The builder and `predict --boxes` both crop through this."""
+  x, y, w, h = (float(v) for v in bbox)
+  if not (w > 0 and h > 0 and np.all(np.isfinite([x, y, w, h]))):
+    raise ValueError(f'a person box needs a positive width and height, got {list(bbox)}')
+  return np.array([x + w / 2.0, y + h / 2.0], np.float32), max(w, h) / MPII_SCALE_UNIT
+
+
 def crop_to_image_transform(objpos: np.ndarray, scale: float, resolution: int,
                             crop_side_factor: float) -> np.ndarray:
   """(2, 3) affine from crop pixels to original pixels (both 0-based centres).
@@ -24,7 +39,7 @@ def crop_to_image_transform(objpos: np.ndarray, scale: float, resolution: int,
   S = crop_side_factor x 200 x scale centred on objpos, so
   x_orig = objpos_x - S/2 + (u + 0.5) S/R.
   """
-  side = crop_side_factor * 200.0 * float(scale)
+  side = crop_side_factor * MPII_SCALE_UNIT * float(scale)
   step = side / resolution
   cx, cy = float(objpos[0]), float(objpos[1])
   return np.array([[step, 0.0, cx - side / 2 + 0.5 * step],

@@ -3,9 +3,9 @@ every detection box of an image of the split becomes a crop, the network's
 keypoints in it become a COCO result scored box score x mean peak, and
 COCOeval scores them against the split's ground truth.
 
-The crops are the inference layer's (rhpe_jax.inference.crop: MPII's window
-of `box_scale` x 200 x scale around the box, objpos and scale by
-`coco_annotations.box_center_scale`), cut from the ORIGINAL images (a
+The persons are predicted as every prediction from boxes is
+(rhpe_jax.inference.estimator.PoseEstimator: the window of `box_scale` x the
+box's longer side around its centre), in the ORIGINAL images (a
 COCO-format build stores person crops only), which are read from a folder
 by each example's `image_name`, in their stored frame (COCO's coordinates
 are those of the stored pixels, so no EXIF rotation).
@@ -19,14 +19,12 @@ import ml_collections
 import numpy as np
 
 from rhpe_jax.core import skeleton
-from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import coco_results
 from rhpe_jax.data import datasets
 from rhpe_jax.data import image_io
 from rhpe_jax.data import input_pipeline
 from rhpe_jax.evaluation import coco_eval
-from rhpe_jax.inference import crop as crop_lib
-from rhpe_jax.inference import predictor
+from rhpe_jax.inference import estimator as estimator_lib
 
 
 def split_ground_truth(config: ml_collections.ConfigDict, split: str
@@ -83,43 +81,22 @@ def restrict_to_images(ground_truth: Mapping[str, Any], image_ids) -> dict[str, 
       a for a in ground_truth['annotations'] if int(a['image_id']) in wanted])
 
 
-def predict_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
-                  boxes: Mapping[int, list[dict[str, Any]]], image_paths: Mapping[int, str], *,
-                  flip: bool = False, batch_size: int = 8) -> list[dict[str, Any]]:
-  """COCO keypoint results of the network in every box of `boxes` (image id
+def box_results(estimator: estimator_lib.PoseEstimator,
+                boxes: Mapping[int, list[dict[str, Any]]], image_paths: Mapping[int, str]
+                ) -> list[dict[str, Any]]:
+  """COCO keypoint results of `estimator` in every box of `boxes` (image id
   -> [{'bbox', 'score'}], `coco_results.read_detections`) on the images of
-  `image_paths` (image id -> file); boxes of other images are left out.
-  Batches are padded to `batch_size`, so one compiled step serves all."""
-  fn = predictor.predict_fn(config, flip=flip)
-  size = config.input_size
+  `image_paths` (image id -> file, read in their stored frame); boxes of
+  other images are left out."""
   records: list[dict[str, Any]] = []
-  pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []
-
-  def flush():
-    images = np.zeros((batch_size, size, size, 3), np.uint8)
-    for i, (_, _, pixels, _) in enumerate(pending):
-      images[i] = pixels
-    out = fn(variables, images)
-    keypoints, confidence = np.asarray(out['keypoints']), np.asarray(out['confidence'])
-    for i, (image_id, score, _, matrix) in enumerate(pending):
-      points = keypoints[i].astype(np.float64) @ matrix[:2, :2].T + matrix[:2, 2]
-      records.append(coco_results.keypoint_result(image_id, points, confidence[i],
-                                                  box_score=score))
-    pending.clear()
-
   for image_id in sorted(image_paths):
     if image_id not in boxes:
       continue
     image = image_io.read_image(image_paths[image_id], apply_orientation=False)
-    for box in boxes[image_id]:
-      center, scale = coco_annotations.box_center_scale(box['bbox'])
-      centre, side = crop_lib.window(image.shape, center, scale, config.box_scale)
-      pixels, matrix = crop_lib.crop(image, centre, side, size)
-      pending.append((image_id, box['score'], pixels, matrix))
-      if len(pending) == batch_size:
-        flush()
-  if pending:
-    flush()
+    poses = estimator.predict(image, [box['bbox'] for box in boxes[image_id]])
+    for box, keypoints, scores in zip(boxes[image_id], poses.keypoints, poses.scores):
+      records.append(coco_results.keypoint_result(image_id, keypoints, scores,
+                                                  box_score=box['score']))
   return records
 
 
@@ -147,7 +124,9 @@ def evaluate_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, An
   if not used:
     raise ValueError(f'{boxes_path}: no box scoring at least {score_threshold} on an image of '
                      f'{config.dataset} {split}')
-  results = predict_boxes(config, variables, used, paths, flip=flip, batch_size=batch_size)
+  estimator = estimator_lib.PoseEstimator.from_variables(config, variables, flip=flip,
+                                                         batch_size=batch_size)
+  results = box_results(estimator, used, paths)
   sigmas, _ = coco_eval.sigmas_of(config)
   scores = coco_eval.keypoint_ap(ground_truth, results, sigmas, source=boxes_path)
   counts = {'boxes_scored': int(sum(len(b) for b in used.values())), 'images': len(names),

@@ -21,7 +21,9 @@ from rhpe_jax.core import visualize
 from rhpe_jax.data import datasets as data
 from rhpe_jax.evaluation import coco_eval
 from rhpe_jax.evaluation import metrics
+from rhpe_jax import model as model_lib
 from rhpe_jax.inference import predictor
+from rhpe_jax.inference import topdown
 
 # Batch fields kept next to the predictions (ground truth and provenance).
 _KEPT_FIELDS = ('keypoints', 'keypoint_status', 'input_to_image', 'head_size',
@@ -202,13 +204,8 @@ def parse_scales(text: str) -> tuple[float, ...]:
   try:
     scales = tuple(float(s) for s in str(text).split(',') if s.strip())
   except ValueError:
-    raise ValueError(f'--scales must be comma-separated numbers, got {text!r}') from None
-  if not scales or any(not (s > 0 and np.isfinite(s)) for s in scales):
-    raise ValueError(f'--scales must be positive numbers, got {text!r}')
-  if 1.0 not in scales:
-    raise ValueError(
-        f'--scales must include 1.0 (the frame heat maps are averaged in), got {text!r}')
-  return (1.0,) + tuple(s for s in scales if s != 1.0)
+    raise ValueError(f'scales must be comma-separated numbers, got {text!r}') from None
+  return topdown.check_scales(scales)
 
 
 def predict_split(config: ml_collections.ConfigDict, variables, split: str, *,
@@ -217,9 +214,10 @@ def predict_split(config: ml_collections.ConfigDict, variables, split: str, *,
   """Predictions of the network's `variables` ({'params', 'batch_stats'})
   for every example of a split, sorted by (image, person).
 
-  Heat maps of each box scale (and their mirror, with `flip`) are brought to
-  the scale-1 crop's grid (`predictor.grid_to_grid_affine`, bilinear), averaged, then
-  decoded. Returns 'pred' (input pixels of the scale-1 crop), 'pred_image'
+  The stored crops of each box scale go through the pmapped predictor (the
+  mirror averaged in, with `flip`); their heat maps are mapped as every
+  prediction's are (`topdown.poses_in_input`: onto the scale-1 crop's grid,
+  averaged, decoded). Returns 'pred' (input pixels of the scale-1 crop), 'pred_image'
   and 'gt_image' (original pixels), 'confidence' (max of each averaged map),
   and the ground-truth fields of the split (with a COCO-format build's ids,
   box, area and padded crowd regions, coco_eval.PERSON_FIELDS, CROWD_FIELDS).
@@ -237,16 +235,9 @@ def predict_split(config: ml_collections.ConfigDict, variables, split: str, *,
     reference = batches[0]
     # Copies: tf.data may reuse the buffers of the arrays it hands out.
     flat = lambda x: np.array(x).reshape((-1,) + np.shape(x)[2:])
-    maps = flat(heatmap_fn(replicated, reference['image'])['heatmaps'])
-    if len(scales) > 1:
-      total = maps
-      for batch in batches[1:]:
-        other = flat(heatmap_fn(replicated, batch['image'])['heatmaps'])
-        affine = predictor.grid_to_grid_affine(flat(reference['input_to_image']),
-                                               flat(batch['input_to_image']))
-        total = total + np.asarray(predictor.resample_heatmaps(other, affine))
-      maps = total / len(scales)
-    keypoints, confidence = predictor.decode_heatmaps(maps)
+    maps = [flat(heatmap_fn(replicated, batch['image'])['heatmaps']) for batch in batches]
+    keypoints, confidence = topdown.poses_in_input(
+        maps, [flat(batch['input_to_image']) for batch in batches], model_lib.STRIDE)
     parts['pred'].append(np.asarray(keypoints))
     parts['confidence'].append(np.asarray(confidence))
     parts['valid'].append(flat(reference['valid']))

@@ -150,7 +150,8 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
     print('\n'.join(lines))
 
 
-def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip: bool = False,
+def evaluate_checkpoint(config: ml_collections.ConfigDict | str | None, workdir: str, *,
+                        split: str | None = None, flip: bool = False,
                         scales: str | Sequence[float] = '1.0', checkpoint: str = 'best',
                         output_dir: str | None = None, batch_size: int | None = None,
                         mean_pose_from: str | None = None, num_examples: int | None = None,
@@ -158,7 +159,8 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
                         image_dir: str | None = None, annotations: str | None = None,
                         verbose: bool = True) -> dict[str, Any]:
   """Evaluates a checkpoint of `workdir` on a split, writes every output
-  (see the module doc); returns the results dict (as in the JSON).
+  (see the module doc); returns the results dict (as in the JSON). `config`
+  None: the one the run wrote beside its checkpoints (checkpoints.config_of_workdir).
 
   The whole split unless `num_examples` (the first N persons) is given:
   `config.num_eval_examples` is the training-time evaluation's subset. With
@@ -169,9 +171,12 @@ def evaluate_checkpoint(config, workdir: str, *, split: str | None = None, flip:
   split's images when given), and coco_results.json holds those results.
   """
   if num_examples is not None and num_examples < 1:
-    raise ValueError(f'--num_examples must be >= 1, got {num_examples}')
+    raise ValueError(f'num_examples must be >= 1, got {num_examples}')
   if boxes and not image_dir:
-    raise ValueError('--boxes needs --image_dir, the folder of the original images')
+    raise ValueError('boxes needs image_dir, the folder of the original images')
+  if config is None and not os.path.isdir(workdir):
+    raise FileNotFoundError(f'workdir {workdir} does not exist')
+  config = checkpoints.config_of_workdir(workdir, config)
   training_subset = config.num_eval_examples
   config = ml_collections.ConfigDict(config.to_dict())
   config.num_eval_examples = num_examples or -1

@@ -13,6 +13,8 @@ output skips the items already in it (a torn last line is cut off and its
 item predicted again). An image that cannot be read is reported by name and
 skipped; the run goes on. With pictures, an image's picture (every person of
 it, `visualize.draw_people`) is drawn when its last item is predicted.
+Crops go through the network and back into image pixels as every prediction
+does (`PoseEstimator.predict_crops`, rhpe_jax.inference.topdown).
 """
 from __future__ import annotations
 
@@ -26,11 +28,11 @@ import os
 import pathlib
 import re
 import time
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from rhpe_jax.data import coco_annotations
+from rhpe_jax.data import person_crops
 from rhpe_jax.data import image_io
 from rhpe_jax.data import image_inputs
 from rhpe_jax.inference import crop as crop_lib
@@ -39,14 +41,14 @@ from rhpe_jax.inference import crop as crop_lib
 @dataclasses.dataclass(frozen=True)
 class PersonBox(image_inputs.ImageInput):
   """A detector's person box of an image, cropped as the MPII window of the
-  box's centre and scale (coco_annotations.box_center_scale)."""
+  box's centre and scale (person_crops.box_center_scale)."""
   image_id: int = 0
   bbox: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # COCO's [x, y, w, h]
   box_score: float = 1.0
 
   @classmethod
   def of(cls, path: str, image_id: int, bbox: Sequence[float], box_score: float) -> PersonBox:
-    center, scale = coco_annotations.box_center_scale(bbox)
+    center, scale = person_crops.box_center_scale(bbox)
     return cls(path, (float(center[0]), float(center[1])), float(scale), int(image_id),
                tuple(float(v) for v in bbox), float(box_score))
 
@@ -225,17 +227,14 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   """Predicts every item not already in `output`, appending one JSON line each,
   with the network's `variables` ({'params', 'batch_stats'}) of checkpoint
   step `step_number`."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.codec import decode  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import progress
-  from rhpe_jax.core import skeleton
-  from rhpe_jax.inference import predictor
+  from rhpe_jax.core import progress  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.inference import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
   output = pathlib.Path(output)
   if not output.parent.is_dir():
     raise FileNotFoundError(f'output directory {output.parent} does not exist')
   if batch_size < 1:
-    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}')
   picture_dir = pathlib.Path(pictures) if pictures else None
   if picture_dir is not None:
     picture_dir.mkdir(parents=True, exist_ok=True)
@@ -245,7 +244,8 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   steps = {r.get('checkpoint_step') for r in existing}
   if existing and steps != {step_number}:
     raise ValueError(f'{output} holds predictions of checkpoint step {sorted(steps, key=str)}, '
-                     f'this run uses step {step_number}: pass --overwrite or another --output')
+                     f'this run uses step {step_number}: pass overwrite (--overwrite) or '
+                     'another output')
   unique = list(dict.fromkeys(items))
   done = {record_key(r) for r in existing}
   todo = [i for i in unique if i.key not in done]
@@ -258,10 +258,11 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   for r in existing:
     if record_key(r) in wanted:
       drawn[r['image']].append(r)
-  skel = skeleton.of_config(config)
-  joint_names = list(skel.joint_names)
-  step = predictor.predict_fn(config)
-  size = config.input_size
+  estimator = estimator_lib.PoseEstimator.from_variables(config, variables, step=step_number,
+                                                         batch_size=batch_size)
+  skel = estimator.keypoint_set
+  joint_names = list(estimator.keypoint_names)
+  size = estimator.input_size
   bar = progress.Progress(len(todo), stream=progress_stream)
   note = report or bar.note
   failed: list[str] = []
@@ -277,18 +278,14 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
         failed.append(p.item.path)
         note(f'skipped {p.error}')
       if group:
-        images = np.zeros((batch_size, size, size, 3), np.uint8)
-        for k, p in enumerate(group):
-          images[k] = p.crop
-        result = jax.device_get(step(variables, images))
-        for k, p in enumerate(group):
-          matrix = p.input_to_image
-          keypoints = np.asarray(decode.transform_points(result['keypoints'][k], matrix[:2]))
+        all_keypoints, all_scores = estimator.predict_crops(
+            np.stack([p.crop for p in group]), np.stack([p.input_to_image for p in group]))
+        for p, keypoints, scores in zip(group, all_keypoints, all_scores):
           record = {
               'image': p.item.path,
               'image_size': list(p.image_size),
               'keypoints': np.round(keypoints, 3).tolist(),
-              'confidence': np.round(result['confidence'][k], 5).tolist(),
+              'confidence': np.round(scores, 5).tolist(),
               'joint_names': joint_names,
               'window': {'center': [float(c) for c in p.window[0]], 'side': float(p.window[1])},
               'checkpoint_step': step_number,
@@ -325,14 +322,16 @@ def _closing(bar):
     bar.close()
 
 
-def predict_folder(config, workdir: str, images: str, output: str, *,
+def predict_folder(config: Any, workdir: str, images: str, output: str, *,
                    pictures: str | None = None, batch_size: int = 8, overwrite: bool = False,
                    checkpoint: str = 'best') -> int:
   """`predict --images`: every image `images` names (a folder, a glob or a list
   file) into the JSON Lines file `output` (.jsonl added without a suffix),
-  with a checkpoint of `workdir`; prints what it does and returns the exit
-  status: 1 if any image failed, 130 when interrupted (SIGINT or SIGTERM; the
-  same call resumes)."""
+  with a checkpoint of `workdir` (`config` None: the one the run wrote);
+  prints what it does and returns the exit status: 1 if any image failed,
+  130 when interrupted (SIGINT or SIGTERM; the same call resumes)."""
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  config = checkpoints.config_of_workdir(workdir, config)
   items, kind = image_inputs.list_images(images)
   out = pathlib.Path(output)
   if not out.suffix:
@@ -356,7 +355,7 @@ def run_items(config, workdir: str, items: Sequence[image_inputs.ImageInput],
   import sys  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   if batch_size < 1:
-    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}')
   checkpoints.find_checkpoint(workdir, checkpoint)
   if not out.parent.is_dir():
     raise FileNotFoundError(f'output directory {out.parent} does not exist')

@@ -119,7 +119,7 @@ def output_paths(output: str) -> tuple[pathlib.Path, pathlib.Path]:
   return out, out.with_suffix('.jsonl')
 
 
-def predict_boxes(config, workdir: str, boxes: str, images: str, output: str, *,
+def predict_boxes(config: Any, workdir: str, boxes: str, images: str, output: str, *,
                   annotations: str | None = None, box_score_threshold: float = 0.3,
                   pictures: str | None = None, batch_size: int = 8, overwrite: bool = False,
                   checkpoint: str = 'best') -> int:
@@ -128,7 +128,9 @@ def predict_boxes(config, workdir: str, boxes: str, images: str, output: str, *,
   into the COCO results file `output`; prints what it does and returns the
   exit status (1 if an image failed, 130 when interrupted: the same call
   resumes)."""
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  config = checkpoints.config_of_workdir(workdir, config)
   threshold = check_score_threshold(box_score_threshold)
   out, progress = output_paths(output)
   detections = coco_results.read_detections(boxes, score_threshold=threshold)

@@ -4,10 +4,10 @@
 AOT compiles, the export and the benchmarks trace it inside their own
 functions); `predict_fn` is that computation compiled once per network a
 config describes (`network_key`), on one device (jit) or over the local
-devices (pmap, as evaluation runs it). Test-time augmentation: the mirrored
-input's heat maps (`flip`) inside the compiled function, and other box scales'
-heat maps brought to the scale-1 grid (`grid_to_grid_affine`,
-`resample_heatmaps`) before they are averaged.
+devices (pmap, as evaluation runs it). With `flip`, the mirrored input's heat
+maps are averaged in inside the compiled function (evaluation of a split);
+everything after the network for images and person windows is
+rhpe_jax.inference.topdown.
 
 What the export needs of it (rhpe_jax.deploy.export): the last stage taken by
 a slice, never by indexing (indexing lowers to a gather, which TFLite cannot
@@ -46,13 +46,6 @@ def last_stage(maps: jax.Array) -> jax.Array:
   return jax.lax.index_in_dim(maps, maps.shape[0] - 1, keepdims=False)
 
 
-def decode_heatmaps(heatmaps: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Heat maps (..., h, w, J) -> keypoints (..., J, 2) in input pixels and
-  confidences (..., J)."""
-  coords, confidence = decode.heatmaps_to_keypoints(heatmaps)
-  return decode.grid_to_input(coords), confidence
-
-
 def predict(net: model_lib.RecurrentPoseNet, variables: Mapping[str, Any], images: jax.Array,
             *, flip_permutation: Sequence[int] | None = None,
             outputs: Sequence[str] = KEYPOINTS + ('heatmaps',)) -> dict[str, jax.Array]:
@@ -75,7 +68,7 @@ def predict(net: model_lib.RecurrentPoseNet, variables: Mapping[str, Any], image
                                     flip_permutation)
   out = {'heatmaps': heatmaps}
   if any(name in outputs for name in KEYPOINTS):
-    out['keypoints'], out['confidence'] = decode_heatmaps(heatmaps)
+    out['keypoints'], out['confidence'] = decode.heatmaps_to_input(heatmaps, model_lib.STRIDE)
   if 'part_maps' in outputs:
     out['part_maps'] = last_stage(part_maps).astype(jnp.float32)
   if 'stages' in outputs:
@@ -127,49 +120,3 @@ def replicate(tree: Any, axis_name: str | None = None) -> Any:
 @functools.lru_cache(maxsize=None)
 def _identity_pmap(axis_name: str | None):
   return jax.pmap(lambda tree: tree, axis_name=axis_name)
-
-
-def grid_to_grid_affine(target_input_to_image: np.ndarray,
-                        source_input_to_image: np.ndarray, stride: int = 4) -> np.ndarray:
-  """(..., 2, 3) map from the target crop's heat-map grid to the source crop's.
-
-  Both crops see one original image through their `input_to_image`; a target
-  grid pixel goes grid -> input -> image (target), then image -> input -> grid
-  (source); rows whose source affine is singular (batch padding) get the
-  identity. Used to bring the heat maps of another box scale into the scale-1
-  frame before averaging.
-  """
-  def hom(a):
-    a = np.asarray(a, np.float64)
-    last = np.broadcast_to(np.array([0.0, 0.0, 1.0]), a.shape[:-2] + (1, 3))
-    return np.concatenate([a, last], axis=-2)
-
-  # grid -> input: x_in = s x + (s - 1) / 2; its inverse x = (x_in - (s - 1) / 2) / s.
-  g2i = np.array([[stride, 0, (stride - 1) / 2], [0, stride, (stride - 1) / 2], [0, 0, 1.0]])
-  i2g = np.linalg.inv(g2i)
-  source = hom(source_input_to_image)
-  # Padding rows of a batch have all-zero affines: map them to the identity.
-  singular = np.abs(np.linalg.det(source)) < 1e-12
-  source = np.where(singular[..., None, None], np.eye(3), source)
-  full = i2g @ np.linalg.inv(source) @ hom(target_input_to_image) @ g2i
-  full = np.where(singular[..., None, None], np.eye(3), full)
-  return full[..., :2, :]
-
-
-@jax.jit
-def resample_heatmaps(heatmaps: jnp.ndarray, affine: jnp.ndarray) -> jnp.ndarray:
-  """Heat maps (B, h, w, J) sampled (bilinear, 0 outside) at `affine` (B, 2, 3)
-  applied to every pixel centre of a (h, w) output grid."""
-  heatmaps = jnp.asarray(heatmaps)
-  height, width = heatmaps.shape[1:3]
-  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
-                        jnp.arange(width, dtype=jnp.float32), indexing='ij')
-
-  def one(maps, a):
-    sx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
-    sy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
-    sample = lambda m: jax.scipy.ndimage.map_coordinates(m, [sy, sx], order=1,
-                                                         mode='constant', cval=0.0)
-    return jax.vmap(sample, in_axes=-1, out_axes=-1)(maps)
-
-  return jax.vmap(one)(heatmaps, jnp.asarray(affine, jnp.float32))

@@ -1,10 +1,11 @@
 """Pose on one image (`predict --image`, `--from_split`): OUT.json, OUT.png and
 the heat-map figures.
 
-The image is read upright (rhpe_jax.data.image_io), cut to its window
-(rhpe_jax.inference.crop) and run through the predictor's compiled function
-(rhpe_jax.inference.predictor) with every stage's maps, for the paper's
-figures (Fig. 1: every keypoint and body-part map; Fig. 2: the stages).
+The image is read upright (rhpe_jax.data.image_io), cut to its window and
+mapped back as every prediction is (rhpe_jax.inference.topdown), through the
+predictor's compiled function (rhpe_jax.inference.predictor) with every
+stage's maps, for the paper's figures (Fig. 1: every keypoint and body-part
+map; Fig. 2: the stages).
 """
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from rhpe_jax.inference import crop as crop_lib
+from rhpe_jax.inference import topdown
 
-FIGURE_OUTPUTS = ('keypoints', 'confidence', 'stages', 'part_maps')
+FIGURE_OUTPUTS = ('stages', 'part_maps')
 
 
 def dataset_image(config, split: str, index: int) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def dataset_image(config, split: str, index: int) -> dict[str, Any]:
   data_dir = config.data_dir or None
   ds = input_pipeline.load_split(config.dataset, split, data_dir, shard_for_process=False)
   if index < 0:
-    raise ValueError(f'--index must be >= 0, got {index}')
+    raise ValueError(f'index must be >= 0, got {index}')
   examples = list(ds.skip(index).take(1).as_numpy_iterator())
   if not examples:
     raise ValueError(f'{config.dataset} {split} has no example {index}')
@@ -50,37 +52,37 @@ def infer(config, variables, image: np.ndarray, centre: Sequence[float], side: f
   confidences.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.codec import decode  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import model  # pylint: disable=g-import-not-at-top
   from rhpe_jax.inference import predictor  # pylint: disable=g-import-not-at-top
-  pixels, matrix = crop_lib.crop(image, centre, side, config.input_size)
+  crops, matrices = topdown.crop_windows(image, [(centre, side)], config.input_size)
   out = jax.device_get(predictor.predict_fn(config, outputs=FIGURE_OUTPUTS)(
-      variables, pixels[None]))
-  keypoints = np.asarray(decode.transform_points(out['keypoints'][0], matrix[:2]))
-  return {'crop': pixels, 'input_to_image': matrix, 'stages': out['stages'][:, 0],
-          'parts': out['part_maps'][0], 'keypoints': keypoints,
-          'confidence': out['confidence'][0]}
+      variables, crops[0]))
+  keypoints, confidence = topdown.poses_in_input([out['stages'][-1]], matrices, model.STRIDE)
+  return {'crop': crops[0, 0], 'input_to_image': matrices[0, 0], 'stages': out['stages'][:, 0],
+          'parts': out['part_maps'][0], 'keypoints': topdown.to_image(keypoints, matrices[0])[0],
+          'confidence': confidence[0]}
 
 
-def predict_image(config, workdir: str, output: str, *, image_path: str | None = None,
+def predict_image(config: Any, workdir: str, output: str, *, image_path: str | None = None,
                   center: Sequence[float] | None = None, scale: float | None = None,
                   heatmaps: bool = False,
                   joints: Sequence[str] = ('r_wrist', 'l_ankle', 'head_top'),
                   from_split: str | None = None, index: int = 0,
                   checkpoint: str = 'best') -> dict[str, Any]:
-  """Predicts with a checkpoint of `workdir`, writes OUT.json and the
-  pictures; returns the JSON's contents."""
+  """Predicts with a checkpoint of `workdir` (`config` None: the config the
+  run wrote), writes OUT.json and the pictures; returns the JSON's contents."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
   from rhpe_jax.data import image_io  # pylint: disable=g-import-not-at-top
-  checkpoints.keypoint_set_of_workdir(config, workdir)
+  config = checkpoints.config_of_workdir(workdir, config)
   skel = skeleton.of_config(config)
   unknown = [j for j in joints if j not in skel.joint_names]
   if unknown:
     raise ValueError(f'unknown joints {unknown}; {skel.name} has {list(skel.joint_names)}')
   if (image_path is None) == (from_split is None):
-    raise ValueError('give exactly one of --image, --images and --from_split')
+    raise ValueError('give exactly one of image_path and from_split')
   out = pathlib.Path(output)
   if out.suffix.lower() in ('.json', '.png'):
     out = out.with_suffix('')
@@ -90,7 +92,7 @@ def predict_image(config, workdir: str, output: str, *, image_path: str | None =
   example = None
   if from_split is not None:
     if center is not None or scale is not None:
-      raise ValueError('--center/--scale do not apply to --from_split (the example has its own)')
+      raise ValueError('center and scale do not apply to from_split (the example has its own)')
     example = dataset_image(config, from_split, index)
     image, centre, side = example['image'], example['centre'], example['side']
   else:

@@ -6,8 +6,9 @@ a long video is never held whole) by a thread that decodes a few frames
 ahead of the network. Each person is followed (rhpe_jax.inference.tracking):
 frame t+1's window comes from frame t's keypoints, so the frames of one
 track cannot go through the network together; the persons of a frame do, as
-one batch of the predictor's one compiled function (padded to a power of two
-up to --batch_size, so a run compiles it once or a few times). Keypoints
+one batch of the one top-down path (`PoseEstimator.predict_crops`,
+rhpe_jax.inference.topdown: padded to a power of two up to batch_size, so a
+run compiles the network once or a few times). Keypoints
 are smoothed over time by a One-Euro filter per track
 (rhpe_jax.inference.smoothing) with the frames' time stamps; each line keeps
 the raw and the smoothed keypoints, the video shows the smoothed ones.
@@ -34,7 +35,6 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from rhpe_jax.core import progress
-from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import video_io
 from rhpe_jax.inference import crop as crop_lib
 from rhpe_jax.inference import smoothing
@@ -75,26 +75,6 @@ def output_paths(output: str) -> tuple[pathlib.Path, pathlib.Path]:
   """The output video (.mp4 added without a suffix) and its JSON Lines beside it."""
   video = video_io.output_path(output)
   return video, video.with_suffix('.jsonl')
-
-
-def padded_size(persons: int, batch_size: int) -> int:
-  """The batch a frame's persons go in: the next power of two, at most
-  `batch_size` (few shapes, so few compilations)."""
-  size = 1
-  while size < persons and size < batch_size:
-    size *= 2
-  return min(size, batch_size)
-
-
-def window_of(box: tracking.Box | None, image_shape: tuple[int, ...], box_scale: float
-              ) -> tuple[tuple[float, float], float]:
-  """The network's square window for a track's box: MPII's person window of
-  the box's centre and scale (coco_annotations.box_center_scale, as
-  `predict --boxes` crops), or the whole frame for None."""
-  if box is None:
-    return crop_lib.window(image_shape, None, None, box_scale)
-  center, scale = coco_annotations.box_center_scale(box)
-  return crop_lib.window(image_shape, (float(center[0]), float(center[1])), scale, box_scale)
 
 
 class _Decoded:
@@ -172,16 +152,14 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
   frame's person is `box` (None: the whole frame), or the persons of
   `detections` (image id = 0-based frame index); `stop()` true ends the run
   after the frame in flight."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.codec import decode  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.inference import predictor  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.inference import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.inference import topdown  # pylint: disable=g-import-not-at-top
   started = time.monotonic()
   if batch_size < 1:
-    raise ValueError(f'--batch_size must be >= 1, got {batch_size}')
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}')
   if max_frames is not None and max_frames < 1:
-    raise ValueError(f'--max_frames must be >= 1, got {max_frames}')
+    raise ValueError(f'max_frames must be >= 1, got {max_frames}')
   if smooth.on:
     smoothing.check_parameters(smooth.min_cutoff, smooth.beta)
   video_path, lines_path = output_paths(str(output))
@@ -189,10 +167,10 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
     raise FileNotFoundError(f'output directory {video_path.parent} does not exist')
   if follower is None:
     follower = tracking.Follower([] if detections is not None else [box])
-  skel = skeleton.of_config(config)
-  joint_names = list(skel.joint_names)
-  step = predictor.predict_fn(config)
-  size = config.input_size
+  estimator = estimator_lib.PoseEstimator.from_variables(config, variables, step=step_number,
+                                                         batch_size=batch_size)
+  skel = estimator.keypoint_set
+  joint_names = list(estimator.keypoint_names)
   filters: dict[int, smoothing.OneEuroFilter] = {}
   stages = dict.fromkeys(STAGES, 0.0)
   track_ids: set[int] = set()
@@ -213,24 +191,16 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
 
         tracks = follower.crops(_frame_boxes(detections, frame.index))
         clock = time.perf_counter()
-        crops = [crop_lib.crop(frame.image, *window_of(t.box, frame.image.shape,
-                                                       config.box_scale), size)
-                 for t in tracks]
+        windows = [crop_lib.box_window(t.box, frame.image.shape, estimator.box_scale)
+                   for t in tracks]
+        crops, matrices = topdown.crop_windows(frame.image, windows, estimator.input_size)
         stages['crop'] += time.perf_counter() - clock
         persons = []
-        for first in range(0, len(tracks), batch_size):
-          chunk = range(first, min(first + batch_size, len(tracks)))
+        if tracks:
           clock = time.perf_counter()
-          images = np.zeros((padded_size(len(chunk), batch_size), size, size, 3), np.uint8)
-          for k, i in enumerate(chunk):
-            images[k] = crops[i][0]
-          result = jax.device_get(step(variables, images))
+          all_keypoints, all_confidence = estimator.predict_crops(crops[0], matrices[0])
           stages['network'] += time.perf_counter() - clock
-          for k, i in enumerate(chunk):
-            track = tracks[i]
-            keypoints = np.asarray(decode.transform_points(result['keypoints'][k],
-                                                           crops[i][1][:2]), np.float64)
-            confidence = np.asarray(result['confidence'][k], np.float64)
+          for track, keypoints, confidence in zip(tracks, all_keypoints, all_confidence):
             person = {'track_id': track.track_id,
                       'box': None if track.box is None else [round(v, 2) for v in track.box],
                       'keypoints': np.round(keypoints, 3).tolist(),
@@ -289,7 +259,7 @@ def _frame_boxes(detections: dict[int, list[dict[str, Any]]] | None, index: int
   return [d['bbox'] for d in detections[index]]
 
 
-def run_video(config, workdir: str, video: str, output: str, *,
+def run_video(config: Any, workdir: str, video: str, output: str, *,
               box: Sequence[str] | None = None, boxes: str | None = None,
               box_score_threshold: float = 0.3, smooth: Smoothing = Smoothing(),
               max_frames: int | None = None, batch_size: int = 8, overwrite: bool = False,
@@ -320,6 +290,7 @@ def run_video(config, workdir: str, video: str, output: str, *,
   with video_io.VideoReader(video) as probe:  # bad input fails before the restore
     what = (f'{video}: {probe.width}x{probe.height} at {float(probe.rate):.3f} fps'
             + (f', {probe.frame_count} frames' if probe.frame_count else ''))
+  config = checkpoints.config_of_workdir(workdir, config)
   checkpoints.find_checkpoint(workdir, checkpoint)
   variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
   who = (f'the persons of {boxes}' if boxes else

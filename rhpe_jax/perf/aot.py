@@ -105,7 +105,7 @@ def lower(what: str, config: ml_collections.ConfigDict, devices: Sequence, batch
 def _targets_flops(config: ml_collections.ConfigDict, device, batch: int) -> float:
   """XLA's FLOPs for rendering one batch's targets on `device`: the train and
   eval steps render them, the project's count (rhpe_jax.model.flops) leaves them out."""
-  grid = (config.input_size // 4, config.input_size // 4)
+  grid = (config.input_size // model_lib.STRIDE,) * 2
   render = jax.jit(lambda b: step_lib.render_targets_for_batch(b, config, grid))
   compiled = render.lower(_on_device(batch_spec(config, batch), device)).compile()
   return float(_cost(compiled).get('flops', 0.0))

@@ -108,11 +108,11 @@ def render_targets_for_batch(batch: dict, config: ml_collections.ConfigDict,
   """Targets on the output grid from a batch's keypoints in input pixels."""
   joints = skeleton.of_config(config)
   return targets.render_batch(
-      decode.input_to_grid(batch['keypoints']), batch['keypoint_status'],
+      decode.input_to_grid(batch['keypoints'], model_lib.STRIDE), batch['keypoint_status'],
       grid_shape=grid_shape,
       part_pairs=joints.part_pairs if config.use_parts else (),
       occlusion_mode=config.occlusion_mode,
-      other_keypoints=decode.input_to_grid(batch['other_keypoints']),
+      other_keypoints=decode.input_to_grid(batch['other_keypoints'], model_lib.STRIDE),
       other_status=batch['other_keypoint_status'],
       sigma=config.sigma, peak=config.peak,
       part_sigma_along=config.part_sigma_along,
@@ -128,7 +128,7 @@ def train_step(state: TrainState, batch: dict, *,
   """
   net = model_lib.create_model(config, axis_name)
   images = model_lib.normalize_images(batch['image'])
-  grid = (images.shape[1] // 4, images.shape[2] // 4)
+  grid = (images.shape[1] // model_lib.STRIDE, images.shape[2] // model_lib.STRIDE)
   target = render_targets_for_batch(batch, config, grid)
 
   def loss_fn(params):
@@ -169,7 +169,7 @@ def eval_step(state: TrainState, batch: dict, *,
   """Validation loss (every stage) and predictions for one batch."""
   net = model_lib.create_model(config)
   images = model_lib.normalize_images(batch['image'])
-  grid = (images.shape[1] // 4, images.shape[2] // 4)
+  grid = (images.shape[1] // model_lib.STRIDE, images.shape[2] // model_lib.STRIDE)
   target = render_targets_for_batch(batch, config, grid)
   keypoint_maps, part_maps = net.apply(
       {'params': state.params, 'batch_stats': state.batch_stats}, images,
@@ -177,8 +177,8 @@ def eval_step(state: TrainState, batch: dict, *,
   total, _ = losses.pose_loss(keypoint_maps, part_maps, target)
   if axis_name is not None:
     total = jax.lax.pmean(total, axis_name)
-  keypoints, confidence = predictor.decode_heatmaps(
-      predictor.last_stage(keypoint_maps).astype(jnp.float32))
+  keypoints, confidence = decode.heatmaps_to_input(
+      predictor.last_stage(keypoint_maps).astype(jnp.float32), model_lib.STRIDE)
   return {'loss': total, 'keypoints': keypoints, 'confidence': confidence}
 
 

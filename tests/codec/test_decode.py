@@ -156,8 +156,8 @@ def test_merge_flipped_symmetric_case():
 
 def test_input_mirror_aligns_with_grid_mirror():
   x_in = np.linspace(-0.5, 247.5, 97)
-  lhs = np.asarray(decode.input_to_grid(248 - 1 - x_in))
-  rhs = 62 - 1 - np.asarray(decode.input_to_grid(x_in))
+  lhs = np.asarray(decode.input_to_grid(248 - 1 - x_in, 4))
+  rhs = 62 - 1 - np.asarray(decode.input_to_grid(x_in, 4))
   np.testing.assert_allclose(lhs, rhs, atol=1e-5)
 
 
@@ -209,13 +209,13 @@ def test_bad_affine_shape_raises():
 
 def test_grid_input_hand_values_and_round_trip():
   # Output pixel 0 covers input pixels 0..3, centre 1.5; pixel 61 covers 244..247.
-  np.testing.assert_allclose(np.asarray(decode.grid_to_input(np.array([0.0, 61.0]))),
+  np.testing.assert_allclose(np.asarray(decode.grid_to_input(np.array([0.0, 61.0]), 4)),
                              [1.5, 245.5])
   # The image edges map onto each other: input -0.5 <-> grid -0.5, 247.5 <-> 61.5.
-  np.testing.assert_allclose(np.asarray(decode.input_to_grid(np.array([-0.5, 247.5]))),
+  np.testing.assert_allclose(np.asarray(decode.input_to_grid(np.array([-0.5, 247.5]), 4)),
                              [-0.5, 61.5])
   np.testing.assert_allclose(np.asarray(decode.input_to_grid(np.array([1.5]), stride=2)),
                              [0.5])
   points = np.random.default_rng(7).uniform(-5, 70, size=(3, 16, 2))
   np.testing.assert_allclose(
-      np.asarray(decode.input_to_grid(decode.grid_to_input(points))), points, atol=1e-5)
+      np.asarray(decode.input_to_grid(decode.grid_to_input(points, 4), 4)), points, atol=1e-5)

@@ -271,7 +271,7 @@ def test_detections_on_other_images_are_ignored_and_bad_files_named(coco_data_di
   with pytest.raises(ValueError, match=r'boxes.json: record 0: bbox must be'):
     report.evaluate_checkpoint(config, str(coco_workdir), output_dir=str(tmp_path / 'o'),
                                boxes=str(boxes), image_dir=str(SAMPLE / 'images'), verbose=False)
-  with pytest.raises(ValueError, match='--boxes needs --image_dir'):
+  with pytest.raises(ValueError, match='boxes needs image_dir'):
     report.evaluate_checkpoint(config, str(coco_workdir), boxes=str(boxes))
 
 

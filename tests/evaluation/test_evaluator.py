@@ -162,7 +162,7 @@ def test_parse_scales():
   assert evaluation.parse_scales('0.9,1.0,1.1') == (1.0, 0.9, 1.1)
   assert evaluation.parse_scales('1') == (1.0,)
   for bad in ('a,b', '0.9,1.1', '1,-1', ''):
-    with pytest.raises(ValueError, match='--scales'):
+    with pytest.raises(ValueError, match='scales'):
       evaluation.parse_scales(bad)
 
 

@@ -181,7 +181,7 @@ def test_bad_input_gives_one_line_errors(tiny_data_dir, tiny_workdir, tmp_path):
   with pytest.raises(FileNotFoundError, match='no checkpoint'):
     report.evaluate_checkpoint(config, str(tmp_path / 'empty'))
   for bad in ('1.0,big', '0.8,1.2', '1,0'):
-    with pytest.raises(ValueError, match='--scales'):
+    with pytest.raises(ValueError, match='scales'):
       report.evaluate_checkpoint(config, str(tiny_workdir), scales=bad)
   with pytest.raises(ValueError, match='step number'):
     report.evaluate_checkpoint(config, str(tiny_workdir), checkpoint='newest')

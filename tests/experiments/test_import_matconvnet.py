@@ -62,6 +62,10 @@ def test_import_predict_and_tflite_agree_with_the_file(tmp_path):
   record = single.predict_image(config, str(workdir), str(tmp_path / 'pred'), image_path=str(IMAGE))
   assert record['checkpoint_step'] == 0
   predicted = np.asarray(record['keypoints'])
+  # The imported run describes itself: the API needs its folder only.
+  from rhpe_jax import PoseEstimator  # pylint: disable=g-import-not-at-top
+  poses = PoseEstimator.from_workdir(workdir).predict(str(IMAGE))
+  np.testing.assert_allclose(poses.keypoints[0], predicted, atol=2e-3)
 
   export.export_checkpoint(config, str(workdir), str(tmp_path / 'export'), formats='tflite')
   image = image_io.read_image(str(IMAGE))
@@ -80,7 +84,7 @@ def test_import_predict_and_tflite_agree_with_the_file(tmp_path):
   assert maps.shape == (62, 62, 16) and maps.max() > 1
   np.testing.assert_allclose(out['heatmaps'][0], maps, atol=1e-4 * np.abs(maps).max(), rtol=0)
   authors = ref.authors_decode(maps, (size, size))
-  grid = np.asarray(decode.input_to_grid(out['keypoints'][0]))
+  grid = np.asarray(decode.input_to_grid(out['keypoints'][0], 4))
   assert np.all(np.abs(grid - (authors / 4.0 - 1.0)) <= 0.5 + 1e-4)
 
   # predict's keypoints (original image pixels) are the TFLite ones mapped back.

@@ -46,6 +46,9 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
                       '--center', str(centre[0]), str(centre[1]), f'--scale={scale}',
                       f'--output={tmp_path / "person"}', '--heatmaps',
                       '--joints=r_wrist,l_ankle'])
+  # Without --config: the workdir's config.json, written by its first save.
+  bare = _start([f'--workdir={tiny_workdir}', f'--image={image_path}', '--center',
+                 str(centre[0]), str(centre[1]), f'--scale={scale}', f'--output={tmp_path / "b"}'])
   no_checkpoint = _start(base + [f'--workdir={tmp_path / "empty_run"}',
                                  f'--image={image_path}', f'--output={tmp_path / "z"}'])
   usage = _start(base + [f'--image={image_path}', f'--output={tmp_path / "u"}'])
@@ -96,20 +99,16 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
       assert picture.format == 'PNG'
   with Image.open(tmp_path / 'person_stages.png') as stages:
     assert stages.size[1] < stages.size[0]  # 2 joint rows, 3 stage columns
+  _, stderr = bare.communicate(timeout=300)
+  assert bare.returncode == 0, stderr[-3000:]
+  assert json.loads((tmp_path / 'b.json').read_text())['keypoints'] == out['keypoints']
 
 
 def test_command_line_helpers(tmp_path):
   from experiments import predict
   from rhpe_jax.data import image_io
-  from rhpe_jax.inference import crop
   assert predict.join_center_values(['p', '--center', '10', '20.5', '--scale=2']) == [
       'p', '--center=10,20.5', '--scale=2']
-  assert crop.window((100, 300, 3), None, None, 1.5) == ((149.5, 49.5), 300.0)
-  assert crop.window((100, 300, 3), (5, 6), 2.0, 1.5) == ((5.0, 6.0), 600.0)
-  with pytest.raises(ValueError, match='--scale'):
-    crop.window((10, 10, 3), (5, 6), None, 1.5)
-  with pytest.raises(ValueError, match='needs --center'):
-    crop.window((10, 10, 3), None, 2.0, 1.5)
   with pytest.raises(FileNotFoundError, match='does not exist'):
     image_io.read_image(str(tmp_path / 'nothing.png'))
   bad = tmp_path / 'bad.png'

@@ -1,6 +1,5 @@
 """The one inference path: `predict` against the network run by hand (last
-stage, decoding, flip averaging), the compile cache's key, and the heat-map
-resampling that brings other box scales to the scale-1 grid."""
+stage, decoding, flip averaging) and the compile cache's key."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,41 +57,3 @@ def test_one_compiled_function_per_network():
   other_network = ml_collections.ConfigDict(dict(config.to_dict(), width=0.25))
   assert predictor.network_key(config) == predictor.network_key(other_data)
   assert predictor.network_key(config) != predictor.network_key(other_network)
-
-
-def test_grid_to_grid_affine_and_resampling_against_numpy():
-  # Scale-1 crop: input x -> 2 x + 10 (image); scale-1.5 crop of the same centre.
-  size, mid = 64, 31.5
-  t1 = np.array([[2.0, 0, 10], [0, 2.0, 20]])
-  k = 2.0 * 1.5
-  centre = t1[:, :2] @ [mid, mid] + t1[:, 2]
-  t2 = np.array([[k, 0, centre[0] - k * mid], [0, k, centre[1] - k * mid]])
-  a = predictor.grid_to_grid_affine(t1[None], t2[None])[0]
-  # A grid-1 point -> input-1 -> image -> input-2 -> grid-2, step by step.
-  g1 = np.array([3.0, 11.0])
-  in1 = 4 * (g1 + 0.5) - 0.5
-  image = t1[:, :2] @ in1 + t1[:, 2]
-  in2 = (image - t2[:, 2]) / k
-  g2 = (in2 + 0.5) / 4 - 0.5
-  np.testing.assert_allclose(a[:, :2] @ g1 + a[:, 2], g2)
-
-  rng = np.random.default_rng(2)
-  maps = rng.uniform(0, 1, (1, 16, 16, 2)).astype(np.float32)
-  out = np.asarray(predictor.resample_heatmaps(maps, a[None]))
-
-  def bilinear(m, x, y):
-    x0, y0 = int(np.floor(x)), int(np.floor(y))
-    value = 0.0
-    for yy, wy in ((y0, 1 - (y - y0)), (y0 + 1, y - y0)):
-      for xx, wx in ((x0, 1 - (x - x0)), (x0 + 1, x - x0)):
-        if 0 <= yy < m.shape[0] and 0 <= xx < m.shape[1]:
-          value += wx * wy * m[yy, xx]
-    return value
-
-  for y in range(16):
-    for x in range(16):
-      sx, sy = a[:, :2] @ [x, y] + a[:, 2]
-      for c in range(2):
-        assert out[0, y, x, c] == pytest.approx(bilinear(maps[0, :, :, c], sx, sy), abs=1e-5)
-
-

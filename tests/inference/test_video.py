@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rhpe_jax.data import synthetic
+from rhpe_jax.inference import crop
 from rhpe_jax.inference import tracking
 from rhpe_jax.inference import video
 from tests.conftest import SHARED_DATA, tiny_config
@@ -67,7 +68,7 @@ def test_the_window_follows_the_figure_along_its_known_path():
   box_scale = tiny_config('unused').box_scale
   for t in range(FRAMES):
     (track,) = follower.crops()
-    (cx, cy), side = video.window_of(track.box, (HEIGHT, WIDTH, 3), box_scale)
+    (cx, cy), side = crop.box_window(track.box, (HEIGHT, WIDTH, 3), box_scale)
     assert inside(keypoints[t], [cx - side / 2, cy - side / 2, side, side]), t
     assert inside(keypoints[t].mean(0, keepdims=True), track.box), t  # centred on it
     collapsed = 8 <= t < 11
@@ -169,7 +170,3 @@ def test_a_bad_source_fails_before_any_output(variables, tmp_path):
     video.predict_video(config, params, 1, str(tmp_path / 'notes.mp4'), tmp_path / 'out.mp4')
   assert not (tmp_path / 'out.mp4').exists()
 
-
-def test_padded_batch_sizes():
-  assert [video.padded_size(n, 8) for n in (1, 2, 3, 5, 8, 9)] == [1, 2, 4, 8, 8, 8]
-  assert video.padded_size(3, 3) == 3
