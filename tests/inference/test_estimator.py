@@ -149,6 +149,7 @@ def onnx_export(tiny_data_dir, tiny_workdir, tmp_path_factory):
   return out
 
 
+@pytest.mark.slow  # the ONNX export: ~30 s on 2 cores
 def test_the_manifest_holds_the_processing(onnx_export, tiny_data_dir):
   from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data_dir)
@@ -162,6 +163,7 @@ def test_the_manifest_holds_the_processing(onnx_export, tiny_data_dir):
   assert section['flip_pairs'] == [list(p) for p in joints.flip_pairs]
 
 
+@pytest.mark.slow
 def test_from_export_agrees_with_from_workdir(onnx_export, tiny_workdir, tmp_path):
   from rhpe_jax import PoseEstimator  # pylint: disable=g-import-not-at-top
   paths = _lspet()
