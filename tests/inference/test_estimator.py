@@ -76,6 +76,38 @@ def test_from_workdir_on_lspet_images_and_boxes(tiny_data_dir, tiny_workdir):
   assert drawn.shape == image.shape and np.any(drawn != image)
 
 
+def test_from_workdir_on_the_coco_sample_with_its_detections(tiny_data_dir, tiny_workdir):
+  """Every detection scoring >= 0.3 on the COCO sample's images (stored frame,
+  as `evaluate --boxes` reads them) against the TensorFlow crop of its window
+  (box_scale x the box's longer side around its centre) and the predictor's
+  in-graph decoding."""
+  from rhpe_jax import PoseEstimator, checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import coco_results, image_io  # pylint: disable=g-import-not-at-top
+  sample = SHARED_DATA / 'coco_sample'
+  if not (sample / 'person_detections.json').is_file():
+    pytest.skip(f'the COCO sample is not at {sample}')
+  detections = coco_results.read_detections(str(sample / 'person_detections.json'),
+                                            score_threshold=0.3)
+  config = tiny_config(tiny_data_dir)
+  variables, _ = checkpoints.restore_variables(config, str(tiny_workdir))
+  est = PoseEstimator.from_workdir(tiny_workdir)
+  checked = 0
+  for path in sorted((sample / 'images').glob('*.jpg')):
+    boxes = [d['bbox'] for d in detections.get(int(path.stem), ())]
+    image = image_io.read_image(str(path), apply_orientation=False)
+    poses = est.predict(image, boxes)
+    assert poses.keypoints.shape == (len(boxes), 16, 2)
+    np.testing.assert_allclose(poses.boxes, np.asarray(boxes, np.float32).reshape(-1, 4))
+    for person, (x, y, w, h) in enumerate(boxes):
+      centre = np.array([x + w / 2, y + h / 2], np.float32)  # the builder's float32 centre
+      expected, confidence = _reference(config, variables, image, tuple(centre.tolist()),
+                                        config.box_scale * max(w, h))
+      np.testing.assert_allclose(poses.keypoints[person], expected, atol=2e-3)
+      np.testing.assert_allclose(poses.scores[person], confidence, atol=1e-5)
+      checked += 1
+  assert checked >= 10
+
+
 def test_flip_and_box_scales_average_heat_maps(tiny_workdir):
   """The flip test is symmetric: the mirrored image's keypoints, mirrored
   back and renamed, are the image's (a property of the averaged maps)."""
