@@ -127,9 +127,11 @@ def processing(keypoint_set: skeleton_lib.Skeleton, *, input_size: int, stride: 
 class PoseEstimator:
   """Keypoints of the persons of an image, from a trained network.
 
-  `flip` (average with the mirrored image), `scales` (box scales whose heat
-  maps are averaged; 1.0 among them) and `batch_size` (crops per network
-  call) are defaults that `predict` can override.
+  Options of from_workdir and from_export: `flip` (average with the mirrored
+  image), `scales` (box scales whose heat maps are averaged; 1.0 among
+  them), `batch_size` (crops per network call) and `box_scale` (the window's
+  side over a box's longer side; default the network's training value);
+  `predict` can override flip and scales.
   """
 
   def __init__(self, heatmap_fn: topdown.HeatmapFn, keypoint_set: skeleton_lib.Skeleton, *,
@@ -185,9 +187,9 @@ class PoseEstimator:
     def heatmap_fn(crops: np.ndarray) -> np.ndarray:
       return np.asarray(jax.device_get(fn(on_device, crops)['heatmaps']))
 
+    options.setdefault('box_scale', config.box_scale)
     return cls(heatmap_fn, skeleton_lib.of_config(config), input_size=config.input_size,
-               stride=model_lib.STRIDE, box_scale=config.box_scale, step=step, source=source,
-               **options)
+               stride=model_lib.STRIDE, step=step, source=source, **options)
 
   @classmethod
   def from_export(cls, export_dir: str | os.PathLike, *, threads: int | None = None,
@@ -224,9 +226,10 @@ class PoseEstimator:
     fixed = fixed if isinstance(fixed, int) else None
     heatmap_fn = _onnx_heatmap_fn(session, fixed)
     keypoint_set = skeleton_lib.Skeleton.from_dict(section['keypoint_set'])
+    options.setdefault('box_scale', section['box_scale'])
     return cls(heatmap_fn, keypoint_set, input_size=section['input_size'],
-               stride=section['stride'], box_scale=section['box_scale'],
-               step=manifest.get('checkpoint_step'), source=str(folder), **options)
+               stride=section['stride'], step=manifest.get('checkpoint_step'),
+               source=str(folder), **options)
 
   def predict(self, image: ImageLike, boxes: Any = None, *, flip: bool | None = None,
               scales: Sequence[float] | None = None) -> Poses:

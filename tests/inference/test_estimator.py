@@ -142,6 +142,7 @@ def test_bad_input_gives_one_line_errors(tiny_workdir, tmp_path):
     PoseEstimator.from_workdir(tmp_path)
   with pytest.raises(ValueError, match='scales must include 1.0'):
     PoseEstimator.from_workdir(tiny_workdir, scales=(0.9,))
+  assert PoseEstimator.from_workdir(tiny_workdir, box_scale=2.0).box_scale == 2.0
 
 
 def test_prediction_from_a_workdir_leaves_tensorflow_out(tiny_workdir):
