@@ -282,6 +282,7 @@ def test_two_processes_train_as_one_process(tiny_data_dir, tmp_path):
                                err_msg=name)
 
 
+@pytest.mark.slow  # a training run in a process of its own: 31-46 s measured in the fast tier
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_data_dir, tmp_path):
   workdir = tmp_path / 'diverge'
   run = _Run(_train_args(workdir, tiny_data_dir, learning_rate=1e30, num_train_steps=40,
