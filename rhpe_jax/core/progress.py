@@ -32,7 +32,10 @@ class Progress:
   def start_rate(self) -> None:
     """The rate and ETA count from now (and from what is done now)."""
     self._rate_start = (self.clock(), self.done)
-    self._bar.initial, self._bar.start_t = self.done, self._rate_start[0]
+    # tqdm's rate is (n - initial) / (now - start_t); a close before the next
+    # draw still draws the last state and ends the line (last_print_t >= start_t).
+    self._bar.initial = self.done
+    self._bar.start_t = self._bar.last_print_t = self._rate_start[0]
 
   def rate(self) -> float | None:
     """Items per second since `start_rate`, None before any."""
