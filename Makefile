@@ -32,7 +32,7 @@ PY_TAG := $(shell $(PYTHON) -c 'import sys; print("py%d%d" % sys.version_info[:2
 LOCK   := requirements/$(PY_TAG).txt
 LOCKED_PYTHONS := 3.11 3.12
 
-.PHONY: setup demo test test-slow test-all test-latest setup-latest lock clean
+.PHONY: setup demo test test-slow test-all test-latest setup-latest lock browser-deps clean
 
 setup: $(VENV)/.installed
 
@@ -98,6 +98,14 @@ lock:
 	    --custom-compile-command "make lock  (uv pip compile pyproject.toml --extra test --extra onnx --python-version $$v --python-platform x86_64-manylinux_2_31)" \
 	    -o requirements/py$$(echo $$v | tr -d .).txt || exit 1; \
 	done
+
+# The browser test's programs (tests/deploy/test_web_page.py, which skips
+# without them): Debian's chromium and npm, by apt-get (through sudo unless
+# root); the test installs onnxruntime-web with npm into build/.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser-deps:
+	command -v chromium >/dev/null && command -v npm >/dev/null || { \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium npm; }
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) .venv-lock $(DATA) runs

@@ -197,7 +197,7 @@ def coco_format_manual(root: pathlib.Path, annotations: pathlib.Path, images: pa
 def coco_format_builder(data_dir: pathlib.Path, **config):
   # pylint: disable-next=g-import-not-at-top
   from tfds_builders.coco_keypoints import coco_keypoints_dataset_builder as cb
-  cfg = cb.CocoKeypointsConfig(name=COCO_FORMAT_CONFIG, source='custom',
+  cfg = cb.CocoKeypointsConfig(name=COCO_FORMAT_CONFIG, source=config.pop('source', 'custom'),
                                resolution=config.pop('resolution', COCO_FORMAT_RESOLUTION),
                                **config)
   return cb.Builder(data_dir=str(data_dir), config=cfg)
@@ -230,3 +230,24 @@ def coco_format_builds(tmp_path_factory) -> dict:
     out[name] = (json.loads(annotations.read_text()), coco_format_examples(builder),
                  tmp / 'data')
   return out
+
+
+@pytest.fixture(scope='session')
+def wholebody_build(tmp_path_factory) -> tuple:
+  """The COCO sample as COCO-WholeBody (tests/keypoint_formats.py), built by
+  the `wholebody` source from the released layout
+  (annotations/coco_wholebody_val_v1.0.json, val2017/) at 32 px:
+  (its JSON, its examples, the build's data_dir)."""
+  import json  # pylint: disable=g-import-not-at-top
+  from tests import keypoint_formats  # pylint: disable=g-import-not-at-top
+  annotations, images = COCO_FORMAT_SAMPLES['coco']
+  if not annotations.exists():
+    pytest.skip(f'real data not found at {annotations} (../shared/data is absent)')
+  tmp = tmp_path_factory.mktemp('wholebody')
+  data = keypoint_formats.wholebody(json.loads(annotations.read_text()))
+  (tmp / 'manual' / 'annotations').mkdir(parents=True)
+  (tmp / 'manual' / 'annotations' / 'coco_wholebody_val_v1.0.json').write_text(json.dumps(data))
+  (tmp / 'manual' / 'val2017').symlink_to(images.resolve())
+  builder = coco_format_build(tmp / 'manual', tmp / 'data', source='wholebody',
+                              keypoint_set='coco_wholebody', resolution=32)
+  return data, coco_format_examples(builder), tmp / 'data'

@@ -117,7 +117,7 @@ RULES: dict[str, Rule] = {
     'init_from_checkpoint': Rule(
         lambda value: value in ('latest', 'best') or (isinstance(value, str) and value.isdigit())
         or (_is_int(value) and value >= 0), "'latest', 'best' or a step number"),
-    'init_from_skeleton': one_of(('', *skeleton.SKELETONS)),
+    'init_from_skeleton': one_of(('', *skeleton.BUILT_IN_NAMES)),
     'shuffle_buffer': integer(1),
     'max_other_people': integer(0),
     # Input and augmentation.
@@ -191,8 +191,8 @@ def _relations(config: Mapping[str, Any]) -> list[tuple[bool, str]]:
                    f'config.lr_boundaries_epochs = {boundaries!r} must be in increasing order'))
   if has('skeleton', 'keypoint_sigmas') and config['keypoint_sigmas']:
     count = None  # the keypoint count, where the set is known here
-    if config['skeleton'] in skeleton.SKELETONS:
-      count = skeleton.SKELETONS[config['skeleton']].num_joints
+    if config['skeleton'] in skeleton.BUILT_IN_NAMES:
+      count = skeleton.get_skeleton(config['skeleton']).num_joints
     elif isinstance(config.get('keypoint_set'), Mapping):
       count = len(config['keypoint_set'].get('keypoint_names', ()))
     if count is not None:

@@ -1,5 +1,10 @@
-"""Joint sets: MPII (16 joints), LSP (14), COCO (17) and any set a dataset
-brings (a COCO-format file's `categories`).
+"""Joint sets: MPII (16 joints), LSP (14), COCO (17), COCO-WholeBody (133),
+Halpe-FullBody (136) and any set a dataset brings (a COCO-format file's
+`categories` or its keypoint-set file).
+
+The built-in sets are keypoint-set files shipped with the package
+(`keypoint_sets/<name>.json`, the schema of `Skeleton.to_dict`, each with the
+`source` of its facts), read on first use.
 
 Everything that depends on the order of joints lives here: names, left/right
 flip pairs, the joint pairs that form body parts, the keypoint sigmas of
@@ -9,6 +14,7 @@ network, and the name matching that carries a head from one set to another.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -26,13 +32,15 @@ VISIBLE = 2  # annotated and visible
 class Skeleton:
   """A joint set: names, flip pairs and body-part (limb) pairs, 0-based ids;
   `sigmas` are the per-keypoint OKS constants (None: `oks_sigmas` gives them
-  by the documented rule)."""
+  by the documented rule); `groups` name index ranges [start, end) scored
+  apart (COCO-WholeBody's body, foot, face and hands), in index order."""
 
   name: str
   joint_names: tuple[str, ...]
   flip_pairs: tuple[tuple[int, int], ...]
   part_pairs: tuple[tuple[int, int], ...]
   sigmas: tuple[float, ...] | None = None
+  groups: tuple[tuple[str, int, int], ...] = ()
 
   def __post_init__(self):
     count = len(self.joint_names)
@@ -50,6 +58,10 @@ class Skeleton:
     if self.sigmas is not None and (len(self.sigmas) != count or min(self.sigmas) <= 0):
       raise ValueError(f'keypoint set {self.name!r}: {len(self.sigmas)} sigmas for {count} '
                        'keypoints (each > 0)')
+    if len({g[0] for g in self.groups}) != len(self.groups) or not all(
+        0 <= start < end <= count for _, start, end in self.groups):
+      raise ValueError(f'keypoint set {self.name!r}: groups {list(self.groups)} are not named '
+                       f'ranges [start, end) of the {count} keypoints')
 
   @property
   def num_joints(self) -> int:
@@ -75,47 +87,53 @@ class Skeleton:
     return {'name': self.name, 'keypoint_names': list(self.joint_names),
             'flip_pairs': [list(p) for p in self.flip_pairs],
             'part_pairs': [list(p) for p in self.part_pairs],
-            'sigmas': None if self.sigmas is None else list(self.sigmas)}
+            'sigmas': None if self.sigmas is None else list(self.sigmas),
+            'groups': {name: [start, end] for name, start, end in self.groups}}
 
   @classmethod
   def from_dict(cls, values: Mapping[str, Any]) -> 'Skeleton':
-    """The inverse of `to_dict`."""
+    """The inverse of `to_dict`; a pair may name its keypoints instead of
+    giving their 0-based indices (a keypoint-set file written by hand), and
+    `groups` may be left out."""
     missing = {'name', 'keypoint_names', 'flip_pairs', 'part_pairs'} - set(values)
     if missing:
       raise ValueError(f'a keypoint set needs {sorted(missing)}; got keys {sorted(values)}')
+    names = tuple(str(n) for n in values['keypoint_names'])
+    index = {n: i for i, n in enumerate(names)}
+
+    def keypoint(value: Any, kind: str) -> int:
+      if isinstance(value, str):
+        if value not in index:
+          raise ValueError(f'keypoint set {values["name"]!r}: {kind} pair names {value!r}, '
+                           'which is not one of its keypoint names')
+        return index[value]
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f'keypoint set {values["name"]!r}: {kind} pair holds {value!r}, '
+                         'neither a 0-based index nor a keypoint name')
+      return int(value)
+
+    def pairs(kind: str) -> tuple[tuple[int, int], ...]:
+      given = values[f'{kind}_pairs']
+      if not isinstance(given, (list, tuple)) or not all(
+          isinstance(p, (list, tuple)) and len(p) == 2 for p in given):
+        raise ValueError(f'keypoint set {values["name"]!r}: {kind}_pairs is not a list of '
+                         'pairs')
+      return tuple((keypoint(a, kind), keypoint(b, kind)) for a, b in given)
+
+    groups = values.get('groups') or {}
+    # A mapping (a ConfigDict too, which reorders its keys): the groups are
+    # kept in the order of their ranges.
+    if not hasattr(groups, 'items') or not all(
+        isinstance(r, (list, tuple)) and len(r) == 2 for _, r in groups.items()):
+      raise ValueError(f'keypoint set {values["name"]!r}: groups must map a name to '
+                       f'[start, end), got {groups!r}'[:200])
     sigmas = values.get('sigmas')
-    return cls(name=str(values['name']),
-               joint_names=tuple(str(n) for n in values['keypoint_names']),
-               flip_pairs=tuple((int(a), int(b)) for a, b in values['flip_pairs']),
-               part_pairs=tuple((int(a), int(b)) for a, b in values['part_pairs']),
-               sigmas=None if sigmas is None else tuple(float(v) for v in sigmas))
+    return cls(name=str(values['name']), joint_names=names,
+               flip_pairs=pairs('flip'), part_pairs=pairs('part'),
+               sigmas=None if sigmas is None else tuple(float(v) for v in sigmas),
+               groups=tuple(sorted(((str(g), int(r[0]), int(r[1])) for g, r in groups.items()),
+                                   key=lambda group: group[1:])))
 
-
-MPII = Skeleton(
-    name='mpii',
-    joint_names=(
-        'r_ankle', 'r_knee', 'r_hip', 'l_hip', 'l_knee', 'l_ankle', 'pelvis',
-        'thorax', 'upper_neck', 'head_top', 'r_wrist', 'r_elbow',
-        'r_shoulder', 'l_shoulder', 'l_elbow', 'l_wrist'),
-    flip_pairs=((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)),
-    # The 15 body parts of the authors' release (reference.md).
-    part_pairs=((0, 1), (1, 2), (2, 6), (3, 4), (4, 5), (6, 3), (7, 9),
-                (8, 9), (10, 11), (11, 12), (12, 7), (13, 7), (13, 14),
-                (14, 15), (6, 7)),
-)
-
-LSP = Skeleton(
-    name='lsp',
-    joint_names=(
-        'r_ankle', 'r_knee', 'r_hip', 'l_hip', 'l_knee', 'l_ankle', 'r_wrist',
-        'r_elbow', 'r_shoulder', 'l_shoulder', 'l_elbow', 'l_wrist', 'neck',
-        'head_top'),
-    flip_pairs=((0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9)),
-    # MPII's parts that do not need pelvis or thorax, plus neck-shoulder and
-    # hip-hip links to close the torso.
-    part_pairs=((0, 1), (1, 2), (3, 4), (4, 5), (12, 13), (6, 7), (7, 8),
-                (8, 12), (9, 12), (9, 10), (10, 11), (2, 3), (8, 2), (9, 3)),
-)
 
 # LSP joint k is MPII joint LSP_TO_MPII[k]; MPII's pelvis (6) and thorax (7)
 # have no LSP counterpart. LSP's "neck" is MPII's "upper neck".
@@ -154,41 +172,50 @@ def lsp_to_mpii(keypoints: np.ndarray, status: np.ndarray
   """
   keypoints = np.asarray(keypoints)
   status = np.asarray(status)
-  out_kp = np.zeros(keypoints.shape[:-2] + (MPII.num_joints, 2), keypoints.dtype)
-  out_st = np.zeros(status.shape[:-1] + (MPII.num_joints,), status.dtype)
+  out_kp = np.zeros(keypoints.shape[:-2] + (_built_in('mpii').num_joints, 2), keypoints.dtype)
+  out_st = np.zeros(status.shape[:-1] + (_built_in('mpii').num_joints,), status.dtype)
   out_kp[..., LSP_TO_MPII, :] = keypoints
   out_st[..., LSP_TO_MPII] = status
   return out_kp, out_st
 
 
-# COCO's 17 person keypoints, their 19 skeleton edges (0-based) and the OKS
-# sigmas of the COCO keypoint evaluation (cocodataset.org/#keypoints-eval).
-COCO = Skeleton(
-    name='coco',
-    joint_names=(
-        'nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear', 'left_shoulder',
-        'right_shoulder', 'left_elbow', 'right_elbow', 'left_wrist', 'right_wrist',
-        'left_hip', 'right_hip', 'left_knee', 'right_knee', 'left_ankle', 'right_ankle'),
-    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
-    part_pairs=((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
-                (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4),
-                (3, 5), (4, 6)),
-    sigmas=(.026, .025, .025, .035, .035, .079, .079, .072, .072, .062, .062, .107, .107,
-            .087, .087, .089, .089),
-)
-
-# config.skeleton -> the joint set; 'dataset' (DATASET_SKELETON) takes the set
-# from the dataset's metadata (rhpe_jax.data.datasets.resolve_keypoint_set).
-SKELETONS = {'coco': COCO, 'lsp': LSP, 'mpii': MPII}
+# config.skeleton -> the joint set of package file keypoint_sets/<name>.json;
+# 'dataset' (DATASET_SKELETON) takes the set from the dataset's metadata
+# (rhpe_jax.data.datasets.resolve_keypoint_set).
+BUILT_IN_NAMES = ('coco', 'coco_wholebody', 'halpe', 'lsp', 'mpii')
 DATASET_SKELETON = 'dataset'
-SKELETON_NAMES = (*SKELETONS, DATASET_SKELETON)
+SKELETON_NAMES = (*BUILT_IN_NAMES, DATASET_SKELETON)
+# The package folder of the built-in keypoint-set files.
+BUILT_IN_FOLDER = 'keypoint_sets'
+
+
+def built_in_path(name: str) -> str:
+  """The shipped keypoint-set file of the built-in set `name`."""
+  if name not in BUILT_IN_NAMES:
+    raise ValueError(f'unknown skeleton {name!r}; expected one of {sorted(BUILT_IN_NAMES)}')
+  return os.path.join(os.path.dirname(__file__), BUILT_IN_FOLDER, f'{name}.json')
+
+
+@functools.cache
+def _built_in(name: str) -> Skeleton:
+  with open(built_in_path(name)) as f:
+    return Skeleton.from_dict(json.load(f))
+
+
+def __getattr__(name: str) -> Any:
+  """MPII, LSP, COCO and SKELETONS, read from the package files on first use
+  (nothing is read on import)."""
+  if name in ('MPII', 'LSP', 'COCO'):
+    return _built_in(name.lower())
+  if name == 'SKELETONS':
+    return {n: _built_in(n) for n in BUILT_IN_NAMES}
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def get_skeleton(name: str) -> Skeleton:
-  """Returns the built-in joint set called `name` ('coco', 'lsp' or 'mpii')."""
-  if name not in SKELETONS:
-    raise ValueError(f'unknown skeleton {name!r}; expected one of {sorted(SKELETONS)}')
-  return SKELETONS[name]
+  """Returns the built-in joint set called `name` (BUILT_IN_NAMES)."""
+  built_in_path(name)  # an unknown name: one line naming the known ones
+  return _built_in(name)
 
 
 def of_config(config: Any) -> Skeleton:
@@ -246,7 +273,8 @@ def oks_sigmas(joints: Skeleton, default: float = DEFAULT_SIGMA) -> tuple[float,
   for the rest."""
   if joints.sigmas is not None:
     return joints.sigmas
-  coco = {canonical_name(n): s for n, s in zip(COCO.joint_names, COCO.sigmas)}
+  coco_set = _built_in('coco')
+  coco = {canonical_name(n): s for n, s in zip(coco_set.joint_names, coco_set.sigmas)}
   return tuple(coco.get(canonical_name(n), default) for n in joints.joint_names)
 
 

@@ -1,5 +1,11 @@
-"""COCO person-keypoint files (COCO 2017, CrowdPose, a user's own export):
-reading and checking them, one record per person for the TFDS builder.
+"""COCO person-keypoint files (COCO 2017, CrowdPose, COCO-WholeBody, Halpe,
+AP-10K, Human-Art, a user's own export): reading and checking them, one
+record per person for the TFDS builder.
+
+A keypoint-set file (`read_keypoint_set_file`) names the keypoints where the
+file's categories do not (Halpe) or name them wrongly (COCO-WholeBody's name
+its 17 body keypoints only), and says which annotation fields hold them
+(`field`: Human-Art's `keypoints_21`, COCO-WholeBody's five fields joined).
 
 Coordinates are used as the file gives them, as the project's 0-based pixel
 frame (docs/conventions.md): COCO keypoints and boxes share one frame.
@@ -60,6 +66,10 @@ class Person:
   status: np.ndarray  # (K,) int32: MISSING, OCCLUDED or VISIBLE (v 0, 1, 2)
   bbox: np.ndarray | None  # (4,) float32 x, y, w, h; None without a box
   area: float  # the file's `area`; bbox w x h where the file has none
+  category_id: int = 1
+  # The keypoint-set file's `boxes` (COCO-WholeBody's face_box, ...): name ->
+  # (4,) float32 x, y, w, h, zeros where the annotation has none.
+  part_boxes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
   @property
   def has_keypoints(self) -> bool:
@@ -100,11 +110,12 @@ class KeypointFile:
   """A checked COCO person-keypoints file."""
 
   path: str
-  category_id: int
+  category_ids: tuple[int, ...]  # the categories whose annotations are persons (merged)
   category_name: str
   keypoint_set: skeleton.Skeleton
   images: tuple[ImageRecord, ...]
   skipped: dict[str, int]  # reason -> person annotations left out
+  part_boxes: tuple[str, ...] = ()  # the keypoint-set file's `boxes`
 
   def examples(self) -> Iterator[tuple[ImageRecord, Person]]:
     """(image, person) of every person with a box and a labelled keypoint:
@@ -157,10 +168,12 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
   return data
 
 
-def person_category(categories: list[Any], path: str,
-                    category_id: int | None = None) -> dict[str, Any]:
-  """The category whose annotations are persons: the one with `keypoints`, or
-  `category_id` where several have them."""
+def person_categories(categories: list[Any], path: str, category_id: int | None = None,
+                      named: bool = False) -> list[dict[str, Any]]:
+  """The categories whose annotations are persons: `category_id`'s where
+  given, else every category with `keypoints` (merged: they must name the
+  same keypoints unless a keypoint-set file names them, `named`), else, with
+  a keypoint-set file, every category (Halpe's names none)."""
   for c in categories:
     if not isinstance(c, dict) or 'id' not in c:
       raise CocoFormatError(f'{path}: a category without an id: {c!r}'[:200])
@@ -169,19 +182,25 @@ def person_category(categories: list[Any], path: str,
     if not chosen:
       raise CocoFormatError(f'{path}: no category with id {category_id} (ids: '
                             f'{[c["id"] for c in categories]})')
-    category = chosen[0]
-    if not category.get('keypoints'):
-      raise CocoFormatError(f'{path}: category {category_id} ({category.get("name")!r}) '
-                            'has no keypoints')
-    return category
+    if not named and not chosen[0].get('keypoints'):
+      raise CocoFormatError(f'{path}: category {category_id} ({chosen[0].get("name")!r}) '
+                            'has no keypoints (name them in annotations/keypoint_set.json)')
+    return chosen
   with_keypoints = [c for c in categories if c.get('keypoints')]
   if not with_keypoints:
+    if named and categories:
+      return list(categories)
     raise CocoFormatError(f'{path}: no category has keypoints (categories: '
-                          f'{[c.get("name", c["id"]) for c in categories]})')
-  if len(with_keypoints) > 1:
-    raise CocoFormatError(f'{path}: categories {[c["id"] for c in with_keypoints]} all '
-                          'have keypoints; pick one with category_id')
-  return with_keypoints[0]
+                          f'{[c.get("name", c["id"]) for c in categories]}); name them in '
+                          'annotations/keypoint_set.json')
+  if not named:
+    first = with_keypoints[0]
+    for other in with_keypoints[1:]:
+      if other['keypoints'] != first['keypoints']:
+        raise CocoFormatError(
+            f'{path}: categories {first["id"]} and {other["id"]} name different keypoints; '
+            'pick one with category_id')
+  return with_keypoints
 
 
 def fallback_parts(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
@@ -237,42 +256,158 @@ def keypoint_set_of(category: dict[str, Any], path: str, *, name: str | None = N
     raise CocoFormatError(f'{path}: {e}') from None
 
 
-def _person(ann: dict[str, Any], index: int, count: int, path: str, label: str) -> Person:
-  values = ann.get('keypoints')
-  if not isinstance(values, list) or len(values) != 3 * count:
-    got = len(values) if isinstance(values, list) else type(values).__name__
-    raise CocoFormatError(f'{path}: {label}: keypoints has {got} values, expected 3 x {count}')
-  triples = _numbers(values, path, f'{label}: keypoints').reshape(count, 3)
-  v = triples[:, 2]
-  if not np.all(np.isin(v, (0, 1, 2))):
-    raise CocoFormatError(f'{path}: {label}: visibility flags must be 0, 1 or 2, got '
-                          f'{sorted(set(v.tolist()) - {0.0, 1.0, 2.0})}')
-  status = v.astype(np.int32)  # v 0/1/2 are MISSING/OCCLUDED/VISIBLE
+# The keypoint-set file of a manual dir (annotations/SET_FILE): the schema of
+# a run's keypoint_set.json (skeleton.Skeleton.to_dict) plus where the
+# annotations keep the keypoints and which part boxes they carry.
+SET_FILE = 'keypoint_set.json'
+DEFAULT_FIELD = 'keypoints'
+SET_FILE_KEYS = ('name', 'source', 'keypoint_names', 'flip_pairs', 'part_pairs', 'sigmas',
+                 'groups', 'field', 'boxes')
+
+
+@dataclasses.dataclass(frozen=True)
+class KeypointSetFile:
+  """A keypoint set and how a file's annotations hold it: `fields`, joined in
+  order, give the 3 x K keypoint values (one field, `keypoints`, as COCO);
+  `boxes` are annotation fields of part boxes kept with each person."""
+
+  keypoint_set: skeleton.Skeleton
+  fields: tuple[str, ...] = (DEFAULT_FIELD,)
+  boxes: tuple[str, ...] = ()
+
+
+def _names(value: Any, path: str, key: str) -> tuple[str, ...]:
+  """A field name or a list of them (a keypoint-set file's `field`, `boxes`)."""
+  values = [value] if isinstance(value, str) else value
+  if not isinstance(values, list) or not values or not all(
+      isinstance(v, str) and v for v in values):
+    raise CocoFormatError(f'{path}: {key} must be an annotation field name or a list of them, '
+                          f'got {value!r}'[:200])
+  return tuple(values)
+
+
+def read_keypoint_set_file(path: str | os.PathLike) -> KeypointSetFile:
+  """A keypoint-set file: `keypoint_names` (required), `flip_pairs` and
+  `part_pairs` (0-based indices or names; inferred from the names when left
+  out), `sigmas`, `groups` ({name: [start, end)}), `name` (default: the
+  file's folder name), `field` and `boxes`; `source` says where its facts
+  come from. Anything else, or a bad value, is one line naming the file."""
+  path = os.fspath(path)
+  try:
+    with open(path, encoding='utf-8') as f:
+      values = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise CocoFormatError(f'{path}: not a JSON keypoint-set file ({e})') from None
+  if not isinstance(values, dict) or 'keypoint_names' not in values:
+    raise CocoFormatError(f'{path}: a keypoint-set file is a JSON object with keypoint_names')
+  unknown = sorted(set(values) - set(SET_FILE_KEYS))
+  if unknown:
+    raise CocoFormatError(f'{path}: unknown keys {unknown} (a keypoint-set file has '
+                          f'{", ".join(SET_FILE_KEYS)})')
+  names = values['keypoint_names']
+  if not isinstance(names, list) or not names or not all(isinstance(n, str) and n
+                                                         for n in names):
+    raise CocoFormatError(f'{path}: keypoint_names is not a list of names')
+  folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path))))
+  filled = {'name': folder or 'keypoint_set', 'flip_pairs': skeleton.infer_flip_pairs(names),
+            'part_pairs': fallback_parts(names), **values}
+  try:
+    joints = skeleton.Skeleton.from_dict(filled)
+  except (ValueError, TypeError) as e:
+    raise CocoFormatError(f'{path}: {e}') from None
+  return KeypointSetFile(joints, _names(values.get('field', DEFAULT_FIELD), path, 'field'),
+                         _names(values['boxes'], path, 'boxes') if 'boxes' in values else ())
+
+
+def built_in_set_file(name: str) -> KeypointSetFile:
+  """The keypoint-set file shipped for the built-in set `name`
+  (skeleton.BUILT_IN_NAMES), e.g. COCO-WholeBody's with its five fields."""
+  return read_keypoint_set_file(skeleton.built_in_path(name))
+
+
+def _status(v: np.ndarray, path: str, label: str) -> np.ndarray:
+  """COCO's v as statuses: 0 missing, 1 occluded, 2 visible; a fraction in
+  (0, 1) (COCO-WholeBody's face and hand scores) is labelled: 1, as its
+  neighbouring v = 1.0."""
+  bad = ~(np.isin(v, (0, 1, 2)) | ((v > 0) & (v < 1)))
+  if np.any(bad):
+    raise CocoFormatError(f'{path}: {label}: visibility flags must be 0, 1, 2 or a fraction in '
+                          f'(0, 1), got {sorted(set(v[bad].tolist()))}')
+  return np.where((v > 0) & (v < 1), skeleton.OCCLUDED, v).astype(np.int32)
+
+
+def _box(value: Any, path: str, what: str) -> np.ndarray | None:
+  """An x, y, w, h box; None where the annotation has none (absent, null, [])."""
+  if value is None or (isinstance(value, list) and not value):
+    return None
+  box = _numbers(value, path, what)
+  if box.shape != (4,):
+    raise CocoFormatError(f'{path}: {what} has {box.size} values, expected x, y, w, h')
+  return box
+
+
+def _person(ann: dict[str, Any], index: int, count: int, path: str, label: str,
+            set_file: KeypointSetFile) -> Person:
+  values = []
+  for field in set_file.fields:
+    given = ann.get(field)
+    if not isinstance(given, list):
+      what = 'missing' if given is None else f'a {type(given).__name__}'
+      raise CocoFormatError(f'{path}: {label}: {field} is {what}, expected a list of x, y, v')
+    values += given
+  fields = ' + '.join(set_file.fields)
+  if len(values) != 3 * count:
+    raise CocoFormatError(f'{path}: {label}: {fields} has {len(values)} values, '
+                          f'expected 3 x {count}')
+  triples = _numbers(values, path, f'{label}: {fields}').reshape(count, 3)
+  status = _status(triples[:, 2], path, label)
   keypoints = np.where((status != skeleton.MISSING)[:, None], triples[:, :2], 0.0)
-  bbox = ann.get('bbox')
-  if bbox is None or (isinstance(bbox, list) and not bbox):
-    box = None
-  else:
-    box = _numbers(bbox, path, f'{label}: bbox')
-    if box.shape != (4,):
-      raise CocoFormatError(f'{path}: {label}: bbox has {box.size} values, expected x, y, w, h')
+  box = _box(ann.get('bbox'), path, f'{label}: bbox')
   area = ann.get('area')
   if area is None:
     area = 0.0 if box is None else max(box[2], 0.0) * max(box[3], 0.0)
   area = float(_numbers([area], path, f'{label}: area')[0])
+  part_boxes = {}
+  for name in set_file.boxes:
+    part = _box(ann.get(name), path, f'{label}: {name}')
+    part_boxes[name] = np.zeros(4, np.float32) if part is None else part.astype(np.float32)
   return Person(annotation_id=_id(ann.get('id'), path, 'an annotation id'), index=index,
                 keypoints=keypoints.astype(np.float32), status=status,
-                bbox=None if box is None else box.astype(np.float32), area=area)
+                bbox=None if box is None else box.astype(np.float32), area=area,
+                category_id=_id(ann.get('category_id'), path, f'{label}: category_id'),
+                part_boxes=part_boxes)
+
+
+def _set_name(categories: list[dict[str, Any]]) -> str:
+  """A merged set's name: the one category's name, else the supercategory
+  they share (AP-10K's species: 'animal'), else the first's name."""
+  supers = {c.get('supercategory') for c in categories}
+  if len(categories) > 1 and len(supers) == 1 and None not in supers:
+    return str(supers.pop())
+  return str(categories[0].get('name') or f'category_{categories[0]["id"]}')
 
 
 def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
           name: str | None = None, flip_pairs: Sequence[Sequence[int]] | None = None,
-          part_pairs: Sequence[Sequence[int]] | None = None) -> KeypointFile:
+          part_pairs: Sequence[Sequence[int]] | None = None,
+          set_file: KeypointSetFile | None = None) -> KeypointFile:
   """Checks a loaded file and groups its annotations by image (see load)."""
-  category = person_category(data['categories'], path, category_id)
-  cat_id = _id(category['id'], path, 'category id')
-  joints = keypoint_set_of(category, path, name=name, flip_pairs=flip_pairs,
-                           part_pairs=part_pairs)
+  categories = person_categories(data['categories'], path, category_id,
+                                 named=set_file is not None)
+  cat_ids = tuple(_id(c['id'], path, 'category id') for c in categories)
+  if set_file is None:
+    set_file = KeypointSetFile(keypoint_set_of(categories[0], path, name=name or _set_name(
+        categories), flip_pairs=flip_pairs, part_pairs=part_pairs))
+  else:  # the config's overrides win over the keypoint-set file
+    overrides = {'name': name, 'flip_pairs': flip_pairs, 'part_pairs': part_pairs}
+    try:
+      set_file = dataclasses.replace(set_file, keypoint_set=dataclasses.replace(
+          set_file.keypoint_set, **{k: tuple(tuple(int(i) for i in p) for p in v)
+                                    if k != 'name' else v
+                                    for k, v in overrides.items() if v is not None}))
+    except ValueError as e:
+      raise CocoFormatError(f'{path}: {e}') from None
+  joints = set_file.keypoint_set
   images: dict[int, dict[str, Any]] = {}
   for i, image in enumerate(data['images']):
     if not isinstance(image, dict) or 'id' not in image:
@@ -295,7 +430,7 @@ def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
     if ann_id in seen:
       raise CocoFormatError(f'{path}: {label} appears twice')
     seen.add(ann_id)
-    if _id(ann.get('category_id'), path, f'{label}: category_id') != cat_id:
+    if _id(ann.get('category_id'), path, f'{label}: category_id') not in cat_ids:
       skipped[SKIP_OTHER_CATEGORY] += 1
       continue
     image_id = _id(ann.get('image_id'), path, f'{label}: image_id')
@@ -305,19 +440,16 @@ def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
     index = image['count']
     image['count'] += 1
     if ann.get('iscrowd'):
-      box = ann.get('bbox')
-      if not box:
+      box = _box(ann.get('bbox'), path, f'{label}: bbox')
+      if box is None:
         skipped[SKIP_CROWD_NO_BOX] += 1
         continue
-      box = _numbers(box, path, f'{label}: bbox')
-      if box.shape != (4,):
-        raise CocoFormatError(f'{path}: {label}: bbox has {box.size} values, expected x, y, w, h')
       area = ann.get('area', box[2] * box[3])
       image['crowd'].append(CrowdRegion(
           annotation_id=ann_id, bbox=box.astype(np.float32),
           area=float(_numbers([area], path, f'{label}: area')[0])))
       continue
-    person = _person(ann, index, joints.num_joints, path, label)
+    person = _person(ann, index, joints.num_joints, path, label, set_file)
     image['persons'].append(person)
     if person.bbox is None:
       skipped[SKIP_NO_BOX] += 1
@@ -329,14 +461,21 @@ def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
       ImageRecord(image_id=image_id, index=v['index'], file_name=v['file_name'],
                   persons=tuple(v['persons']), crowd=tuple(v['crowd']))
       for image_id, v in images.items())
-  return KeypointFile(path=path, category_id=cat_id, category_name=str(category.get('name', '')),
-                      keypoint_set=joints, images=records, skipped=dict(skipped))
+  return KeypointFile(path=path, category_ids=cat_ids, category_name=_set_name(categories),
+                      keypoint_set=joints, images=records, skipped=dict(skipped),
+                      part_boxes=set_file.boxes)
 
 
 def load(path: str | os.PathLike, *, category_id: int | None = None, name: str | None = None,
          flip_pairs: Sequence[Sequence[int]] | None = None,
-         part_pairs: Sequence[Sequence[int]] | None = None) -> KeypointFile:
+         part_pairs: Sequence[Sequence[int]] | None = None,
+         set_file: KeypointSetFile | None = None) -> KeypointFile:
   """Reads and checks a COCO person-keypoints file, one record per person.
+
+  The keypoints are those `set_file` names, read from its fields, or else
+  those the person categories name (categories naming the same keypoints
+  are merged: each person keeps its `category_id`). `name`, `flip_pairs`
+  and `part_pairs` override either.
 
   Bad input (malformed JSON, no category with keypoints, a keypoints list
   that is not 3 x K long, an annotation of an unknown image, ...) raises
@@ -347,7 +486,7 @@ def load(path: str | os.PathLike, *, category_id: int | None = None, name: str |
   """
   path = os.fspath(path)
   return parse(read_json(path), path, category_id=category_id, name=name,
-               flip_pairs=flip_pairs, part_pairs=part_pairs)
+               flip_pairs=flip_pairs, part_pairs=part_pairs, set_file=set_file)
 
 
 def skipped_summary(skipped: dict[str, int]) -> str:

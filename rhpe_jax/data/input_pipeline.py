@@ -48,7 +48,7 @@ RAW_KEYS = ('image', 'keypoints', 'keypoint_status', 'other_keypoints',
 # What a COCO-format build (tfds_builders/coco_keypoints) adds per person:
 # the evaluation pipeline carries them to the predictions when the dataset
 # has them (COCO AP, rhpe_jax.evaluation.coco_eval), the training one never.
-COCO_KEYS = ('coco_image_id', 'coco_annotation_id', 'bbox', 'area')
+COCO_KEYS = ('coco_image_id', 'coco_annotation_id', 'coco_category_id', 'bbox', 'area')
 # The image's regions COCOeval ignores, of two kinds: its iscrowd regions
 # and its persons annotated without keypoints. Each kind's (M, 4) xywh boxes
 # and (M,) areas are padded to MAX_CROWD_REGIONS rows (a fixed shape to
@@ -135,6 +135,8 @@ def coco_fields(example: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     out['coco_annotation_id'] = tf.cast(example['coco_annotation_id'], tf.int64)
     out['bbox'] = tf.cast(example['bbox'], tf.float32)
     out['area'] = tf.cast(example['area'], tf.float32)
+  if 'coco_category_id' in example:  # builds of version 1.1.0 on
+    out['coco_category_id'] = tf.cast(example['coco_category_id'], tf.int64)
   for kind in REGION_KINDS:
     if f'{kind}_boxes' not in example:
       continue

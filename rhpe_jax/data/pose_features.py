@@ -7,7 +7,7 @@ docs/conventions.md.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -28,7 +28,11 @@ import tensorflow_datasets as tfds
 #   original_size          (2,) height, width of the original image.
 #   image_name, image_index, person_index, single_person: provenance.
 # COCO-format datasets add (coco_features):
-#   coco_image_id, coco_annotation_id   the file's image and annotation ids.
+#   coco_image_id, coco_annotation_id, coco_category_id   the file's image,
+#                          annotation and category ids.
+#   <part box>             (4,) x, y, w, h of a part box the keypoint-set file
+#                          names (COCO-WholeBody's face_box, lefthand_box,
+#                          righthand_box); zeros where the person has none.
 #   bbox, area             the person's box x, y, w, h and area (original pixels).
 #   crowd_boxes, crowd_areas  (C, 4), (C,): the image's iscrowd regions.
 
@@ -63,14 +67,15 @@ def pose_features(num_joints: int, image_shape: tuple,
   return tfds.features.FeaturesDict({**shared, **(extra or {})})
 
 
-def coco_features() -> dict[str, tfds.features.FeatureConnector]:
+def coco_features(part_boxes: Sequence[str] = ()) -> dict[str, tfds.features.FeatureConnector]:
   """What a COCO-format source adds: its ids, the person's box and area, and
   the image's regions COCOeval ignores: its crowd regions and the boxes of
-  its persons annotated without keypoints (not examples themselves)
-  (pose_features(..., extra=coco_features()))."""
-  return {
+  its persons annotated without keypoints (not examples themselves); and
+  the person's `part_boxes` (pose_features(..., extra=coco_features()))."""
+  features = {
       'coco_image_id': tfds.features.Scalar(dtype=np.int64),
       'coco_annotation_id': tfds.features.Scalar(dtype=np.int64),
+      'coco_category_id': tfds.features.Scalar(dtype=np.int64),
       'bbox': tfds.features.Tensor(shape=(4,), dtype=np.float32),
       'area': tfds.features.Scalar(dtype=np.float32),
       'crowd_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
@@ -78,3 +83,8 @@ def coco_features() -> dict[str, tfds.features.FeatureConnector]:
       'unlabelled_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
       'unlabelled_areas': tfds.features.Tensor(shape=(None,), dtype=np.float32),
   }
+  clash = sorted(set(part_boxes) & set(features))
+  if clash:
+    raise ValueError(f'coco_features: part boxes {clash} would replace COCO features')
+  return {**features,
+          **{name: tfds.features.Tensor(shape=(4,), dtype=np.float32) for name in part_boxes}}

@@ -50,11 +50,13 @@ from rhpe_jax.model import network as model_lib
 FORMATS = ('saved_model', 'tflite', 'jax_export', 'onnx')
 DEFAULT_FORMATS = ('saved_model', 'tflite', 'jax_export')  # those without extra packages
 # The formats written at each precision: float16 weights (TFLite's float16
-# quantisation), int8 (TFLite's post-training integer quantisation,
-# calibrated on CALIBRATION_IMAGES crops of the training split). ONNX
-# float16 is float16 weights as well (onnx_export.float16_weights): jax2onnx
-# 0.13 cannot convert the float16 network (a Concat of float16 and float32).
-PRECISION_FORMATS = {'float32': FORMATS, 'float16': ('tflite', 'onnx'), 'int8': ('tflite',)}
+# quantisation), int8 (TFLite's post-training integer quantisation and
+# onnxruntime's static quantisation, onnx_export.int8_model, both calibrated
+# on CALIBRATION_IMAGES crops of the training split). ONNX float16 is
+# float16 weights as well (onnx_export.float16_weights): jax2onnx 0.13 cannot
+# convert the float16 network (a Concat of float16 and float32).
+PRECISION_FORMATS = {'float32': FORMATS, 'float16': ('tflite', 'onnx'),
+                     'int8': ('tflite', 'onnx')}
 CALIBRATION_IMAGES = 8
 AGREEMENT_IMAGES = 8  # validation crops on which a reduced precision is measured
 # The decode's DIV and LOG (sub-pixel refinement) stay float in an int8 model:
@@ -95,48 +97,51 @@ def check_image_size(image_size: int) -> None:
     raise ValueError(f'image size must be a positive multiple of {STRIDE}, got {image_size}')
 
 
+def _batch_norm_affine(norm: Mapping[str, Any], stats: Mapping[str, Any]
+                       ) -> tuple[jax.Array, jax.Array]:
+  """Batch norm at inference as x * s + o: s = gamma / sqrt(var + eps),
+  o = beta - mean * s (per channel; (P, C) for statistics per pass)."""
+  scale = norm['scale'] / jnp.sqrt(stats['var'] + model_lib.BATCH_NORM_EPSILON)
+  return scale, norm['bias'] - stats['mean'] * scale
+
+
 def _fold_conv(conv: Mapping[str, Any], norm: Mapping[str, Any], stats: Mapping[str, Any]
                ) -> dict[str, jax.Array]:
-  """Kernel and bias of conv-then-batch-norm as one convolution.
-
-  BN(conv(x)) = s * (x * W + c - mean) + beta with s = gamma / sqrt(var + eps),
-  so the kernel is W * s (per output channel) and the bias (c - mean) * s + beta.
-  Statistics with a leading pass axis (P, C) give kernels (P, k, k, Cin, C).
-  """
-  scale = norm['scale'] / jnp.sqrt(stats['var'] + model_lib.BATCH_NORM_EPSILON)
-  return {'kernel': conv['kernel'] * scale[..., None, None, None, :],
-          'bias': (conv['bias'] - stats['mean']) * scale + norm['bias']}
+  """Kernel and bias of conv-then-batch-norm as one convolution: BN(x * W + c)
+  = x * (W s) + (c s + o), s and o per output channel (_batch_norm_affine)."""
+  scale, offset = _batch_norm_affine(norm, stats)
+  return {'kernel': conv['kernel'] * scale, 'bias': conv['bias'] * scale + offset}
 
 
-def _fold_tree(params: Mapping[str, Any], stats: Mapping[str, Any] | None,
-               passes: int | None) -> dict[str, Any]:
+def _fold_tree(params: Mapping[str, Any], stats: Mapping[str, Any] | None) -> dict[str, Any]:
   if 'BatchNorm_0' in params:
     return {'Conv_0': _fold_conv(params['Conv_0'], params['BatchNorm_0'], stats['BatchNorm_0'])}
-  folded = {}
-  for name, child in params.items():
-    if isinstance(child, Mapping):
-      folded[name] = _fold_tree(child, (stats or {}).get(name), passes)
-    else:  # shared by every fusion pass: one copy per pass
-      folded[name] = child if passes is None else jnp.broadcast_to(child, (passes,) + child.shape)
-  return folded
+  return {name: _fold_tree(child, (stats or {}).get(name)) if isinstance(child, Mapping) else child
+          for name, child in params.items()}
 
 
-def fold_batch_norm(params: Mapping[str, Any], batch_stats: Mapping[str, Any],
-                    num_iterations: int) -> dict[str, Any]:
+def fold_batch_norm(params: Mapping[str, Any], batch_stats: Mapping[str, Any]
+                    ) -> dict[str, Any]:
   """Parameters of the `batch_norm_folded` network computing what the
   trained network computes at inference (running averages).
 
-  The fusion passes share their weights but not their statistics, so the
-  folded fusion weights are stacked per pass (num_iterations + 1).
+  The feed-forward batch norms are folded into their convolutions. The
+  fusion passes share their convolutions but not their statistics, so the
+  fusion convolutions stay as they are (stored once) and each pass's batch
+  norm becomes a scale and offset of its own, applied after them
+  ('fusion_batch_norm', (passes, C) each).
   """
   params, batch_stats = dict(params), dict(batch_stats)
   fusion = dict(params.pop('fusion'))
-  # Scale and offset kept per pass (batch_norm_per_pass): (passes, C) each,
-  # folded like shared ones into (passes, ...) kernels.
-  for name, norm in params.pop('fusion_batch_norm', {}).items():
-    fusion[name] = dict(fusion[name], BatchNorm_0=norm)
-  fusion = _fold_tree(fusion, batch_stats.pop('fusion'), num_iterations + 1)
-  return dict(_fold_tree(params, batch_stats, None), fusion=fusion)
+  per_pass = params.pop('fusion_batch_norm', {})  # batch_norm_per_pass: (passes, C) each
+  scale_offsets = {}
+  for name, stats in batch_stats.pop('fusion').items():
+    layer = dict(fusion[name])
+    norm = layer.pop('BatchNorm_0', None) or per_pass[name]
+    scale, offset = _batch_norm_affine(norm, stats['BatchNorm_0'])
+    scale_offsets[name] = {'scale': scale, 'bias': offset}
+    fusion[name] = layer
+  return dict(_fold_tree(params, batch_stats), fusion=fusion, fusion_batch_norm=scale_offsets)
 
 
 def inference_model(config: ml_collections.ConfigDict) -> model_lib.RecurrentPoseNet:
@@ -150,8 +155,7 @@ def inference_params(config: ml_collections.ConfigDict, variables: Mapping[str, 
                      ) -> dict[str, Any]:
   """The folded parameters of the network's variables ({'params',
   'batch_stats'}), without the body-part heads."""
-  folded = fold_batch_norm(variables['params'], variables['batch_stats'],
-                           config.num_iterations)
+  folded = fold_batch_norm(variables['params'], variables['batch_stats'])
   for heads in (folded['heads_0'], folded['fusion']['heads']):
     heads.pop('parts', None)
   return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), folded)
@@ -378,8 +382,12 @@ _ONNX_USAGE = """
 ## Running model.onnx
 Python (`pip install onnxruntime`):
 
-    import numpy as np, onnxruntime
-    session = onnxruntime.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])
+    import numpy as np, onnxruntime, os
+    options = onnxruntime.SessionOptions()  # one thread per core, spinning off: fastest on CPU
+    options.intra_op_num_threads = len(os.sched_getaffinity(0))
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    session = onnxruntime.InferenceSession('model.onnx', options,
+                                           providers=['CPUExecutionProvider'])
     # images: uint8 (B, {size}, {size}, 3)
     keypoints, confidence, heatmaps = session.run(None, {{'images': images}})
 
@@ -402,6 +410,17 @@ Browser (onnxruntime-web, `npm install onnxruntime-web`):
     const session = await ort.InferenceSession.create('model.onnx');
     const images = new ort.Tensor('uint8', pixels, [1, {size}, {size}, 3]);  // RGB, row-major
     const {{keypoints, confidence}} = await session.run({{images}});
+
+The page `index.html` does all of it: serve this folder (`python -m http.server`),
+open http://localhost:8000/index.html and choose a picture of one person (or
+the webcam); `index.html?image=URL` predicts URL and writes the keypoints
+(image pixels) as JSON into the element with id `keypoints`. It runs offline
+with onnxruntime-web's WebAssembly files beside it ({web_files}, about 15 MB):
+export with `--onnxruntime_web=node_modules/onnxruntime-web` after
+`npm install onnxruntime-web@{web_version}`, or without npm:
+
+    curl -L https://registry.npmjs.org/onnxruntime-web/-/onnxruntime-web-{web_version}.tgz | tar xz
+    cp {web_copy} .
 """
 
 MANIFEST = estimator.MANIFEST
@@ -410,8 +429,9 @@ MANIFEST = estimator.MANIFEST
 _PRECISION_NOTES = {
     'float32': 'float32',
     'float16': 'float16 weights (stored float16, computed in float32 on CPU)',
-    'int8': ('int8 (TFLite post-training integer quantisation calibrated on {n} crops of the '
-             'training split; the decode\'s DIV and LOG float)'),
+    'int8': ('int8 (TFLite post-training integer quantisation, the decode\'s DIV and LOG '
+             'float; ONNX: onnxruntime static quantisation of the convolutions, per channel, '
+             'the rest float; both calibrated on {n} crops of the training split)'),
 }
 
 
@@ -433,7 +453,11 @@ def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
       joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),
       files=files)
   if 'onnx' in formats:
-    text += _ONNX_USAGE.format(size=image_size, joints=joints.num_joints)
+    text += _ONNX_USAGE.format(
+        size=image_size, joints=joints.num_joints,
+        web_version=onnx_export.ONNXRUNTIME_WEB_VERSION,
+        web_files=', '.join(onnx_export.ONNXRUNTIME_WEB_FILES),
+        web_copy=' '.join(f'package/dist/{name}' for name in onnx_export.ONNXRUNTIME_WEB_FILES))
   if agreement:
     text += '\n## Agreement with the float32 network\n'
     for name, measured in agreement.items():
@@ -496,10 +520,12 @@ def _onnx_model(config: ml_collections.ConfigDict, params: Mapping[str, Any], im
 def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
            output: str | os.PathLike, *,
            formats: Sequence[str] = DEFAULT_FORMATS, image_size: int | None = None,
-           batch: int | None = None, step: int = 0, precision: str = 'float32'
-           ) -> dict[str, str]:
+           batch: int | None = None, step: int = 0, precision: str = 'float32',
+           onnxruntime_web: str | os.PathLike | None = None) -> dict[str, str]:
   """Writes the chosen artefacts of the network's `variables`, README.md and
-  manifest.json to `output`; returns their paths.
+  manifest.json to `output` (with ONNX, the browser page beside model.onnx,
+  and onnxruntime-web's files from the folder `onnxruntime_web` when given:
+  onnx_export.write_web_page); returns their paths.
 
   Everything is written to a temporary folder beside `output` and moved in
   at the end: a failed conversion leaves no partial artefact behind."""
@@ -510,6 +536,10 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
   if 'onnx' in formats:
     from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
     onnx_export.check_packages()
+    if onnxruntime_web:
+      onnx_export.onnxruntime_web_files(onnxruntime_web)
+  elif onnxruntime_web:
+    raise ValueError('--onnxruntime_web is for the browser page of --formats=onnx')
   params = inference_params(config, variables)
   # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
   # the export here, before anything is written.
@@ -544,7 +574,10 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
         model = _onnx_model(config, params, image_size, batch)
         if precision == 'float16':
           model = onnx_export.float16_weights(model)
+        elif precision == 'int8':
+          model = onnx_export.int8_model(model, calibration)
         onnx_export.write_onnx(path, model)
+        onnx_export.write_web_page(staging, onnxruntime_web)
         if precision != 'float32':
           agreement[name] = agreement_of(onnx_export.run_onnx(path, crops), reference, crops)
     if stablehlo is None and for_tf:
@@ -556,14 +589,16 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
         manifest(config, step, image_size, batch, formats, stablehlo, precision, agreement),
         indent=1) + '\n')
     out.mkdir(exist_ok=True)
-    paths = {}
-    for name in list(formats) + ['readme', 'manifest']:
-      file = {'readme': 'README.md', 'manifest': MANIFEST}.get(name) or _FILE_NOTES[name][0]
-      target = out / file.rstrip('/')
+    for written in staging.iterdir():
+      target = out / written.name
       if target.is_dir():
         shutil.rmtree(target)
-      os.replace(staging / file.rstrip('/'), target)
-      paths[name] = str(target)
+      os.replace(written, target)
+    files = {name: _FILE_NOTES[name][0] for name in formats}
+    files.update(readme='README.md', manifest=MANIFEST)
+    if 'onnx' in formats:
+      files['web_page'] = 'index.html'
+    paths = {name: str(out / file.rstrip('/')) for name, file in files.items()}
   finally:
     shutil.rmtree(staging, ignore_errors=True)
   return paths
@@ -574,7 +609,8 @@ def export_checkpoint(config: ml_collections.ConfigDict | str | None, workdir: s
                       checkpoint: str = 'best',
                       formats: str | Sequence[str] = DEFAULT_FORMATS,
                       image_size: int | None = None, batch: int | None = None,
-                      precision: str = 'float32') -> dict[str, str]:
+                      precision: str = 'float32',
+                      onnxruntime_web: str | None = None) -> dict[str, str]:
   """`experiments.export`: checks the arguments, restores a checkpoint of
   `workdir` (`config` None: the one the run wrote), writes the artefacts;
   returns their paths."""
@@ -587,4 +623,4 @@ def export_checkpoint(config: ml_collections.ConfigDict | str | None, workdir: s
     raise FileExistsError(f'output {output} is a file, not a directory')
   variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
   return export(config, variables, output, formats=formats, image_size=image_size,
-                batch=batch, step=step, precision=precision)
+                batch=batch, step=step, precision=precision, onnxruntime_web=onnxruntime_web)

@@ -107,7 +107,12 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
   sigmas, rule = coco_eval.sigmas_of(config)
   ground_truth = coco_eval.ground_truth_from_predictions(predictions, joints.joint_names)
   records = coco_eval.results_from_predictions(predictions)
-  scores = coco_eval.keypoint_ap(ground_truth, records, sigmas)
+  groups = None
+  if joints.groups:  # COCO-WholeBody's body, foot, face, hands, each alone, then all
+    groups = coco_eval.group_scores(ground_truth, records, sigmas, joints.groups)
+    scores = groups[coco_eval.WHOLE_GROUP]
+  else:
+    scores = coco_eval.keypoint_ap(ground_truth, records, sigmas)
   coco: dict[str, Any] = {
       'boxes': 'ground truth', 'scores': scores, 'sigmas': list(sigmas), 'sigma_rule': rule,
       'num_persons': int(sum(a['num_keypoints'] > 0 for a in ground_truth['annotations'])),
@@ -117,6 +122,9 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
   results['coco'] = coco
   lines = [f'COCO keypoints, ground-truth boxes ({coco["num_persons"]} persons, '
            f'{coco["num_images"]} images, OKS sigmas: {rule})', coco_eval.format_scores(scores)]
+  if groups:
+    coco['group_scores'] = groups
+    lines += [coco_eval.format_scores(s, name).splitlines()[1] for name, s in groups.items()]
   if mean_pose is not None:  # every person scored 1: the ranking tells nothing
     placed = dict(predictions, pred_image=mean_pose,
                   confidence=np.ones_like(predictions['confidence']))

@@ -33,6 +33,26 @@ MANIFEST = 'manifest.json'
 ONNX_FILE = 'model.onnx'
 PROCESSING = 'processing'  # the manifest's section read by from_export
 PROCESSING_VERSION = 1
+# Spinning threads wait for work by busy-looping: on cores shared with other
+# processes they take the cores those need (docs/performance.md, ONNX).
+ONNX_NO_SPINNING = {'session.intra_op.allow_spinning': '0',
+                    'session.inter_op.allow_spinning': '0'}
+
+
+def onnx_session_options(threads: int | None = None) -> Any:
+  """onnxruntime SessionOptions for the CPU provider, as the README
+  recommends: `threads` intra-op threads (None: one per core this process
+  may use), one inter-op thread (the graph is one chain), spinning off, all
+  graph optimisations."""
+  import onnxruntime  # pylint: disable=g-import-not-at-top
+  options = onnxruntime.SessionOptions()
+  options.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+  options.inter_op_num_threads = 1
+  options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+  options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+  for key, value in ONNX_NO_SPINNING.items():
+    options.add_session_config_entry(key, value)
+  return options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,10 +237,7 @@ class PoseEstimator:
     except ImportError:
       raise ImportError('PoseEstimator.from_export needs onnxruntime: pip install '
                         'onnxruntime') from None
-    session_options = onnxruntime.SessionOptions()
-    if threads:
-      session_options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(str(model_path), session_options,
+    session = onnxruntime.InferenceSession(str(model_path), onnx_session_options(threads),
                                            providers=['CPUExecutionProvider'])
     fixed = session.get_inputs()[0].shape[0]
     fixed = fixed if isinstance(fixed, int) else None

@@ -89,7 +89,8 @@ class ConvBlock(nn.Module):
     """`x`: an input, or inputs to convolve as their channel concatenation.
 
     `scale_offset`: the batch norm's scale and offset, given from outside
-    (per-pass parameters, `PassScaleOffset`) instead of its own.
+    (per-pass parameters, `PassScaleOffset`) instead of its own; with
+    `batch_norm_folded`, the whole batch norm as that affine map.
     """
     # The release keeps a bias before batch norm too; it is redundant but is
     # part of the reference parameter count.
@@ -102,9 +103,9 @@ class ConvBlock(nn.Module):
                        epsilon=BATCH_NORM_EPSILON, dtype=self.dtype,
                        use_scale=own, use_bias=own,
                        axis_name=self.axis_name if train else None)(x)
-      if not own:
-        scale, offset = scale_offset
-        x = x * scale.astype(x.dtype) + offset.astype(x.dtype)
+    if scale_offset is not None:  # after the normalisation, or the folded batch norm itself
+      scale, offset = scale_offset
+      x = x * scale.astype(x.dtype) + offset.astype(x.dtype)
     return nn.relu(x)
 
 
@@ -244,9 +245,11 @@ class RecurrentPoseNet(nn.Module):
       convolutions, JAX issue 12868), 1 keeps it rolled.
     relu_output: ReLU after the prediction layers, as in the paper.
     batch_norm_folded: the inference network of rhpe_jax.deploy.export: no batch
-      norm layers (their affine maps are folded into the convolutions) and,
-      since every fusion pass has statistics of its own, fusion parameters
-      stacked per pass instead of shared.
+      norm layers. Their affine maps are folded into the feed-forward
+      convolutions; the fusion convolutions stay shared (stored once), and
+      since every fusion pass has statistics of its own, each pass applies
+      its batch norm after them as a scale and offset of its own
+      ('fusion_batch_norm', as `batch_norm_per_pass` keeps them).
     batch_norm_per_pass: the fusion passes keep a batch-norm scale and
       offset of their own (params 'fusion_batch_norm', (passes, C) each), as
       the authors' release does; the convolutions stay shared. False (the
@@ -292,18 +295,17 @@ class RecurrentPoseNet(nn.Module):
                   self.tuned_convolutions, name='heads_0')(h)
 
     num_passes = self.num_iterations + 1
-    per_pass = self.batch_norm_per_pass and not self.batch_norm_folded
     scan_inputs = (h, skip, train)
     in_axes = (nn.broadcast, nn.broadcast)
-    if per_pass:  # a scanned input: row p is pass p's scale and offset
+    if self.batch_norm_per_pass or self.batch_norm_folded:
+      # a scanned input: row p is pass p's scale and offset
       scan_inputs += (FusionScaleOffsets(num_passes, self.width, name='fusion_batch_norm')(),)
       in_axes += (0,)
     body = nn.remat(FusionPass, static_argnums=(3,)) if self.remat else FusionPass
-    if self.batch_norm_folded:  # weights per pass, each with its pass's statistics
-      variables = {'variable_axes': {'params': 0}, 'split_rngs': {'params': True}}
-    else:  # one set of weights for every pass, statistics per pass
-      variables = {'variable_broadcast': 'params', 'variable_axes': {'batch_stats': 0},
-                   'split_rngs': {'params': False}}
+    # One set of weights for every pass; batch statistics (when there are) per pass.
+    variables = {'variable_broadcast': 'params', 'split_rngs': {'params': False}}
+    if not self.batch_norm_folded:
+      variables['variable_axes'] = {'batch_stats': 0}
     fusion = nn.scan(
         body,
         in_axes=in_axes,

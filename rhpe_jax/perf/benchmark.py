@@ -191,15 +191,16 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
 
 
 def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | None) -> dict:
-  """Per-call time of onnxruntime's CPU provider (one thread per core) on
-  random uint8 images, for the ONNX file `path`, or when None for the
-  config's network at its initial weights exported by experiments.export's
-  library call (throughput does not depend on the weights)."""
+  """Per-call time of onnxruntime's CPU provider with the README's session
+  options (estimator.onnx_session_options: one thread per core, spinning off;
+  printed with the time) on random uint8 images, for the ONNX file `path`,
+  or when None for the config's network at its initial weights exported by
+  experiments.export's library call (throughput does not depend on the
+  weights)."""
   import tempfile  # pylint: disable=g-import-not-at-top
-  import onnxruntime  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
-  threads = len(os.sched_getaffinity(0))
+  from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
   with tempfile.TemporaryDirectory() as tmp:
     export_time = None
     if path is None:
@@ -212,9 +213,8 @@ def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | 
       export_time = time.perf_counter() - start
     elif not os.path.isfile(path):
       raise FileNotFoundError(f'--onnx {path} does not exist')
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    session = onnx_export.session(path)
+    options = session.get_session_options()
     image_size = int(session.get_inputs()[0].shape[1])
     rng = np.random.default_rng(0)
     images = itertools.cycle(
@@ -223,7 +223,8 @@ def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | 
     times = time_compiled(lambda x: session.run(None, {'images': x}), lambda: (next(images),),
                           steps)
     extra = {'export_time_s': round(export_time, 1)} if export_time is not None else {}
-    return report('onnx', batch, image_size, times, num_threads=threads,
+    return report('onnx', batch, image_size, times, num_threads=options.intra_op_num_threads,
+                  session_options=onnx_export.describe_options(options),
                   file_bytes=os.path.getsize(path), width=config.width,
                   num_iterations=config.num_iterations, **extra)
 

@@ -28,7 +28,8 @@ BAD = [
     ({'train_split': 'train[:'}, "config.train_split = 'train[:': must be a split such as "
                                  "'train' or 'train[:250]'"),
     ({'skeleton': 'crowdpose'},
-     "config.skeleton = 'crowdpose': must be one of 'coco', 'lsp', 'mpii', 'dataset'"),
+     "config.skeleton = 'crowdpose': must be one of 'coco', 'coco_wholebody', 'halpe', 'lsp', "
+     "'mpii', 'dataset'"),
     ({'occlusion_mode': 'drop'},
      "config.occlusion_mode = 'drop': must be one of 'include', 'ignore', 'exclude'"),
     ({'optimizer': 'adamw'}, "config.optimizer = 'adamw': must be one of 'sgd', 'adam'"),
@@ -124,7 +125,8 @@ def test_unknown_and_missing_keys_are_left_alone():
 
 def _allowed(key: str) -> list:
   """The names the checker allows for `key`, among the candidates."""
-  candidates = ['coco', 'lsp', 'mpii', 'dataset', 'crowdpose', 'include', 'ignore', 'exclude', 'drop', 'sgd', 'adam',
+  candidates = ['coco', 'coco_wholebody', 'halpe', 'lsp', 'mpii', 'dataset', 'crowdpose',
+                'include', 'ignore', 'exclude', 'drop', 'sgd', 'adam',
                 'adamw', 'step', 'cosine', 'linear', 'float32', 'bfloat16', 'float16', 'float64',
                 'pckh', 'pck', 'pcp', 'lsp_diagonal', 'mean_diagonals', 'hips']
   return [name for name in candidates if config_checks.RULES[key].test(name)]
@@ -142,7 +144,8 @@ def test_each_allowed_name_is_defined_once_where_the_code_uses_it():
   assert augment.JOINT_MAPPINGS is config_lib.JOINT_MAPPINGS
   assert tuple(network.COMPUTE_DTYPES) == config_lib.COMPUTE_DTYPES
   # The rules allow those names and no other (hand-written here).
-  assert _allowed('skeleton') == list(skeleton.SKELETON_NAMES) == ['coco', 'lsp', 'mpii', 'dataset']
+  assert _allowed('skeleton') == list(skeleton.SKELETON_NAMES) == [
+      'coco', 'coco_wholebody', 'halpe', 'lsp', 'mpii', 'dataset']
   assert _allowed('occlusion_mode') == ['include', 'ignore', 'exclude']
   assert _allowed('optimizer') == list(config_lib.OPTIMIZERS) == ['sgd', 'adam']
   assert _allowed('lr_schedule') == list(config_lib.LR_SCHEDULES) == ['step', 'cosine']

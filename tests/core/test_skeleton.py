@@ -46,3 +46,81 @@ def test_metadata_round_trip_and_bad_sets():
   for values, message in bad:
     with pytest.raises(ValueError, match=message):
       skeleton.Skeleton.from_dict(values)
+
+
+def test_built_in_sets_are_the_shipped_files():
+  assert skeleton.get_skeleton('coco') is skeleton.COCO
+  for name in skeleton.BUILT_IN_NAMES:
+    joints = skeleton.get_skeleton(name)
+    assert joints.name == name
+    # A flip is an involution that maps a left keypoint to a right one.
+    perm = joints.flip_permutation
+    assert list(perm[perm]) == list(range(joints.num_joints))
+    for a, b in joints.flip_pairs:  # the face's points have no side in their names
+      left, right = sorted(skeleton.canonical_name(joints.joint_names[i]) for i in (a, b))
+      assert right == left.replace('left_', 'right_', 1) or left.startswith('face')
+  with pytest.raises(ValueError, match="unknown skeleton 'crowdpose'"):
+    skeleton.get_skeleton('crowdpose')
+
+
+def test_coco_wholebody_is_the_documented_133():
+  """COCO-WholeBody's data_format.md: 17 body, 6 foot, 68 face, 21 + 21
+  hands in that order; the sigmas of its evaluation (myeval_*.py), written
+  out here by hand."""
+  wb = skeleton.get_skeleton('coco_wholebody')
+  assert wb.num_joints == 133 and wb.joint_names[:17] == skeleton.COCO.joint_names
+  assert wb.joint_names[17:23] == ('left_big_toe', 'left_small_toe', 'left_heel',
+                                   'right_big_toe', 'right_small_toe', 'right_heel')
+  assert wb.joint_names[23] == 'face-0' and wb.joint_names[90] == 'face-67'
+  assert wb.joint_names[91] == 'left_hand_root' and wb.joint_names[112] == 'right_hand_root'
+  assert wb.joint_names[111] == 'left_pinky_finger4'
+  assert wb.joint_names[132] == 'right_pinky_finger4'
+  assert wb.groups == (('body', 0, 17), ('foot', 17, 23), ('face', 23, 91),
+                       ('lefthand', 91, 112), ('righthand', 112, 133))
+  assert wb.sigmas[:17] == skeleton.COCO.sigmas
+  assert wb.sigmas[17:23] == (0.068, 0.066, 0.066, 0.092, 0.094, 0.094)
+  assert wb.sigmas[23:26] == (0.042, 0.043, 0.044) and wb.sigmas[90] == 0.008
+  assert wb.sigmas[91:94] == wb.sigmas[112:115] == (0.029, 0.022, 0.035)
+  perm = wb.flip_permutation
+  # Jaw 0 <-> 16, eye corners 36 <-> 45, mouth 48 <-> 54; nose tip 30 and
+  # chin 8 stay; hands swap whole; feet swap.
+  assert perm[23 + 0] == 23 + 16 and perm[23 + 36] == 23 + 45 and perm[23 + 48] == 23 + 54
+  assert perm[23 + 30] == 23 + 30 and perm[23 + 8] == 23 + 8
+  assert perm[91 + 7] == 112 + 7 and perm[17] == 20
+  # Parts: the body's 19 edges only.
+  assert wb.part_pairs == skeleton.COCO.part_pairs
+
+
+def test_halpe_is_the_documented_136():
+  halpe = skeleton.get_skeleton('halpe')
+  assert halpe.num_joints == 136 and halpe.joint_names[:17] == skeleton.COCO.joint_names
+  assert halpe.joint_names[17:26] == ('head', 'neck', 'hip', 'left_big_toe', 'right_big_toe',
+                                      'left_small_toe', 'right_small_toe', 'left_heel',
+                                      'right_heel')
+  assert halpe.joint_names[26] == 'face-0' and halpe.joint_names[94] == 'left_hand_root'
+  assert halpe.sigmas[17:26] == (0.08,) * 3 + (0.089,) * 6
+  assert halpe.groups == ()  # scored as one set, as Halpe's own evaluation
+  assert set(halpe.sigmas[26:]) == {0.015}
+
+
+def test_a_hand_written_set_names_its_pairs_and_groups():
+  joints = skeleton.Skeleton.from_dict({
+      'name': 'toy', 'keypoint_names': ['nose', 'left_eye', 'right_eye', 'tail'],
+      'flip_pairs': [['left_eye', 'right_eye']], 'part_pairs': [['nose', 'tail'], [0, 1]],
+      'groups': {'head': [0, 3], 'tail': [3, 4]}})
+  assert joints.flip_pairs == ((1, 2),) and joints.part_pairs == ((0, 3), (0, 1))
+  assert joints.groups == (('head', 0, 3), ('tail', 3, 4))
+  assert skeleton.Skeleton.from_dict(joints.to_dict()) == joints
+  # A config holds the set as a ConfigDict, which sorts keys by name: the
+  # groups come back in the order of their ranges.
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  wholebody = skeleton.get_skeleton('coco_wholebody')
+  config = ml_collections.ConfigDict({'skeleton': 'dataset', 'keypoint_set': wholebody.to_dict()})
+  assert skeleton.of_config(config) == wholebody
+  good = joints.to_dict()
+  for values, message in [(dict(good, flip_pairs=[['left_eye', 'ear']]), "'ear', which is not"),
+                          (dict(good, part_pairs=[[0.5, 1]]), 'neither a 0-based index'),
+                          (dict(good, groups={'a': [2, 9]}), 'not named ranges'),
+                          (dict(good, groups=[0, 1]), 'groups must map')]:
+    with pytest.raises(ValueError, match=message):
+      skeleton.Skeleton.from_dict(values)

@@ -81,7 +81,7 @@ def test_keypoint_set_from_the_category(tmp_path):
   assert joints.joint_names == tuple(NAMES)
   assert joints.part_pairs == ((0, 1), (0, 2), (3, 4))  # 1-based in the file
   assert joints.flip_pairs == ((1, 2), (3, 4))  # left/right_eye, l/r_wrist
-  assert joints.name == 'person' and got.category_id == 1
+  assert joints.name == 'person' and got.category_ids == (1,)
   over = ca.load(_file(tmp_path, [_ann(1, 7, KP)]), name='mine', flip_pairs=[[1, 2]],
                  part_pairs=[[0, 4]])
   assert (over.keypoint_set.name, over.keypoint_set.flip_pairs,
@@ -124,7 +124,7 @@ def test_category_choice(tmp_path):
     ('no_keypoints', 'no category has keypoints'),
     ('chosen_without_keypoints', 'category 2 (\'dog\') has no keypoints'),
     ('json', 'malformed JSON (line 1'),
-    ('flag', 'annotation 4: visibility flags must be 0, 1 or 2'),
+    ('flag', 'annotation 4: visibility flags must be 0, 1, 2 or a fraction in (0, 1), got [3.0]'),
 ])
 def test_bad_input_is_one_line_naming_file_and_annotation(tmp_path, case, needle):
   anns = [_ann(1, 7, KP), _ann(4, 9, KP)]

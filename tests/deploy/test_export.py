@@ -78,8 +78,20 @@ def test_batch_norm_folding_matches_the_unfolded_network(calibrated):
   folded = export.inference_params(
       config, {'params': state.params, 'batch_stats': state.batch_stats})
   assert 'BatchNorm_0' not in str(jax.tree_util.tree_structure(folded))
-  kernel = folded['fusion']['ConvBlock_0']['Conv_0']['kernel']
-  assert kernel.shape[0] == passes  # one folded kernel per pass
+  # The shared fusion convolutions stored once, as trained; each pass's batch
+  # norm a scale and offset of its own, by hand: gamma / sqrt(var_p + eps)
+  # and beta - mean_p * scale.
+  trained = state.params['fusion']['ConvBlock_1']
+  np.testing.assert_array_equal(folded['fusion']['ConvBlock_1']['Conv_0']['kernel'],
+                                trained['Conv_0']['kernel'])
+  bn = state.batch_stats['fusion']['ConvBlock_1']['BatchNorm_0']
+  for p in range(passes):
+    scale = np.asarray(trained['BatchNorm_0']['scale']) / np.sqrt(np.asarray(bn['var'][p]) + 1e-5)
+    offset = np.asarray(trained['BatchNorm_0']['bias']) - np.asarray(bn['mean'][p]) * scale
+    np.testing.assert_allclose(folded['fusion_batch_norm']['ConvBlock_1']['scale'][p], scale,
+                               rtol=1e-6)
+    np.testing.assert_allclose(folded['fusion_batch_norm']['ConvBlock_1']['bias'][p], offset,
+                               rtol=1e-5, atol=1e-6)
   maps, _ = export.inference_model(config).apply({'params': folded}, images)
   reference, maps = np.asarray(reference), np.asarray(maps)
   assert maps.shape == reference.shape == (passes + 1, 2, SIZE // 4, SIZE // 4, 16)

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 import json
+import warnings
 
 import ml_collections
 import numpy as np
@@ -219,3 +220,116 @@ def test_bad_results_get_one_line_naming_the_record(tmp_path):
   path = tmp_path / 'ok.json'
   path.write_text(json.dumps([good]))
   assert coco_eval.read_results(str(path)) == [good]
+
+
+# ---------------------------------------------------------------------------
+# Keypoint files of other formats (tests/keypoint_formats.py), read by the
+# project's reader, scored here and by the reference library on the file.
+
+CROWDPOSE_JSON = SHARED_DATA / 'crowdpose_sample' / 'annotations.json'
+
+
+def _file_ground_truth(keypoint_file):
+  """coco_eval.ground_truth of a reader's KeypointFile: each person with a
+  box and keypoints, its category; the crowd regions and unlabelled boxes."""
+  from rhpe_jax.data import coco_annotations  # pylint: disable=g-import-not-at-top
+  persons = [p for _, p in keypoint_file.examples()]
+  images = {p.annotation_id: i.image_id for i, p in keypoint_file.examples()}
+  crowd = {i.image_id: (np.array([c.bbox for c in i.crowd]), np.array([c.area for c in i.crowd]))
+           for i in keypoint_file.images if i.crowd}
+  unlabelled = {}
+  for image in keypoint_file.images:
+    boxes = [p for p in image.persons if p.has_box and not p.has_keypoints]
+    if boxes:
+      unlabelled[image.image_id] = (np.array([p.bbox for p in boxes]),
+                                    np.array([p.area for p in boxes]))
+  assert isinstance(keypoint_file, coco_annotations.KeypointFile)
+  return coco_eval.ground_truth(
+      [images[p.annotation_id] for p in persons], [p.annotation_id for p in persons],
+      np.stack([p.keypoints for p in persons]), np.stack([p.status for p in persons]),
+      np.stack([p.bbox for p in persons]), np.array([p.area for p in persons]),
+      keypoint_names=keypoint_file.keypoint_set.joint_names, crowd=crowd, unlabelled=unlabelled,
+      category_id=[p.category_id for p in persons])
+
+
+@needs_sample
+def test_wholebody_group_ap_is_xtcocotools_on_the_file(tmp_path):
+  """A prediction with its left hand moved 3 px: per-group AP as
+  COCO-WholeBody's authors compute it, equal to xtcocotools' COCOeval
+  ('keypoints_<group>', the dataset's sigmas) run on the original file."""
+  from rhpe_jax.data import coco_annotations  # pylint: disable=g-import-not-at-top
+  from tests import keypoint_formats  # pylint: disable=g-import-not-at-top
+  data = keypoint_formats.wholebody(json.loads(KEYPOINTS_JSON.read_text()))
+  path = tmp_path / 'coco_wholebody_val_v1.0.json'
+  path.write_text(json.dumps(data))
+  read = coco_annotations.load(path, set_file=coco_annotations.built_in_set_file('coco_wholebody'))
+  joints = read.keypoint_set
+  results = keypoint_formats.wholebody_results(data, {'lefthand_kpts': (3.0, -2.0)})
+  ours = coco_eval.group_scores(_file_ground_truth(read),
+                                keypoint_formats.joined_results(results), joints.sigmas,
+                                joints.groups)
+  assert list(ours) == ['body', 'foot', 'face', 'lefthand', 'righthand', 'wholebody']
+  # By hand: only the left hand moved.
+  for name in ('body', 'foot', 'face', 'righthand'):
+    assert ours[name]['AP'] == ours[name]['AR'] == pytest.approx(1.0)
+  assert ours['lefthand']['AP'] < 0.9 and ours['wholebody']['AP'] < 1.0
+  try:
+    from xtcocotools.coco import COCO  # pylint: disable=g-import-not-at-top
+    from xtcocotools.cocoeval import COCOeval  # pylint: disable=g-import-not-at-top
+  except ImportError as error:  # no wheel for numpy 2 (see the builder's README)
+    pytest.skip(f'xtcocotools, the reference, is not importable: {error}')
+  with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    warnings.simplefilter('ignore', UserWarning)  # no per-part scores: it uses `score`
+    gt = COCO(str(path))
+    dt = gt.loadRes(copy.deepcopy(results))
+    for name, start, end in joints.groups + ((coco_eval.WHOLE_GROUP, 0, 133),):
+      kind = 'keypoints' if name == 'body' else f'keypoints_{name}'
+      ev = COCOeval(gt, dt, kind, np.array(joints.sigmas[start:end]), use_area=True)
+      ev.evaluate()
+      ev.accumulate()
+      ev.summarize()
+      np.testing.assert_allclose([ours[name][n] for n in coco_eval.STAT_NAMES], ev.stats,
+                                 rtol=0, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.skipif(not CROWDPOSE_JSON.exists(), reason=f'{CROWDPOSE_JSON} is absent')
+def test_two_species_are_scored_together_and_keep_their_categories():
+  """AP-10K's way (class-agnostic): the file's two species are one set; the
+  reference is pycocotools on the file with its categories made one."""
+  from rhpe_jax.data import coco_annotations  # pylint: disable=g-import-not-at-top
+  from tests import keypoint_formats  # pylint: disable=g-import-not-at-top
+  data = keypoint_formats.two_species(json.loads(CROWDPOSE_JSON.read_text()))
+  read = coco_annotations.parse(data, 'animals.json')
+  assert read.category_ids == (1, 2) and read.keypoint_set.name == 'Bovidae'
+  persons = [p for _, p in read.examples()]
+  rng = np.random.default_rng(3)
+  predictions = {'coco_image_id': np.array([i.image_id for i, _ in read.examples()]),
+                 'coco_category_id': np.array([p.category_id for p in persons]),
+                 'pred_image': np.stack([p.keypoints for p in persons]) + rng.normal(
+                     0, 4, (len(persons), 17, 2)),
+                 'confidence': rng.uniform(0.3, 1.0, (len(persons), 17))}
+  results = coco_eval.results_from_predictions(predictions)
+  assert [r['category_id'] for r in results] == [a['category_id'] for a in data['annotations']]
+  gt = _file_ground_truth(read)
+  assert sorted({a['category_id'] for a in gt['annotations']}) == [1, 2]
+  sigmas = skeleton.oks_sigmas(read.keypoint_set)
+  ours = coco_eval.keypoint_ap(gt, results, sigmas)
+  one = copy.deepcopy(data)
+  one['categories'] = one['categories'][:1]
+  for record in one['annotations']:
+    record['category_id'] = 1
+  from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
+  from pycocotools.cocoeval import COCOeval  # pylint: disable=g-import-not-at-top
+  with contextlib.redirect_stdout(io.StringIO()):
+    reference = COCO()
+    reference.dataset = one
+    reference.createIndex()
+    dt = reference.loadRes([dict(r, category_id=1) for r in copy.deepcopy(results)])
+    ev = COCOeval(reference, dt, iouType='keypoints')
+    ev.params.kpt_oks_sigmas = np.array(sigmas)
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+  np.testing.assert_allclose([ours[n] for n in coco_eval.STAT_NAMES], ev.stats, rtol=0,
+                             atol=1e-12)
+  assert 0.1 < ours['AP'] < 1.0

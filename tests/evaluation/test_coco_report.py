@@ -71,6 +71,7 @@ def _examples(data):
           'image_name': image['file_name'], 'image_index': image_index,
           'person_index': person_index, 'single_person': False,
           'coco_image_id': image['id'], 'coco_annotation_id': a['id'],
+          'coco_category_id': a['category_id'],
           'bbox': np.array(a['bbox'], np.float32), 'area': np.float32(a['area']),
           'crowd_boxes': np.array([c['bbox'] for c in crowd], np.float32).reshape(-1, 4),
           'crowd_areas': np.array([c['area'] for c in crowd], np.float32),
@@ -272,3 +273,44 @@ def test_detections_on_other_images_are_ignored_and_bad_files_named(coco_data_di
                                boxes=str(boxes), image_dir=str(SAMPLE / 'images'), verbose=False)
   with pytest.raises(ValueError, match='boxes needs image_dir'):
     report.evaluate_checkpoint(config, str(coco_workdir), boxes=str(boxes))
+
+
+def test_a_whole_body_set_gets_a_row_per_group(tmp_path, capsys):
+  """The report's COCO table of a set with groups (COCO-WholeBody): one row
+  per group and the whole body, COCOeval's numbers of each as
+  coco_eval.group_scores gives them (that they are the dataset's own
+  evaluation's: tests/evaluation/test_coco_eval.py)."""
+  import ml_collections
+  from rhpe_jax.data import coco_annotations
+  from rhpe_jax.evaluation import coco_eval
+  from rhpe_jax.evaluation import report
+  from tests import keypoint_formats
+  data = keypoint_formats.wholebody(json.loads((SAMPLE / 'person_keypoints.json').read_text()))
+  read = coco_annotations.parse(data, 'wholebody.json',
+                                set_file=coco_annotations.built_in_set_file('coco_wholebody'))
+  pairs = list(read.examples())
+  gt = np.stack([p.keypoints for _, p in pairs]).astype(np.float64)
+  moved = gt.copy()
+  moved[:, 91:112] += [3.0, -2.0]  # the left hand
+  predictions = {
+      'coco_image_id': np.array([i.image_id for i, _ in pairs]),
+      'coco_annotation_id': np.array([p.annotation_id for _, p in pairs]),
+      'coco_category_id': np.array([p.category_id for _, p in pairs]),
+      'gt_image': gt, 'pred_image': moved, 'confidence': np.ones(gt.shape[:2]),
+      'keypoint_status': np.stack([p.status for _, p in pairs]),
+      'bbox': np.stack([p.bbox for _, p in pairs]), 'area': np.array([p.area for _, p in pairs])}
+  config = ml_collections.ConfigDict({'skeleton': 'coco_wholebody', 'keypoint_set': None,
+                                      'keypoint_sigmas': ()})
+  results = {'files': {}}
+  report._coco_scores(config, None, 'validation', predictions, tmp_path, results, flip=False,
+                      boxes=None, box_score_threshold=0.0, image_dir=None, batch_size=1,
+                      annotations=None, verbose=True)
+  groups = results['coco']['group_scores']
+  assert list(groups) == ['body', 'foot', 'face', 'lefthand', 'righthand', 'wholebody']
+  assert groups['body']['AP'] == 1.0 and groups['lefthand']['AP'] < 1.0
+  assert groups['wholebody'] == results['coco']['scores']  # one number for all keypoints
+  printed = capsys.readouterr().out.splitlines()
+  for name, scores in groups.items():
+    assert coco_eval.format_scores(scores, name).splitlines()[1] in printed
+  records = json.loads((tmp_path / 'coco_results.json').read_text())
+  assert len(records[0]['keypoints']) == 3 * 133

@@ -111,5 +111,13 @@ def test_coco_configs_name_the_coco_builder_and_their_keypoint_sets():
   tune, base = mpii_from_coco.get_config().to_dict(), mpii.get_config().to_dict()
   assert {k for k, v in tune.items() if base[k] != v} == {
       'init_from_checkpoint', 'num_epochs', 'lr_boundaries_epochs'}
-  for c in (config, own, mpii_from_coco.get_config()):
+  # Whole-body: COCO's setting on the wholebody build, its own keypoint set,
+  # started from a COCO run.
+  from experiments.configs import wholebody  # pylint: disable=g-import-not-at-top
+  body = wholebody.get_config()
+  assert body.dataset == 'coco_keypoints/wholebody' and 'wholebody' in names
+  assert body.skeleton == skeleton.DATASET_SKELETON and body.init_from_checkpoint == 'best'
+  assert {k for k, v in body.to_dict().items() if config.to_dict()[k] != v} == {
+      'dataset', 'skeleton', 'init_from_checkpoint'}
+  for c in (config, own, mpii_from_coco.get_config(), body):
     config_checks.check_config(c)

@@ -138,13 +138,10 @@ def notebook_config():
   return config
 
 
-@needs_libtpu
-@pytest.mark.slow
-def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
-  """The notebook's training step on Colab's v5e-1 (about 2-6 minutes of
-  compilation on 2 CPU cores): it fits, the state is donated, and XLA's FLOPs
-  agree with the project's count (measured: 115.7 vs 115.5 GFLOP)."""
-  config = notebook_config()
+def _check_the_train_step_on_a_v5e_1(config, capsys, flop_excess: float) -> None:
+  """config's training step compiled for Colab's v5e-1: it fits, the state is
+  donated, XLA's FLOPs cover the project's count (its convolutions) and exceed
+  it by less than flop_excess (the element-wise work), the roofline bound."""
   results = aot_report.run(config, 'v5e-1', what=('train_step',))
   (report,) = results['steps']
   assert (report['device_kind'], report['chips'], report['global_batch']) == (
@@ -159,14 +156,33 @@ def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(
       (state.params, state.batch_stats, state.opt_state)))
   assert state_bytes <= memory['aliased'] <= memory['arguments']
-  assert report['xla_network_gflop_per_chip'] == pytest.approx(
-      report['project_gflop_per_chip'], rel=0.02)
+  project = report['project_gflop_per_chip']
+  assert project <= report['xla_network_gflop_per_chip'] <= (1 + flop_excess) * project
   estimate = report['estimate']
   assert estimate['roofline_step_s'] == max(estimate['compute_bound_s'],
                                             estimate['memory_bound_s'])
   assert estimate['compute_bound_s'] == pytest.approx(
       report['xla_gflop_per_chip'] * 1e9 / 197e12)  # v5e's data-sheet peak
   assert 'train_step' in capsys.readouterr().out
+
+
+@needs_libtpu
+@pytest.mark.slow
+def test_the_colab_notebook_configuration_compiles_for_a_v5e_1(capsys):
+  """The notebook's own network (about 2-6 minutes of compilation on 2 CPU
+  cores; measured: XLA 115.7 vs the project's 115.5 GFLOP, 0.2 % more)."""
+  _check_the_train_step_on_a_v5e_1(notebook_config(), capsys, flop_excess=0.02)
+
+
+@needs_libtpu
+def test_a_sixteenth_width_notebook_network_compiles_for_a_v5e_1(capsys):
+  """The fast tier's version of the test above (about 40 CPU-seconds against
+  its 300-1000): the same checks on the notebook's configuration at a sixteenth
+  of the width and 32 px, where the element-wise work is a larger share of the
+  FLOPs (measured: XLA 0.308 vs the project's 0.296 GFLOP, 4.2 % more)."""
+  config = notebook_config()
+  config.width, config.input_size = 0.0625, 32
+  _check_the_train_step_on_a_v5e_1(config, capsys, flop_excess=0.08)
 
 
 def run_aot(*args: str) -> subprocess.CompletedProcess:

@@ -91,10 +91,10 @@ def test_coco_sample_has_unannotated_persons_that_are_skipped_and_counted(coco_f
   data, examples, data_dir = coco_format_builds['coco']
   unannotated = [a for a in data['annotations'] if a['num_keypoints'] == 0]
   assert len(unannotated) == 2 and len(examples) == len(data['annotations']) - 2
-  metadata = json.loads((data_dir / 'coco_keypoints' / CONFIG / '1.0.0' /
+  metadata = json.loads((data_dir / 'coco_keypoints' / CONFIG / '1.1.0' /
                          'metadata.json').read_text())
   assert metadata['skipped'] == {'validation': {'no labelled keypoint': 2}}
-  assert metadata['category_id'] == 1
+  assert metadata['category_ids'] == [1]
   # Their boxes stay with every example of their image, as regions COCOeval
   # ignores (for scoring a detector's boxes against the build).
   for example in examples:

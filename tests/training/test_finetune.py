@@ -1,6 +1,7 @@
 """Fine-tuning across keypoint sets: an MPII checkpoint onto the 14 keypoints
-of the LSPET COCO-format file and the 17 of COCO's sample, through the
-training loop's start (config.init_from)."""
+of the LSPET COCO-format file and the 17 of COCO's sample, a COCO-17 one onto
+a COCO-WholeBody build's 133, through the training loop's start
+(config.init_from)."""
 import jax
 import numpy as np
 import pytest
@@ -50,6 +51,43 @@ def test_an_mpii_network_starts_a_14_keypoint_run(coco_format_builds, tiny_data_
   config.init_from_skeleton = ''
   with pytest.raises(ValueError, match='init_from_skeleton=mpii'):
     loop.start_from_checkpoint(config, fresh)
+
+
+@pytest.mark.slow
+def test_a_coco_network_starts_a_wholebody_run(wholebody_build, tiny_data_dir, tmp_path,
+                                               capsys):
+  """The body's 17 keypoint channels and 19 part channels come from the COCO
+  network by name; the feet, face and hands start fresh."""
+  from rhpe_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.training import loop, steps  # pylint: disable=g-import-not-at-top
+  coco = tiny_config(tiny_data_dir)
+  coco.skeleton = 'coco'
+  coco_run = tmp_path / 'coco_run'
+  manager = checkpoints.CheckpointManager(str(coco_run), coco)
+  manager.save(1, steps.create_train_state(coco, jax.random.key(0), 2).replace(step=1),
+               metric=0.0, force=True)
+  manager.wait()
+  manager.close()
+  config = _config(tiny_data_dir, coco_run, wholebody_build[2])
+  config.init_from_skeleton = 'coco'
+  joints = datasets.resolve_keypoint_set(config)
+  assert joints.name == 'coco_wholebody' and joints.num_joints == 133
+  fresh = steps.create_train_state(config, jax.random.key(1), steps_per_epoch=2)
+  started = loop.start_from_checkpoint(config, fresh)
+  source, _ = checkpoints.read_variables(str(coco_run), 'latest')
+  got, want, new = _leaves(started.params), _leaves(source['params']), _leaves(fresh.params)
+  for key, value in got.items():
+    if 'heads' not in key:
+      np.testing.assert_array_equal(value, want[key])
+  for head in ('keypoints', 'parts'):
+    key = f"['heads_0']['{head}']['kernel']"
+    count = want[key].shape[-1]  # COCO's 17 keypoints, its 19 parts: the first channels
+    np.testing.assert_array_equal(got[key][..., :count], want[key])
+    np.testing.assert_array_equal(got[key][..., count:], new[key][..., count:])
+  line = capsys.readouterr().out
+  assert f'started from {coco_run} (step 1, coco)' in line
+  assert 'keypoint heads: 17 of 133 by name (all by the same names)' in line
+  assert 'fresh: left_big_toe, left_small_toe' in line and 'part heads: 19 of 19' in line
 
 
 @pytest.mark.slow

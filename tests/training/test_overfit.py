@@ -26,8 +26,8 @@ def _batch(size: int, count: int) -> dict:
   }
 
 
-@pytest.mark.slow
-def test_small_network_overfits_a_few_images():
+def _losses(num_steps: int) -> list[float]:
+  """The losses of num_steps Adam steps of an eighth-width network on 4 images."""
   config = demo.get_config()
   config.width = 0.125
   config.input_size = 64
@@ -38,9 +38,24 @@ def test_small_network_overfits_a_few_images():
   step = jax.jit(functools.partial(step_lib.train_step, config=config, axis_name=None))
   batch = _batch(64, 4)
   losses = []
-  for _ in range(220):
+  for _ in range(num_steps):
     state, metrics = step(state, batch)
     losses.append(float(metrics['loss']))
   assert np.all(np.isfinite(losses))
+  return losses
+
+
+@pytest.mark.slow
+def test_small_network_overfits_a_few_images():
+  losses = _losses(220)
   first, last = losses[0], np.mean(losses[-5:])
-  assert last < 0.1 * first, (first, last)
+  assert last < 0.1 * first, (first, last)  # measured: 0.058
+
+
+def test_small_network_loss_falls_by_70_percent_in_100_steps():
+  """The fast tier's version of the test above: the same run cut at 100 steps,
+  where the last five losses averaged 0.195 of the first (measured; 0.058 at
+  220 steps), against a bound of 0.3."""
+  losses = _losses(100)
+  first, last = losses[0], np.mean(losses[-5:])
+  assert last < 0.3 * first, (first, last)

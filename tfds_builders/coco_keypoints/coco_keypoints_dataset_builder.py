@@ -3,7 +3,10 @@
 Config `coco2017`: the official COCO 2017 person keypoints (17 keypoints,
 `rhpe_jax.core.skeleton.COCO`), splits train and validation. Config `custom`:
 a user's own COCO-format files, `annotations/<split>.json` for any of train,
-validation and test, their keypoint set read from the files' `categories`.
+validation and test, their keypoint set read from `annotations/keypoint_set.json`
+where there is one, else from the files' `categories`. Config `wholebody`:
+COCO-WholeBody v1.0, its five keypoint fields joined into 133 keypoints (the
+shipped keypoint-set file `coco_wholebody`), its face and hand boxes kept.
 The files are read and checked by `rhpe_jax.data.coco_annotations`; the crop
 is MPII's (`rhpe_jax.data.person_crops`) around `box_center_scale(bbox)`.
 Conventions: README.md.
@@ -30,9 +33,15 @@ COCO2017_FILES = {
     'train': ('annotations/person_keypoints_train2017.json', 'train2017'),
     'validation': ('annotations/person_keypoints_val2017.json', 'val2017'),
 }
+WHOLEBODY_FILES = {
+    'train': ('annotations/coco_wholebody_train_v1.0.json', 'train2017'),
+    'validation': ('annotations/coco_wholebody_val_v1.0.json', 'val2017'),
+}
 CUSTOM_SPLITS = ('train', 'validation', 'test')
 CUSTOM_IMAGES = 'images'
 COCO2017_URL = 'https://cocodataset.org/#download'
+WHOLEBODY_URL = 'https://github.com/jin-s13/COCO-WholeBody'
+SOURCES = ('coco2017', 'custom', 'wholebody')
 
 _MANUAL_INSTRUCTIONS = f"""\
 Config coco2017: place in the manual dir, extracted from the official zips
@@ -44,6 +53,12 @@ Config custom: your own COCO person-keypoint files, one per split:
   annotations/train.json, annotations/validation.json, annotations/test.json
   (any of them; the splits are the files present)
   images/                 (every `file_name` is relative to it)
+  annotations/keypoint_set.json  (optional: the keypoints' names, pairs, sigmas,
+  the annotation field holding them; wins over the files' categories)
+Config wholebody: COCO-WholeBody v1.0 ({WHOLEBODY_URL}) as for custom, or as
+released beside COCO 2017's images:
+  annotations/coco_wholebody_train_v1.0.json, annotations/coco_wholebody_val_v1.0.json
+  train2017/  val2017/
 """
 
 _CITATION = """\
@@ -56,19 +71,25 @@ _CITATION = """\
 }
 """
 
-CATEGORY_ID_KEY = 'category_id'
+# The ids of the categories merged into the examples (each example keeps its
+# own in coco_category_id).
+CATEGORY_IDS_KEY = 'category_ids'
 SKIPPED_KEY = 'skipped'
 
 
 @dataclasses.dataclass(eq=False)
 class CocoKeypointsConfig(tfds.core.BuilderConfig):
   """Where the data is (`source`), the crop geometry (as MPII's: a square of
-  side crop_side_factor x 200 x scale, resampled to resolution), and what
-  overrides the files' keypoint set: `category_id` (where several categories
-  have keypoints), `keypoint_set_name`, `flip_pairs` and `part_pairs`
-  (0-based index pairs; None: inferred from the names / the file's skeleton)."""
+  side crop_side_factor x 200 x scale, resampled to resolution), the
+  keypoint-set file of a built-in set to read the files with
+  (`keypoint_set`, skeleton.BUILT_IN_NAMES; the manual dir's
+  annotations/keypoint_set.json wins), and what overrides the keypoint set:
+  `category_id` (one category only, where several have keypoints),
+  `keypoint_set_name`, `flip_pairs` and `part_pairs` (0-based index pairs;
+  None: the set file's, or inferred from the names / the file's skeleton)."""
 
   source: str = 'custom'
+  keypoint_set: str | None = None
   resolution: int = 384
   crop_side_factor: float = 2.0
   category_id: int | None = None
@@ -77,9 +98,12 @@ class CocoKeypointsConfig(tfds.core.BuilderConfig):
   part_pairs: Sequence[Sequence[int]] | None = None
 
   def __post_init__(self):
-    if self.source not in ('coco2017', 'custom'):
-      raise ValueError(f"CocoKeypointsConfig: source must be 'coco2017' or 'custom', "
+    if self.source not in SOURCES:
+      raise ValueError(f'CocoKeypointsConfig: source must be one of {", ".join(SOURCES)}, '
                        f'got {self.source!r}')
+    if self.keypoint_set is not None and self.keypoint_set not in skeleton.BUILT_IN_NAMES:
+      raise ValueError(f'CocoKeypointsConfig: keypoint_set must be one of '
+                       f'{", ".join(skeleton.BUILT_IN_NAMES)}, got {self.keypoint_set!r}')
     if int(self.resolution) != self.resolution or self.resolution < 1:
       raise ValueError(f'CocoKeypointsConfig: resolution must be a positive integer, '
                        f'got {self.resolution}')
@@ -115,8 +139,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   its files.
   """
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': 'coco_category_id per example (categories sharing a keypoint set are merged); '
+               'annotations/keypoint_set.json; config wholebody with its part boxes.',
+  }
   BUILDER_CONFIGS = [
       CocoKeypointsConfig(
           name='coco2017', source='coco2017',
@@ -124,6 +152,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       CocoKeypointsConfig(
           name='custom', source='custom',
           description="A user's COCO-format keypoint files: 384 x 384 crops of side 2 x the box."),
+      CocoKeypointsConfig(
+          name='wholebody', source='wholebody', keypoint_set='coco_wholebody',
+          description='COCO-WholeBody v1.0: 133 keypoints, face and hand boxes; 384 x 384 crops '
+                      'of side 2 x the box.'),
   ]
   DEFAULT_CONFIG_NAME = 'coco2017'
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_INSTRUCTIONS
@@ -136,7 +168,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   # -- info ------------------------------------------------------------------
 
-  def _config_keypoint_set(self) -> skeleton.Skeleton | None:
+  def _config_set_file(self) -> coco_annotations.KeypointSetFile | None:
     """The keypoint set before reading the files: COCO's for coco2017, the
     files' where the manual dir was given to __init__, else unknown."""
     cfg = self.builder_config
@@ -148,25 +180,27 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         overrides['part_pairs'] = tuple(tuple(p) for p in cfg.part_pairs)
       if cfg.keypoint_set_name:
         overrides['name'] = cfg.keypoint_set_name
-      return dataclasses.replace(skeleton.COCO, **overrides)
+      return coco_annotations.KeypointSetFile(dataclasses.replace(skeleton.COCO, **overrides))
     if self._given_manual_dir is not None:
       return self._read_sources(self._given_manual_dir)[0]
     return None
 
-  def _features(self, num_keypoints: int) -> tfds.features.FeaturesDict:
+  def _features(self, set_file: coco_annotations.KeypointSetFile
+                ) -> tfds.features.FeaturesDict:
     r = self.builder_config.resolution
-    return pose_features.pose_features(num_keypoints, (r, r, 3),
-                                       extra=pose_features.coco_features())
+    return pose_features.pose_features(set_file.keypoint_set.num_joints, (r, r, 3),
+                                       extra=pose_features.coco_features(set_file.boxes))
 
   def _info(self) -> tfds.core.DatasetInfo:
-    joints = self._config_keypoint_set()
+    set_file = self._config_set_file()
     metadata = tfds.core.MetadataDict()
-    if joints is not None:
-      metadata[datasets.KEYPOINT_SET_KEY] = joints.to_dict()
+    if set_file is not None:
+      metadata[datasets.KEYPOINT_SET_KEY] = set_file.keypoint_set.to_dict()
     return self.dataset_info_from_configs(
-        # None for `custom` until the files are read; a built dataset's
-        # features.json then provides them (DatasetInfo.read_from_directory).
-        features=None if joints is None else self._features(joints.num_joints),
+        # None for `custom` and `wholebody` until the files are read; a built
+        # dataset's features.json then provides them
+        # (DatasetInfo.read_from_directory).
+        features=None if set_file is None else self._features(set_file),
         metadata=metadata,
         homepage='https://cocodataset.org/#keypoints-2017',
         citation=_CITATION,
@@ -176,37 +210,50 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_files(self, manual: epath.Path) -> dict[str, tuple[epath.Path, epath.Path]]:
     """split -> (annotation file, images folder); a missing piece fails at once."""
-    if self.builder_config.source == 'coco2017':
-      files = {split: (manual / ann, manual / images)
-               for split, (ann, images) in COCO2017_FILES.items()}
-      missing = [str(p.relative_to(manual)) for pair in files.values() for p in pair
+    source = self.builder_config.source
+    # The released layout: all of COCO 2017's; those of COCO-WholeBody's files present.
+    released = {'coco2017': COCO2017_FILES, 'wholebody': WHOLEBODY_FILES}.get(source, {})
+    official = {split: (manual / ann, manual / images) for split, (ann, images) in
+                released.items() if source == 'coco2017' or (manual / ann).exists()}
+    if official:
+      missing = [str(p.relative_to(manual)) for pair in official.values() for p in pair
                  if not p.exists()]
       if missing:
-        raise FileNotFoundError(f'coco_keypoints/coco2017: manual dir {manual} lacks '
+        raise FileNotFoundError(f'coco_keypoints/{source}: manual dir {manual} lacks '
                                 f'{", ".join(missing)}.\n{_MANUAL_INSTRUCTIONS}')
-      return files
+      return official
     files = {split: (manual / 'annotations' / f'{split}.json', manual / CUSTOM_IMAGES)
              for split in CUSTOM_SPLITS}
     files = {split: pair for split, pair in files.items() if pair[0].exists()}
     if not files or not (manual / CUSTOM_IMAGES).is_dir():
       raise FileNotFoundError(
-          f'coco_keypoints/custom: manual dir {manual} needs annotations/<split>.json for at '
+          f'coco_keypoints/{source}: manual dir {manual} needs annotations/<split>.json for at '
           f'least one of {", ".join(CUSTOM_SPLITS)} and an {CUSTOM_IMAGES}/ folder.\n'
           f'{_MANUAL_INSTRUCTIONS}')
     return files
 
+  def _manual_set_file(self, manual: epath.Path) -> coco_annotations.KeypointSetFile | None:
+    """The manual dir's annotations/keypoint_set.json, else the config's
+    built-in set's file, else None (the files' categories name the keypoints)."""
+    path = manual / 'annotations' / coco_annotations.SET_FILE
+    if path.exists():
+      return coco_annotations.read_keypoint_set_file(path)
+    keypoint_set = self.builder_config.keypoint_set
+    return None if keypoint_set is None else coco_annotations.built_in_set_file(keypoint_set)
+
   def _read_sources(self, manual: epath.Path
-                    ) -> tuple[skeleton.Skeleton, dict[str, _Source]]:
+                    ) -> tuple[coco_annotations.KeypointSetFile, dict[str, _Source]]:
     """Reads and checks every split's file once (images must exist), so that
     bad input fails before anything is written."""
     if self._sources is None or self._sources_of != manual:
       cfg = self.builder_config
+      set_file = None if cfg.source == 'coco2017' else self._manual_set_file(manual)
       sources, joints = {}, None
       for split, (ann_path, images) in self._split_files(manual).items():
         ann = coco_annotations.load(
             ann_path, category_id=cfg.category_id,
             name=cfg.keypoint_set_name or ('coco' if cfg.source == 'coco2017' else None),
-            flip_pairs=cfg.flip_pairs, part_pairs=cfg.part_pairs)
+            flip_pairs=cfg.flip_pairs, part_pairs=cfg.part_pairs, set_file=set_file)
         if joints is None:
           joints = ann.keypoint_set
         elif ann.keypoint_set.joint_names != joints.joint_names:
@@ -224,8 +271,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           raise coco_annotations.CocoFormatError(
               f'{manual}: coco2017 expects COCO\'s 17 keypoints, the files have '
               f'{list(joints.joint_names)} (use the custom config)')
-        joints = self._config_keypoint_set()  # COCO's sigmas and parts
-      self._sources, self._sources_of = (joints, sources), manual
+        chosen = self._config_set_file()  # COCO's sigmas and parts
+      else:
+        boxes = next(iter(sources.values())).annotations.part_boxes
+        chosen = coco_annotations.KeypointSetFile(joints, boxes=boxes)
+      self._sources, self._sources_of = (chosen, sources), manual
     return self._sources
 
   def download_and_prepare(self, *, download_config: tfds.download.DownloadConfig | None = None,
@@ -250,22 +300,24 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
                             download_config: tfds.download.DownloadConfig) -> None:
-    joints, _ = self._read_sources(_manual_dir(dl_manager))
+    set_file, _ = self._read_sources(_manual_dir(dl_manager))
+    joints = set_file.keypoint_set
     if self.info.features is None:
       # `custom` without a manual dir at __init__: the keypoint count is known
       # only now. TFDS has no public setter; this is the attribute that
       # DatasetInfo.read_from_directory sets too.
-      self.info._features = self._features(joints.num_joints)  # pylint: disable=protected-access
+      self.info._features = self._features(set_file)  # pylint: disable=protected-access
     elif self.info.features['keypoints'].shape[0] != joints.num_joints:
       raise ValueError(f'coco_keypoints: features for {self.info.features["keypoints"].shape[0]} '
                        f'keypoints, the files have {joints.num_joints}')
     super()._download_and_prepare(dl_manager, download_config)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    joints, sources = self._read_sources(_manual_dir(dl_manager))
+    set_file, sources = self._read_sources(_manual_dir(dl_manager))
     metadata = self.info.metadata
-    metadata[datasets.KEYPOINT_SET_KEY] = joints.to_dict()
-    metadata[CATEGORY_ID_KEY] = next(iter(sources.values())).annotations.category_id
+    metadata[datasets.KEYPOINT_SET_KEY] = set_file.keypoint_set.to_dict()
+    metadata[CATEGORY_IDS_KEY] = sorted({i for s in sources.values()
+                                         for i in s.annotations.category_ids})
     metadata[SKIPPED_KEY] = {split: dict(s.annotations.skipped) for split, s in sources.items()}
     for split, source in sources.items():
       logging.info('coco_keypoints %s: %d persons from %s; left out: %s', split,
@@ -320,10 +372,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         'single_person': len(image.persons) == 1 and not crowd,
         'coco_image_id': np.int64(image.image_id),
         'coco_annotation_id': np.int64(person.annotation_id),
+        'coco_category_id': np.int64(person.category_id),
         'bbox': person.bbox.astype(np.float32),
         'area': np.float32(person.area),
         'crowd_boxes': np.array([c.bbox for c in crowd], np.float32).reshape(-1, 4),
         'crowd_areas': np.array([c.area for c in crowd], np.float32),
         'unlabelled_boxes': np.array([p.bbox for p in unlabelled], np.float32).reshape(-1, 4),
         'unlabelled_areas': np.array([p.area for p in unlabelled], np.float32),
+        **person.part_boxes,
     }

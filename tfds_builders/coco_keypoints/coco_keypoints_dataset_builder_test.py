@@ -20,5 +20,14 @@ class CustomTest(tfds.testing.DatasetBuilderTestCase):
   SPLITS = {'train': 2, 'validation': 2}
 
 
+class WholebodyTest(tfds.testing.DatasetBuilderTestCase):
+  """COCO-WholeBody's released layout: annotations/coco_wholebody_val_v1.0.json
+  and val2017/; 133 keypoints from five fields, part boxes."""
+
+  DATASET_CLASS = coco_keypoints_dataset_builder.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = ['wholebody']
+  SPLITS = {'validation': 2}
+
+
 if __name__ == '__main__':
   tfds.testing.test_main()

@@ -1,10 +1,13 @@
-"""Writes dummy_data/: tiny made-up COCO-format files for both configs.
+"""Writes dummy_data/: tiny made-up COCO-format files for the three configs.
 
 coco2017: annotations/person_keypoints_{train,val}2017.json (17 COCO
 keypoints) with train2017/ and val2017/; custom: annotations/train.json and
-annotations/validation.json (5 made-up keypoints, no skeleton) with images/.
+annotations/validation.json (5 made-up keypoints, no skeleton) with images/;
+wholebody: annotations/coco_wholebody_val_v1.0.json (COCO-WholeBody's five
+keypoint fields, scores for face and hands, part boxes) with val2017/.
 Each file has a person without keypoints and a crowd region besides the
-persons that become examples (coco2017: train 2, validation 1; custom: 2, 2).
+persons that become examples (coco2017: train 2, validation 1; custom: 2, 2;
+wholebody: validation 2).
 Run from the repository root:
 
   python tfds_builders/coco_keypoints/make_dummy_data.py
@@ -42,7 +45,25 @@ def _person(rng, ann_id, image_id, w, h, k, labelled=True):
           'area': round(bw * bh * 0.6, 2)}
 
 
-def _write(rng, ann_path, image_dir, names, persons_per_image, first_id):
+def _wholebody_parts(rng, ann, valid):
+  """COCO-WholeBody's fields (its data_format.md) added to a COCO person:
+  feet (v 0/1/2), face and hands (scores in (0, 1]), their boxes; all zeros
+  and `*_valid` false where not `valid`."""
+  x, y, w, h = ann['bbox']
+  for part, count in (('foot', 6), ('face', 68), ('lefthand', 21), ('righthand', 21)):
+    box = [round(x + w / 4, 2), round(y + h / 4, 2), round(w / 4, 2), round(h / 4, 2)]
+    kp = []
+    for _ in range(count):
+      v = int(rng.integers(0, 3)) if part == 'foot' else round(float(rng.uniform(0, 1)), 3)
+      kp += ([round(float(rng.uniform(box[0], box[0] + box[2])), 2),
+              round(float(rng.uniform(box[1], box[1] + box[3])), 2), v] if v else [0, 0, 0])
+    ann[f'{part}_kpts'] = kp if valid else [0] * (3 * count)
+    ann[f'{part}_valid'] = valid
+    if part != 'foot':
+      ann[f'{part}_box'] = box if valid else [0, 0, 0, 0]
+
+
+def _write(rng, ann_path, image_dir, names, persons_per_image, first_id, wholebody=False):
   image_dir.mkdir(parents=True, exist_ok=True)
   images, annotations, ann_id = [], [], first_id
   for i, count in enumerate(persons_per_image):
@@ -61,6 +82,9 @@ def _write(rng, ann_path, image_dir, names, persons_per_image, first_id):
       crowd['iscrowd'] = 1
       annotations.append(crowd)
       ann_id += 2
+  if wholebody:  # the persons with body keypoints; the others' parts invalid (zeros)
+    for ann in annotations:
+      _wholebody_parts(rng, ann, valid=ann['num_keypoints'] > 0 and not ann['iscrowd'])
   category = {'id': 1, 'name': 'person', 'supercategory': 'person', 'keypoints': names}
   ann_path.parent.mkdir(parents=True, exist_ok=True)
   ann_path.write_text(json.dumps({'images': images, 'annotations': annotations,
@@ -75,6 +99,8 @@ def main() -> None:
   _write(rng, ann / 'person_keypoints_val2017.json', OUT / 'val2017', COCO_NAMES, [1], 200)
   _write(rng, ann / 'train.json', OUT / 'images', CUSTOM_NAMES, [2], 300)
   _write(rng, ann / 'validation.json', OUT / 'images', CUSTOM_NAMES, [1, 1], 400)
+  _write(rng, ann / 'coco_wholebody_val_v1.0.json', OUT / 'val2017', COCO_NAMES, [2], 500,
+         wholebody=True)
 
 
 if __name__ == '__main__':
