@@ -1,10 +1,12 @@
-"""A one-line progress bar with rate and time left, for long command-line runs.
+"""The progress bar of long command-line runs: tqdm's, with rate and time left.
 
-  [=======>            ] 37/120  31%  2.4 img/s  ETA 0:00:34  1 failed
+  36%|███▋      | 18/50 [00:34<00:16,  2.00img/s, 1 failed]
 
-The rate counts from `start_rate()` (call it after compilation, so the first
-batch's compile time does not make the ETA wrong), redraws are at most every
-`min_interval` seconds, and `note` prints a whole line above the bar.
+The rate (and so the time left) counts from `start_rate()`: call it after
+compilation, so that the first batch's compile time does not make the ETA
+wrong (tqdm's plain average, `smoothing=0`, from then on); `note` prints a
+whole line above the bar. Without a total (a webcam) the bar shows the count
+and the rate.
 """
 from __future__ import annotations
 
@@ -13,30 +15,27 @@ import time
 from typing import Callable, TextIO
 
 
-def format_duration(seconds: float) -> str:
-  """H:MM:SS of a non-negative number of seconds (rounded up)."""
-  total = int(-(-max(seconds, 0.0) // 1))
-  return f'{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}'
-
-
 class Progress:
-  """Draws `done / total` on `stream` (stderr by default) with an ETA."""
+  """`done / total` on `stream` (stderr by default) with the rate and ETA."""
 
-  def __init__(self, total: int, *, unit: str = 'img', width: int = 24,
-               stream: TextIO | None = None, min_interval: float = 0.5,
-               clock: Callable[[], float] = time.monotonic):
-    self.total, self.unit, self.width = total, unit, width
-    self.stream = stream if stream is not None else sys.stderr
-    self.min_interval, self.clock = min_interval, clock
+  def __init__(self, total: int | None, *, unit: str = 'img', stream: TextIO | None = None,
+               min_interval: float = 0.5, clock: Callable[[], float] = time.monotonic):
+    import tqdm  # pylint: disable=g-import-not-at-top
+    self.total, self.unit, self.clock = total, unit, clock
     self.done = self.failed = 0
     self._rate_start: tuple[float, int] | None = None
-    self._last_draw = -float('inf')
-    self._drawn = False
-    self._length = 0
+    self._bar = tqdm.tqdm(total=total, unit=unit, file=stream if stream is not None else sys.stderr,
+                          mininterval=min_interval, miniters=1, smoothing=0, dynamic_ncols=True)
+    self._bar._time = clock  # pylint: disable=protected-access
+    self._bar.start_t = self._bar.last_print_t = clock()
 
   def start_rate(self) -> None:
     """The rate and ETA count from now (and from what is done now)."""
     self._rate_start = (self.clock(), self.done)
+    # tqdm's rate is (n - initial) / (now - start_t); a close before the next
+    # draw still draws the last state and ends the line (last_print_t >= start_t).
+    self._bar.initial = self.done
+    self._bar.start_t = self._bar.last_print_t = self._rate_start[0]
 
   def rate(self) -> float | None:
     """Items per second since `start_rate`, None before any."""
@@ -46,45 +45,17 @@ class Progress:
     elapsed = self.clock() - start
     return (self.done - done) / elapsed if elapsed > 0 and self.done > done else None
 
-  def line(self) -> str:
-    fraction = self.done / self.total if self.total else 1.0
-    filled = int(fraction * self.width)
-    bar = '=' * filled + ('>' if filled < self.width else '') + ' ' * (self.width - filled - 1)
-    text = f'[{bar[:self.width]}] {self.done}/{self.total} {100 * fraction:3.0f}%'
-    rate = self.rate()
-    if rate:
-      text += f'  {rate:.2f} {self.unit}/s  ETA {format_duration((self.total - self.done) / rate)}'
-    elif self.done < self.total:
-      text += '  ETA --'
-    if self.failed:
-      text += f'  {self.failed} failed'
-    return text
-
   def update(self, done: int, failed: int = 0, force: bool = False) -> None:
+    if failed != self.failed:
+      self._bar.set_postfix_str(f'{failed} failed', refresh=False)
     self.done, self.failed = done, failed
-    now = self.clock()
-    if force or now - self._last_draw >= self.min_interval or done >= self.total:
-      self._last_draw = now
-      self._draw()
+    self._bar.update(done - self._bar.n)
+    if force:
+      self._bar.refresh()
 
   def note(self, text: str) -> None:
     """`text` on a line of its own, above the bar."""
-    if self._drawn:
-      self.stream.write('\r' + ' ' * self._length + '\r')
-    self.stream.write(text + '\n')
-    if self._drawn:
-      self._draw()
-    self.stream.flush()
+    self._bar.write(text, file=self._bar.fp)
 
   def close(self) -> None:
-    if self._drawn:
-      self._draw()
-      self.stream.write('\n')
-      self.stream.flush()
-      self._drawn = False
-
-  def _draw(self) -> None:
-    text = self.line()
-    self.stream.write('\r' + text + ' ' * max(0, self._length - len(text)))
-    self.stream.flush()
-    self._length, self._drawn = len(text), True
+    self._bar.close()

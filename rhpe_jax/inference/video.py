@@ -130,15 +130,6 @@ class _Decoded:
     self._thread.join()
 
 
-class _OpenEnded(progress.Progress):
-  """The bar of a webcam: no total, so frames and rate only."""
-
-  def line(self) -> str:
-    rate = self.rate()
-    text = f'{self.done} frames' + (f'  {rate:.2f} {self.unit}/s' if rate else '')
-    return text + (f'  {self.failed} failed' if self.failed else '')
-
-
 def predict_video(config, variables, step_number: int, source: str, output: str | os.PathLike,
                   *, box: tracking.Box | None = None,
                   detections: dict[int, list[dict[str, Any]]] | None = None,
@@ -179,8 +170,7 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
   total = reader.frame_count
   if max_frames is not None:
     total = min(total, max_frames) if total else max_frames
-  bar = (progress.Progress(total, unit='frames', stream=progress_stream) if total
-         else _OpenEnded(sys.maxsize, unit='frames', stream=progress_stream))
+  bar = progress.Progress(total or None, unit='frames', stream=progress_stream)
   frames_in = _Decoded(reader, max_frames, LOOKAHEAD)
   writer = None
   written, interrupted, decoded_first = 0, False, 0.0

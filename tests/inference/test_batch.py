@@ -217,16 +217,22 @@ def test_progress_eta_by_hand():
   stream = io.StringIO()
   bar = progress.Progress(50, stream=stream, clock=lambda: now[0], min_interval=0)
   bar.update(0)
-  assert 'ETA --' in stream.getvalue()
+  assert '0/50' in stream.getvalue() and '?img/s' in stream.getvalue()
   now[0] = 130.0  # the first batch of 10, with compilation: 30 s
   bar.update(10)
   bar.start_rate()
-  now[0] = 134.0  # 8 more in 4 s: 2 images/s, 32 left: 16 s
+  now[0] = 134.0  # 8 more in 4 s: 2 images/s, 32 left: 16 s (not 30 s / 10 images' 1:36)
   bar.update(18, failed=1)
   last = stream.getvalue().split('\r')[-1]
-  assert '18/50' in last and '2.00 img/s' in last and 'ETA 0:00:16' in last
+  assert '18/50' in last and '2.00img/s' in last and '<00:16' in last, last
   assert '1 failed' in last
-  assert progress.format_duration(3725.2) == '1:02:06'
+  assert bar.rate() == 2.0
+  bar.note('skipped x.jpg: broken')
+  assert 'skipped x.jpg: broken\n' in stream.getvalue()
+  bar.close()
+  webcam = progress.Progress(None, unit='frames', stream=stream, min_interval=0)
+  webcam.update(3)
+  assert '3frames' in stream.getvalue().split('\r')[-1]
 
 
 def test_command_line_runs_a_folder_and_reports_failures(tiny_data_dir, tiny_workdir, tmp_path):
