@@ -135,7 +135,7 @@ def main(argv: Sequence[str]) -> int:
     try:
       boxes.check_score_threshold(FLAGS.box_score_threshold)
     except ValueError as error:
-      raise app.UsageError(str(error)) from None
+      raise app.UsageError(f'--{error}') from None
     return boxes.predict_boxes(
         FLAGS.config, FLAGS.workdir, FLAGS.boxes, FLAGS.images, FLAGS.output,
         annotations=FLAGS.annotations, box_score_threshold=FLAGS.box_score_threshold,

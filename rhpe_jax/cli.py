@@ -129,7 +129,24 @@ def _run_main(main: Callable[[list[str]], Any], compilation_cache: bool, argv: l
       raise
     if _verbose():
       traceback.print_exception(error)
-    _exit_with(FAILURE, str(error) or type(error).__name__)
+    _exit_with(FAILURE, as_flags(str(error) or type(error).__name__, _flag_names()))
+
+
+def as_flags(message: str, flag_names: Sequence[str]) -> str:
+  """A library error in the command line's words: the library names its
+  arguments ('batch_size must be >= 1'); where a message starts with the
+  name of one of the program's flags, it becomes that flag ('--batch_size
+  must be >= 1')."""
+  first = re.match(r'(\w+)\b(?![./])', message)
+  if first and first.group(1) in flag_names:
+    return '--' + message
+  return message
+
+
+def _flag_names() -> list[str]:
+  """The flags the program defined itself (not absl's own)."""
+  return [flag.name for module, defined in FLAGS.flags_by_module_dict().items()
+          if not module.startswith('absl') for flag in defined]
 
 
 def is_expected_failure(error: BaseException) -> bool:

@@ -217,3 +217,11 @@ def test_expected_failures_are_bad_input_and_the_projects_own_errors():
     assert cli.is_expected_failure(error), error
   for error in (RuntimeError('x'), KeyError('x'), TypeError('x'), AssertionError('x')):
     assert not cli.is_expected_failure(error), error
+
+
+def test_library_errors_name_their_arguments_and_the_command_line_says_flags():
+  names = ['batch_size', 'output', 'scales']
+  assert cli.as_flags('batch_size must be >= 1, got 0', names) == '--batch_size must be >= 1, got 0'
+  assert cli.as_flags('scales must include 1.0', names) == '--scales must include 1.0'
+  assert cli.as_flags('output.json: no such file', names) == 'output.json: no such file'
+  assert cli.as_flags('image x does not exist', names) == 'image x does not exist'

@@ -88,7 +88,7 @@ def check_precision(precision: str, formats: Sequence[str]) -> None:
                      f'{",".join(PRECISION_FORMATS)}')
   lacking = [f for f in formats if f not in PRECISION_FORMATS[precision]]
   if lacking:
-    raise ValueError(f'--precision={precision} is written for '
+    raise ValueError(f'precision={precision} is written for '
                      f'{",".join(PRECISION_FORMATS[precision])} only, not {",".join(lacking)}')
 
 
@@ -620,7 +620,7 @@ def export_checkpoint(config: ml_collections.ConfigDict | str | None, workdir: s
   input_spec(config.input_size if image_size is None else image_size, batch)
   checkpoints.find_checkpoint(workdir, checkpoint)
   if os.path.isfile(output):
-    raise FileExistsError(f'--output {output} is a file, not a directory')
+    raise FileExistsError(f'output {output} is a file, not a directory')
   variables, step = checkpoints.restore_variables(config, workdir, checkpoint)
   return export(config, variables, output, formats=formats, image_size=image_size,
                 batch=batch, step=step, precision=precision, onnxruntime_web=onnxruntime_web)

@@ -270,7 +270,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | str | None, workdir:
                  batch_size=batch_size, annotations=annotations, verbose=verbose,
                  mean_pose=baseline['pred_image'] if mean_pose_from else None)
   elif boxes:
-    raise ValueError(f'--boxes: {config.dataset} {split} has no COCO ids (coco_image_id) to '
+    raise ValueError(f'boxes: {config.dataset} {split} has no COCO ids (coco_image_id) to '
                      'score detections against')
   json_path = out_dir / 'results.json'
   results['files']['results'] = str(json_path)

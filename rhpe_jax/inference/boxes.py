@@ -31,7 +31,7 @@ _NAMED = 10  # ids named in a warning line before "and N more"
 def check_score_threshold(threshold: float) -> float:
   """A box score threshold: detectors' scores are in [0, 1]."""
   if not 0.0 <= threshold <= 1.0:
-    raise ValueError(f'--box_score_threshold must be in [0, 1], got {threshold}')
+    raise ValueError(f'box_score_threshold must be in [0, 1], got {threshold}')
   return float(threshold)
 
 
@@ -47,13 +47,13 @@ def ids_from_annotations(path: str) -> dict[str, int]:
   data = coco_results.load_json(path, 'annotation file', dict)
   images = data.get('images')
   if not isinstance(images, list):
-    raise ValueError(f'--annotations {path}: a COCO annotation file is a JSON object with a '
+    raise ValueError(f'annotations {path}: a COCO annotation file is a JSON object with a '
                      'list "images"')
   ids: dict[str, int] = {}
   for number, image in enumerate(images):
     if (not isinstance(image, dict) or not isinstance(image.get('file_name'), str)
         or not isinstance(image.get('id'), int)):
-      raise ValueError(f'--annotations {path}: images[{number}] needs an integer id and a '
+      raise ValueError(f'annotations {path}: images[{number}] needs an integer id and a '
                        'file_name')
     ids[os.path.basename(image['file_name'])] = image['id']
   return ids
@@ -114,7 +114,7 @@ def output_paths(output: str) -> tuple[pathlib.Path, pathlib.Path]:
   if not out.suffix:
     out = out.with_suffix('.json')
   if out.suffix.lower() == '.jsonl':
-    raise ValueError(f'--output {output}: with --boxes it is the COCO results file (.json); '
+    raise ValueError(f'output {output}: with boxes it is the COCO results file (.json); '
                      'the per-box progress goes beside it as .jsonl')
   return out, out.with_suffix('.jsonl')
 
@@ -138,13 +138,13 @@ def predict_boxes(config: Any, workdir: str, boxes: str, images: str, output: st
     raise ValueError(f'{boxes}: no person box scores at least {threshold}')
   listed, kind = image_inputs.list_images(images)
   if kind == 'list':
-    raise ValueError(f'--images {images}: with --boxes, a folder or a glob of images (the '
+    raise ValueError(f'images {images}: with boxes, a folder or a glob of images (the '
                      'boxes give the persons)')
   files = image_files([i.path for i in listed], annotations)
   items, missing = box_items(detections, files)
   if not items:
     how = f'the file names of {annotations}' if annotations else 'the numbers their names end in'
-    raise ValueError(f'--images {images}: none of the {len(detections)} images with boxes in '
+    raise ValueError(f'images {images}: none of the {len(detections)} images with boxes in '
                      f'{boxes} is there (image ids from {how}: {_named(sorted(files))})')
   if missing:
     print(f'warning: {len(missing)} of the {len(detections)} images with boxes in {boxes} have '

@@ -147,9 +147,11 @@ def processing(keypoint_set: skeleton_lib.Skeleton, *, input_size: int, stride: 
 class PoseEstimator:
   """Keypoints of the persons of an image, from a trained network.
 
-  `flip` (average with the mirrored image), `scales` (box scales whose heat
-  maps are averaged; 1.0 among them) and `batch_size` (crops per network
-  call) are defaults that `predict` can override.
+  Options of from_workdir and from_export: `flip` (average with the mirrored
+  image), `scales` (box scales whose heat maps are averaged; 1.0 among
+  them), `batch_size` (crops per network call) and `box_scale` (the window's
+  side over a box's longer side; default the network's training value);
+  `predict` can override flip and scales.
   """
 
   def __init__(self, heatmap_fn: topdown.HeatmapFn, keypoint_set: skeleton_lib.Skeleton, *,
@@ -205,9 +207,9 @@ class PoseEstimator:
     def heatmap_fn(crops: np.ndarray) -> np.ndarray:
       return np.asarray(jax.device_get(fn(on_device, crops)['heatmaps']))
 
+    options.setdefault('box_scale', config.box_scale)
     return cls(heatmap_fn, skeleton_lib.of_config(config), input_size=config.input_size,
-               stride=model_lib.STRIDE, box_scale=config.box_scale, step=step, source=source,
-               **options)
+               stride=model_lib.STRIDE, step=step, source=source, **options)
 
   @classmethod
   def from_export(cls, export_dir: str | os.PathLike, *, threads: int | None = None,
@@ -241,29 +243,48 @@ class PoseEstimator:
     fixed = fixed if isinstance(fixed, int) else None
     heatmap_fn = _onnx_heatmap_fn(session, fixed)
     keypoint_set = skeleton_lib.Skeleton.from_dict(section['keypoint_set'])
+    options.setdefault('box_scale', section['box_scale'])
     return cls(heatmap_fn, keypoint_set, input_size=section['input_size'],
-               stride=section['stride'], box_scale=section['box_scale'],
-               step=manifest.get('checkpoint_step'), source=str(folder), **options)
+               stride=section['stride'], step=manifest.get('checkpoint_step'),
+               source=str(folder), **options)
 
   def predict(self, image: ImageLike, boxes: Any = None, *, flip: bool | None = None,
               scales: Sequence[float] | None = None) -> Poses:
     """The persons in `boxes` (P, 4) [x, y, w, h] pixels of `image` (a
     path, a PIL image or an H x W x 3 uint8 RGB array; paths and PIL images
     upright by EXIF), or the whole image as one person for None."""
-    pixels = as_image(image)
-    whole = boxes is None
-    boxes = check_boxes(boxes, pixels.shape)
-    windows = [crop_lib.box_window(None if whole else box, pixels.shape, self.box_scale)
-               for box in boxes]
-    count = len(self.keypoint_names)
-    if not windows:
-      return self._poses(np.zeros((0, count, 2)), np.zeros((0, count)), boxes)
+    return self.predict_batch([image], [boxes], flip=flip, scales=scales)[0]
+
+  def predict_batch(self, images: Sequence[ImageLike], boxes: Sequence[Any] | None = None, *,
+                    flip: bool | None = None, scales: Sequence[float] | None = None
+                    ) -> list[Poses]:
+    """`predict` of every image (with its boxes, when given), the persons of
+    all of them through the network together, in batches of `batch_size`
+    (the images are held in memory: give a long list in chunks)."""
+    if boxes is not None and len(boxes) != len(images):
+      raise ValueError(f'{len(images)} images but boxes for {len(boxes)}')
+    scales = topdown.check_scales(self.scales if scales is None else scales)
     flip = self.flip if flip is None else flip
-    keypoints, scores = topdown.predict(
-        self._heatmap_fn, pixels, windows, input_size=self.input_size, stride=self.stride,
-        batch_size=self.batch_size, scales=self.scales if scales is None else scales,
-        flip_permutation=self.keypoint_set.flip_permutation if flip else None)
-    return self._poses(keypoints, scores, boxes)
+    crops, matrices, checked = [], [], []
+    for image, given in zip(images, boxes if boxes is not None else [None] * len(images)):
+      pixels = as_image(image)
+      box_array = check_boxes(given, pixels.shape)
+      windows = [crop_lib.box_window(None if given is None else box, pixels.shape,
+                                     self.box_scale) for box in box_array]
+      image_crops, image_matrices = topdown.crop_windows(pixels, windows, self.input_size, scales)
+      crops.append(image_crops)
+      matrices.append(image_matrices)
+      checked.append(box_array)
+    count = len(self.keypoint_names)
+    keypoints, scores = np.zeros((0, count, 2)), np.zeros((0, count))
+    if sum(len(b) for b in checked):
+      keypoints, scores = topdown.predict_crops(
+          self._heatmap_fn, np.concatenate(crops, axis=1), np.concatenate(matrices, axis=1),
+          stride=self.stride, batch_size=self.batch_size,
+          flip_permutation=self.keypoint_set.flip_permutation if flip else None)
+    ends = np.cumsum([len(b) for b in checked])
+    return [self._poses(keypoints[end - len(b):end], scores[end - len(b):end], b)
+            for b, end in zip(checked, ends)]
 
   def predict_crops(self, crops: np.ndarray, input_to_image: np.ndarray, *,
                     flip: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -275,14 +296,6 @@ class PoseEstimator:
         self._heatmap_fn, np.asarray(crops)[None], np.asarray(input_to_image)[None],
         stride=self.stride, batch_size=self.batch_size,
         flip_permutation=self.keypoint_set.flip_permutation if flip else None)
-
-  def predict_batch(self, images: Sequence[ImageLike], boxes: Sequence[Any] | None = None,
-                    **options: Any) -> list[Poses]:
-    """`predict` of every image (with its boxes, when given)."""
-    if boxes is not None and len(boxes) != len(images):
-      raise ValueError(f'{len(images)} images but boxes for {len(boxes)}')
-    return [self.predict(image, None if boxes is None else b, **options)
-            for image, b in zip(images, boxes if boxes is not None else [None] * len(images))]
 
   def _poses(self, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray) -> Poses:
     return Poses(np.asarray(keypoints, np.float32), np.asarray(scores, np.float32),

@@ -16,7 +16,9 @@ video) and evaluation:
   crop's grid (bilinear, zeros outside) and averaged, then decoded
   (rhpe_jax.codec.decode) into the scale-1 crop's input pixels; evaluation of
   a TFDS split enters here with its stored crops' maps;
-- `predict`: all of it for one image, keypoints mapped into its pixels.
+- `predict_crops`: heat maps, averaging and decoding of cut crops, keypoints
+  mapped into their images' pixels (`to_image`); PoseEstimator.predict_batch
+  cuts the crops of images and boxes and calls it.
 
 Nothing here imports JAX or TensorFlow.
 """
@@ -144,14 +146,3 @@ def predict_crops(heatmap_fn: HeatmapFn, crops: np.ndarray, matrices: np.ndarray
           for c in crops]
   keypoints, scores = poses_in_input(maps, matrices, stride)
   return to_image(keypoints, matrices[0]), np.asarray(scores, np.float64)
-
-
-def predict(heatmap_fn: HeatmapFn, image: np.ndarray, windows: Sequence[Window], *,
-            input_size: int, stride: int, batch_size: int = 8,
-            flip_permutation: Sequence[int] | None = None, scales: Sequence[float] = (1.0,)
-            ) -> tuple[np.ndarray, np.ndarray]:
-  """Keypoints (N, K, 2) in pixels of `image` and scores (N, K) of the
-  person in each window."""
-  crops, matrices = crop_windows(image, windows, input_size, check_scales(scales))
-  return predict_crops(heatmap_fn, crops, matrices, stride=stride, batch_size=batch_size,
-                       flip_permutation=flip_permutation)

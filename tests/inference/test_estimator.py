@@ -68,12 +68,44 @@ def test_from_workdir_on_lspet_images_and_boxes(tiny_data_dir, tiny_workdir):
   with Image.open(paths[0]) as opened:
     again = est.predict(opened, boxes)
   np.testing.assert_allclose(again.keypoints, poses.keypoints)
-  batch = est.predict_batch([image, paths[1]], [boxes, None])
-  np.testing.assert_allclose(batch[0].keypoints, poses.keypoints, atol=1e-4)
-  assert len(batch[1]) == 1
+  batch = est.predict_batch([image, paths[1]], [boxes[:1], None])  # one network batch of 2
+  np.testing.assert_allclose(batch[0].keypoints, poses.keypoints[:1], atol=1e-4)
+  np.testing.assert_allclose(batch[1].keypoints, est.predict(paths[1]).keypoints, atol=1e-4)
   assert len(est.predict(image, np.zeros((0, 4)))) == 0
   drawn = poses.draw(image)
   assert drawn.shape == image.shape and np.any(drawn != image)
+
+
+def test_from_workdir_on_the_coco_sample_with_its_detections(tiny_data_dir, tiny_workdir):
+  """Every detection scoring >= 0.3 on the COCO sample's images (stored frame,
+  as `evaluate --boxes` reads them) against the TensorFlow crop of its window
+  (box_scale x the box's longer side around its centre) and the predictor's
+  in-graph decoding."""
+  from rhpe_jax import PoseEstimator, checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.data import coco_results, image_io  # pylint: disable=g-import-not-at-top
+  sample = SHARED_DATA / 'coco_sample'
+  if not (sample / 'person_detections.json').is_file():
+    pytest.skip(f'the COCO sample is not at {sample}')
+  detections = coco_results.read_detections(str(sample / 'person_detections.json'),
+                                            score_threshold=0.3)
+  config = tiny_config(tiny_data_dir)
+  variables, _ = checkpoints.restore_variables(config, str(tiny_workdir))
+  est = PoseEstimator.from_workdir(tiny_workdir)
+  checked = 0
+  for path in sorted((sample / 'images').glob('*.jpg')):
+    boxes = [d['bbox'] for d in detections.get(int(path.stem), ())]
+    image = image_io.read_image(str(path), apply_orientation=False)
+    poses = est.predict(image, boxes)
+    assert poses.keypoints.shape == (len(boxes), 16, 2)
+    np.testing.assert_allclose(poses.boxes, np.asarray(boxes, np.float32).reshape(-1, 4))
+    for person, (x, y, w, h) in enumerate(boxes):
+      centre = np.array([x + w / 2, y + h / 2], np.float32)  # the builder's float32 centre
+      expected, confidence = _reference(config, variables, image, tuple(centre.tolist()),
+                                        config.box_scale * max(w, h))
+      np.testing.assert_allclose(poses.keypoints[person], expected, atol=2e-3)
+      np.testing.assert_allclose(poses.scores[person], confidence, atol=1e-5)
+      checked += 1
+  assert checked >= 10
 
 
 def test_flip_and_box_scales_average_heat_maps(tiny_workdir):
@@ -110,6 +142,7 @@ def test_bad_input_gives_one_line_errors(tiny_workdir, tmp_path):
     PoseEstimator.from_workdir(tmp_path)
   with pytest.raises(ValueError, match='scales must include 1.0'):
     PoseEstimator.from_workdir(tiny_workdir, scales=(0.9,))
+  assert PoseEstimator.from_workdir(tiny_workdir, box_scale=2.0).box_scale == 2.0
 
 
 def test_prediction_from_a_workdir_leaves_tensorflow_out(tiny_workdir):
@@ -149,6 +182,7 @@ def onnx_export(tiny_data_dir, tiny_workdir, tmp_path_factory):
   return out
 
 
+@pytest.mark.slow  # the ONNX export: ~30 s on 2 cores
 def test_the_manifest_holds_the_processing(onnx_export, tiny_data_dir):
   from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data_dir)
@@ -162,6 +196,7 @@ def test_the_manifest_holds_the_processing(onnx_export, tiny_data_dir):
   assert section['flip_pairs'] == [list(p) for p in joints.flip_pairs]
 
 
+@pytest.mark.slow
 def test_from_export_agrees_with_from_workdir(onnx_export, tiny_workdir, tmp_path):
   from rhpe_jax import PoseEstimator  # pylint: disable=g-import-not-at-top
   paths = _lspet()
