@@ -6,10 +6,10 @@
 # and, for CI and maintainers:
 #   make test-slow    the slow tier alone (the tests marked `slow`, 30 s to minutes
 #                     each: full-size TPU compiles, long training runs, multi-process
-#                     and multi-device runs; about 9 minutes on 2 cores)
+#                     and multi-device runs, the browser; about 12.5 minutes on 2 cores)
 #   make test-all     both tiers: `make test`, then `make test-slow` (what CI runs)
 #   make test-latest  both tiers in one run on Python 3.12 with the newest versions
-#                     pip resolves today (no lock), in .venv-latest (about 15 minutes)
+#                     pip resolves today (no lock), in .venv-latest (both tiers' time in one run)
 #   make lock         re-resolve requirements/py311.txt and py312.txt (uv)
 
 # $(call first_python,X.Y): the first Python X.Y that runs, from PATH or else
