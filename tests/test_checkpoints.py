@@ -373,3 +373,21 @@ def test_restore_variables_of_another_network_is_a_mismatch(tiny_data_dir, tiny_
   config.width = 0.125  # twice the channels of the saved network
   with pytest.raises(checkpoints.CheckpointMismatchError, match='does not fit this config'):
     checkpoints.restore_variables(config, str(tiny_workdir))
+
+
+def test_a_runs_own_keypoint_set_survives_its_config_file(tmp_path):
+  """A COCO-format run (skeleton 'dataset') writes its keypoint set into
+  config.json; reading the file back (export, evaluate and predict without
+  --config) gives that set, not a config error (the set becomes a ConfigDict
+  inside the config)."""
+  from experiments.configs import own_data  # pylint: disable=g-import-not-at-top
+  config = own_data.get_config()
+  written = {'name': 'person', 'keypoint_names': ['head', 'left_hand', 'right_hand'],
+             'flip_pairs': [[1, 2]], 'part_pairs': [[0, 1], [0, 2]], 'sigmas': None,
+             'groups': {}}
+  config.skeleton = 'dataset'
+  config.keypoint_set = written
+  checkpoints.save_config(config, str(tmp_path))
+  read = checkpoints.config_of_workdir(str(tmp_path))
+  assert read.skeleton == 'dataset'
+  assert read.keypoint_set.to_dict() == written

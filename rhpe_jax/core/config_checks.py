@@ -18,6 +18,8 @@ import operator
 import re
 from typing import Any, Callable, Mapping, Sequence
 
+import ml_collections
+
 from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import skeleton
 
@@ -97,6 +99,12 @@ def _extra_dataset(entry: Any) -> bool:
 _SPLIT_RULE = matching(_SPLIT, "a split such as 'train' or 'train[:250]'")
 _PERIOD = integer(note=' (<= 0 turns it off)')
 
+def _is_mapping(value: Any) -> bool:
+  """A dict, or the ConfigDict a dict becomes inside a config (a run's
+  config.json read back)."""
+  return isinstance(value, (Mapping, ml_collections.ConfigDict))
+
+
 RULES: dict[str, Rule] = {
     'seed': integer(0),
     # Data.
@@ -106,7 +114,7 @@ RULES: dict[str, Rule] = {
     'train_split': _SPLIT_RULE,
     'eval_split': _SPLIT_RULE,
     'skeleton': one_of(skeleton.SKELETON_NAMES),
-    'keypoint_set': Rule(lambda value: value is None or isinstance(value, Mapping),
+    'keypoint_set': Rule(lambda value: value is None or _is_mapping(value),
                          'unset, or a keypoint set (rhpe_jax.core.skeleton.Skeleton.to_dict)'),
     'keypoint_sigmas': Rule(_sequence_of(lambda v: _is_number(v) and v > 0),
                             'a tuple of OKS sigmas > 0, one per keypoint (empty: by rule)'),
@@ -193,7 +201,7 @@ def _relations(config: Mapping[str, Any]) -> list[tuple[bool, str]]:
     count = None  # the keypoint count, where the set is known here
     if config['skeleton'] in skeleton.BUILT_IN_NAMES:
       count = skeleton.get_skeleton(config['skeleton']).num_joints
-    elif isinstance(config.get('keypoint_set'), Mapping):
+    elif _is_mapping(config.get('keypoint_set')):
       count = len(config['keypoint_set'].get('keypoint_names', ()))
     if count is not None:
       sigmas = tuple(config['keypoint_sigmas'])
