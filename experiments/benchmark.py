@@ -94,4 +94,5 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main)
+  cli.run(main, renamed={'torch.reference': 'torch_reference', 'torch.python': 'torch_python',
+                         'torch': 'compare_torch'})

@@ -78,4 +78,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main)
+  cli.run(main, renamed={'matrix_path': 'write_table'})

@@ -85,6 +85,9 @@ def join_center_values(argv: Sequence[str]) -> list[str]:
   return out
 
 
+# Library arguments whose flags are named otherwise (cli.as_flags).
+RENAMED = {'source': 'video', 'min_cutoff': 'smooth_min_cutoff', 'beta': 'smooth_beta'}
+
 # The flags of each way to run, beyond --config, --workdir, --output and
 # --checkpoint; any other flag given is a usage error naming both.
 MODES = {
@@ -124,7 +127,7 @@ def main(argv: Sequence[str]) -> int:
         tracking.parse_box(FLAGS.box)
       smoothing.check_parameters(FLAGS.smooth_min_cutoff, FLAGS.smooth_beta)
     except ValueError as error:
-      raise app.UsageError(str(error)) from None
+      raise app.UsageError(cli.as_flags(str(error), ['box'], RENAMED)) from None
     return video.run_video(
         FLAGS.config, FLAGS.workdir, FLAGS.video, FLAGS.output, box=FLAGS.box, boxes=FLAGS.boxes,
         box_score_threshold=FLAGS.box_score_threshold, max_frames=FLAGS.max_frames,
@@ -163,4 +166,4 @@ def main(argv: Sequence[str]) -> int:
 
 if __name__ == '__main__':
   define_flags()
-  cli.run(main, argv=join_center_values(sys.argv), compilation_cache=True)
+  cli.run(main, argv=join_center_values(sys.argv), compilation_cache=True, renamed=RENAMED)

@@ -43,8 +43,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--compile', action='store_true')
   parser.add_argument('--bfloat16', action='store_true')
   args = parser.parse_args(argv)
-  torch_timing.run(args.reference, args.what, args.batch, args.image_size, args.steps,
-                   args.threads, compile_model=args.compile, bfloat16=args.bfloat16)
+  try:
+    torch_timing.run(args.reference, args.what, args.batch, args.image_size, args.steps,
+                     args.threads, compile_model=args.compile, bfloat16=args.bfloat16)
+  except FileNotFoundError as error:
+    if not str(error).startswith('reference '):
+      raise
+    print(f'error: --{error}', file=sys.stderr)  # the library names the argument: say the flag
+    sys.exit(1)
 
 
 if __name__ == '__main__':

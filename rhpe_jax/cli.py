@@ -44,7 +44,7 @@ import subprocess
 import sys
 import traceback
 import warnings
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -110,15 +110,16 @@ if pending and not drop.match(pending):
 
 
 def run(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, *,
-        compilation_cache: bool = False) -> NoReturn:
+        compilation_cache: bool = False, renamed: Mapping[str, str] | None = None) -> NoReturn:
   """absl's app.run with the project's flag parsing, output settings, process
   set-up (with JAX's persistent compilation cache if `compilation_cache`) and
-  error convention (the module's docstring)."""
-  app.run(functools.partial(_run_main, main, compilation_cache), argv=argv,
+  error convention (the module's docstring); `renamed`: as in `as_flags`."""
+  app.run(functools.partial(_run_main, main, compilation_cache, renamed or {}), argv=argv,
           flags_parser=parse_flags)
 
 
-def _run_main(main: Callable[[list[str]], Any], compilation_cache: bool, argv: list[str]) -> Any:
+def _run_main(main: Callable[[list[str]], Any], compilation_cache: bool,
+              renamed: Mapping[str, str], argv: list[str]) -> Any:
   runtime.setup(compilation_cache=compilation_cache)
   try:
     return main(argv)
@@ -129,14 +130,21 @@ def _run_main(main: Callable[[list[str]], Any], compilation_cache: bool, argv: l
       raise
     if _verbose():
       traceback.print_exception(error)
-    _exit_with(FAILURE, as_flags(str(error) or type(error).__name__, _flag_names()))
+    _exit_with(FAILURE,
+               as_flags(str(error) or type(error).__name__, _flag_names(), renamed))
 
 
-def as_flags(message: str, flag_names: Sequence[str]) -> str:
+def as_flags(message: str, flag_names: Sequence[str],
+             renamed: Mapping[str, str] | None = None) -> str:
   """A library error in the command line's words: the library names its
   arguments ('batch_size must be >= 1'); where a message starts with the
   name of one of the program's flags, it becomes that flag ('--batch_size
-  must be >= 1')."""
+  must be >= 1'), and where it starts with an argument of `renamed`
+  (argument: flag, for arguments named otherwise than their flags, dotted
+  names such as 'torch.python' included), with its flag."""
+  for argument, flag in (renamed or {}).items():
+    if re.match(rf'{re.escape(argument)}\b(?![./])', message):
+      return f'--{flag}{message[len(argument):]}'
   first = re.match(r'(\w+)\b(?![./])', message)
   if first and first.group(1) in flag_names:
     return '--' + message

@@ -225,3 +225,10 @@ def test_library_errors_name_their_arguments_and_the_command_line_says_flags():
   assert cli.as_flags('scales must include 1.0', names) == '--scales must include 1.0'
   assert cli.as_flags('output.json: no such file', names) == 'output.json: no such file'
   assert cli.as_flags('image x does not exist', names) == 'image x does not exist'
+  renamed = {'torch.python': 'torch_python', 'torch': 'compare_torch', 'beta': 'smooth_beta'}
+  assert (cli.as_flags('torch.python /x cannot import torch', names, renamed)
+          == '--torch_python /x cannot import torch')
+  assert (cli.as_flags('torch needs 16 keypoints', names, renamed)
+          == '--compare_torch needs 16 keypoints')
+  assert cli.as_flags('beta must be >= 0', names, renamed) == '--smooth_beta must be >= 0'
+  assert cli.as_flags('betas.json: no such file', names, renamed) == 'betas.json: no such file'

@@ -43,27 +43,27 @@ def is_image_name(path: str | os.PathLike) -> bool:
   return pathlib.Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_images(spec: str) -> tuple[list[ImageInput], str]:
-  """The images `spec` names, in a fixed order, and what `spec` is ('folder',
+def list_images(images: str) -> tuple[list[ImageInput], str]:
+  """The images `images` names, in a fixed order, and what `images` is ('folder',
   'glob', 'list' or 'image'). Raises FileNotFoundError / ValueError with one
   line when it names nothing usable."""
-  path = pathlib.Path(spec)
+  path = pathlib.Path(images)
   if path.is_dir():
     names = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p))
     if not names:
-      raise FileNotFoundError(f'--images {spec}: the folder holds no image files '
+      raise FileNotFoundError(f'images {images}: the folder holds no image files '
                               f'({", ".join(IMAGE_SUFFIXES)})')
     return [ImageInput(str(p)) for p in names], 'folder'
   if path.is_file():
     if is_image_name(path):
       return [ImageInput(str(path))], 'image'
     return read_list_file(path), 'list'
-  if any(c in spec for c in _GLOB_CHARACTERS):
-    matches = sorted(p for p in glob.glob(spec, recursive=True) if os.path.isfile(p))
+  if any(c in images for c in _GLOB_CHARACTERS):
+    matches = sorted(p for p in glob.glob(images, recursive=True) if os.path.isfile(p))
     if not matches:
-      raise FileNotFoundError(f'--images {spec}: no file matches the pattern')
+      raise FileNotFoundError(f'images {images}: no file matches the pattern')
     return [ImageInput(p) for p in matches], 'glob'
-  raise FileNotFoundError(f'--images {spec}: no such folder, file or pattern')
+  raise FileNotFoundError(f'images {images}: no such folder, file or pattern')
 
 
 def read_list_file(path: str | os.PathLike) -> list[ImageInput]:
@@ -72,7 +72,7 @@ def read_list_file(path: str | os.PathLike) -> list[ImageInput]:
   try:
     text = path.read_text()
   except UnicodeDecodeError:
-    raise ValueError(f'--images {path}: not a text list of image paths '
+    raise ValueError(f'images {path}: not a text list of image paths '
                      '(nor an image file with a known suffix)') from None
   base = path.parent
   entries = []
@@ -82,7 +82,7 @@ def read_list_file(path: str | os.PathLike) -> list[ImageInput]:
       continue
     entries.append(_parse_line(line, base, f'{path} line {number}'))
   if not entries:
-    raise ValueError(f'--images {path}: the list names no images')
+    raise ValueError(f'images {path}: the list names no images')
   return entries
 
 

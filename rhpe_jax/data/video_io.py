@@ -38,7 +38,7 @@ class Frame:
 
 
 def is_webcam(source: str) -> bool:
-  """`--video=0`: a camera number rather than a file."""
+  """`source` '0': a camera number rather than a file."""
   return source.isdigit()
 
 
@@ -47,11 +47,11 @@ def _webcam(source: str) -> tuple[str, str]:
   if sys.platform.startswith('linux'):
     device = f'/dev/video{source}'
     if not os.path.exists(device):
-      raise FileNotFoundError(f'--video={source}: no webcam ({device} does not exist)')
+      raise FileNotFoundError(f'source {source}: no webcam ({device} does not exist)')
     return device, 'v4l2'
   if sys.platform == 'darwin':
     return source, 'avfoundation'
-  raise ValueError(f'--video={source}: webcams are read on Linux (v4l2) and macOS '
+  raise ValueError(f'source {source}: webcams are read on Linux (v4l2) and macOS '
                    '(avfoundation); give a video file')
 
 
@@ -140,13 +140,13 @@ def _reason(error: Exception) -> str:
 
 
 def output_path(output: str) -> pathlib.Path:
-  """The video file of `--output` (.mp4 added without a suffix); its
+  """The video file of `output` (.mp4 added without a suffix); its
   container must be one of CONTAINERS."""
   out = pathlib.Path(output)
   if not out.suffix:
     out = out.with_suffix('.mp4')
   if out.suffix.lower() not in CONTAINERS:
-    raise ValueError(f'--output {output}: a video file ({", ".join(CONTAINERS)})')
+    raise ValueError(f'output {output}: a video file ({", ".join(CONTAINERS)})')
   return out
 
 

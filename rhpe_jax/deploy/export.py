@@ -539,7 +539,8 @@ def export(config: ml_collections.ConfigDict, variables: Mapping[str, Any],
     if onnxruntime_web:
       onnx_export.onnxruntime_web_files(onnxruntime_web)
   elif onnxruntime_web:
-    raise ValueError('--onnxruntime_web is for the browser page of --formats=onnx')
+    raise ValueError('onnxruntime_web is for the browser page of the onnx format '
+                     '(add onnx to formats)')
   params = inference_params(config, variables)
   # The TF artefacts' StableHLO first: a version TensorFlow cannot read stops
   # the export here, before anything is written.

@@ -62,10 +62,10 @@ class OneEuroFilter:
 
 
 def check_parameters(min_cutoff: float, beta: float, d_cutoff: float = D_CUTOFF) -> None:
-  """A positive cutoff and a non-negative beta (ValueError naming the flag)."""
+  """A positive cutoff and a non-negative beta (ValueError naming the argument)."""
   if not (math.isfinite(min_cutoff) and min_cutoff > 0):
-    raise ValueError(f'--smooth_min_cutoff must be a positive frequency (Hz), got {min_cutoff}')
+    raise ValueError(f'min_cutoff must be a positive frequency (Hz), got {min_cutoff}')
   if not (math.isfinite(beta) and beta >= 0):
-    raise ValueError(f'--smooth_beta must be >= 0, got {beta}')
+    raise ValueError(f'beta must be >= 0, got {beta}')
   if not (math.isfinite(d_cutoff) and d_cutoff > 0):
-    raise ValueError(f'the derivative cutoff must be a positive frequency, got {d_cutoff}')
+    raise ValueError(f'd_cutoff must be a positive frequency (Hz), got {d_cutoff}')

@@ -33,13 +33,14 @@ MAX_UNMATCHED = 15  # frames with detections but none for a track, before it end
 
 
 def parse_box(values: Sequence[str | float]) -> Box:
-  """`--box=x,y,w,h` as four numbers, a positive width and height."""
+  """A person box `box` (x, y, w, h: numbers or their strings) as four
+  numbers, a positive width and height."""
   try:
     box = [float(v) for v in values]
   except (TypeError, ValueError):
-    raise ValueError(f'--box needs four numbers x,y,width,height, got {list(values)}') from None
+    raise ValueError(f'box needs four numbers x,y,width,height, got {list(values)}') from None
   if len(box) != 4 or not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-    raise ValueError(f'--box needs four numbers x,y,width,height with a positive width and '
+    raise ValueError(f'box needs four numbers x,y,width,height with a positive width and '
                      f'height, got {list(values)}')
   return box
 

@@ -670,11 +670,11 @@ def import_to_workdir(mat: str, output: str,
   """
   out = pathlib.Path(output)
   if out.is_file():
-    raise FileExistsError(f'--output {output} is a file, not a directory')
+    raise FileExistsError(f'output {output} is a file, not a directory')
   checkpoint_dir = out / 'checkpoints'
   if checkpoint_dir.exists() and any(checkpoint_dir.iterdir()) and not overwrite:
     raise FileExistsError(f'{checkpoint_dir} already holds checkpoints; '
-                          'use another --output or --overwrite')
+                          'use another output, or overwrite')
   imported = import_file(mat)  # everything is checked before anything is written
 
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top  (orbax: only now)

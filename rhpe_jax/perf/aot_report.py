@@ -23,7 +23,7 @@ def default_batch_per_chip(global_batch: int, chips: int) -> int:
   """The config's global batch split over the chips; it must divide."""
   if global_batch % chips:
     raise ValueError(f'batch_size {global_batch} does not split over {chips} chips: '
-                     f'give --batch_per_chip (or a batch_size that is a multiple of {chips})')
+                     f'give batch_per_chip (or a batch_size that is a multiple of {chips})')
   return global_batch // chips
 
 
@@ -35,12 +35,12 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
   """Compiles each step of `what` for the slice, prints the table; returns the results."""
   unknown = [step for step in what if step not in aot.STEPS]
   if unknown:
-    raise ValueError(f'--what: unknown step(s) {", ".join(unknown)}; '
+    raise ValueError(f'what: unknown step(s) {", ".join(unknown)}; '
                      f'choose from {", ".join(aot.STEPS)}')
   if batch_per_chip is not None and batch_per_chip < 1:
-    raise ValueError(f'--batch_per_chip must be >= 1, got {batch_per_chip}')
+    raise ValueError(f'batch_per_chip must be >= 1, got {batch_per_chip}')
   if max_compiles < 1:
-    raise ValueError(f'--max_compiles must be >= 1, got {max_compiles}')
+    raise ValueError(f'max_compiles must be >= 1, got {max_compiles}')
   tpu_slice = tpu.resolve(topology)
   devices = tpu.devices(tpu_slice)
   if batch_per_chip is None:

@@ -174,7 +174,7 @@ def benchmark_tflite(path: str, batch: int, steps: int) -> dict:
   import warnings  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'--tflite {path} does not exist')
+    raise FileNotFoundError(f'tflite {path} does not exist')
   threads = len(os.sched_getaffinity(0))
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')  # tf.lite.Interpreter's deprecation notice
@@ -212,7 +212,7 @@ def benchmark_onnx(config, batch: int, steps: int, image_size: int, path: str | 
           'onnx']
       export_time = time.perf_counter() - start
     elif not os.path.isfile(path):
-      raise FileNotFoundError(f'--onnx {path} does not exist')
+      raise FileNotFoundError(f'onnx {path} does not exist')
     session = onnx_export.session(path)
     options = session.get_session_options()
     image_size = int(session.get_inputs()[0].shape[1])
@@ -302,7 +302,7 @@ def benchmark_predict_folder(config, batch: int, num_images: int, runs: int,
   from rhpe_jax.data import image_inputs  # pylint: disable=g-import-not-at-top
   names = sorted(pathlib.Path(source).glob('*.jpg'))[:num_images]
   if len(names) < num_images:
-    raise ValueError(f'--images={num_images}, but {source} has {len(names)} images')
+    raise ValueError(f'images={num_images}, but {source} has {len(names)} images')
   with tempfile.TemporaryDirectory() as tmp:
     workdir = pathlib.Path(tmp) / 'run'
     folder = pathlib.Path(tmp) / 'images'
@@ -343,11 +343,10 @@ class TorchComparison:
 def check_torch_comparison(torch: TorchComparison, config) -> None:
   """Fails before the long measurement: no reference file, or a network that is not its."""
   if not torch.reference.is_file():
-    raise FileNotFoundError(f'torch reference not found at {torch.reference} '
-                            '(pass --torch_reference=PATH)')
+    raise FileNotFoundError(f'torch.reference {torch.reference} does not exist')
   net = model_lib.create_model(config)
   if (net.width, net.num_iterations, net.num_keypoints, net.num_parts) != (1.0, 2, 16, 15):
-    raise ValueError('--compare_torch needs the reference network (width 1, num_iterations 2, '
+    raise ValueError('torch needs the reference network (width 1, num_iterations 2, '
                      '16 keypoints, 15 parts, as experiments/configs/mpii.py)')
 
 
@@ -366,8 +365,8 @@ def time_torch(torch: TorchComparison, what: str, batch: int, image_size: int, s
   result = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
   if result.returncode:
     if "No module named 'torch'" in result.stderr:
-      raise ValueError(f'{torch.python} cannot import torch '
-                       '(pass --torch_python=PATH of an environment with torch)')
+      raise ValueError(f'torch.python {torch.python} cannot import torch '
+                       '(give the Python of an environment with torch)')
     tail = ' | '.join(result.stderr.strip().splitlines()[-3:])
     raise ValueError(f'the torch reference failed: {tail}')
   return json.loads(result.stdout.strip().splitlines()[-1])

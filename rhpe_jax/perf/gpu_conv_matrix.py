@@ -598,11 +598,11 @@ def format_report(matrix: dict) -> str:
 
 
 def check_choices(name: str, given: Sequence[str], known: Iterable[str]) -> None:
-  """A ValueError naming the flag unless `given` is a non-empty list of `known` names."""
+  """A ValueError naming the argument `name` unless `given` is a non-empty list of `known` names."""
   known = list(known)
   unknown = [value for value in given if value not in known]
   if unknown or not given:
-    raise ValueError(f'--{name}: unknown {unknown or "(none given)"}; known: {known}')
+    raise ValueError(f'{name}: unknown {unknown or "(none given)"}; known: {known}')
 
 
 def run_matrix(*, batch: int, image_size: int, width: float, dtype: str, variants: Sequence[str],
@@ -614,7 +614,7 @@ def run_matrix(*, batch: int, image_size: int, width: float, dtype: str, variant
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   if image_size % 4:
-    raise ValueError(f'--image_size must be a multiple of 4, got {image_size}')
+    raise ValueError(f'image_size must be a multiple of 4, got {image_size}')
   check_choices('variants', variants, conv.FORMS)
   check_choices('flag_sets', flag_sets, FLAG_SETS)
   check_choices('passes', passes, PASSES)
@@ -624,7 +624,7 @@ def run_matrix(*, batch: int, image_size: int, width: float, dtype: str, variant
     try:
       found = [found[int(i)] for i in layers]
     except (ValueError, IndexError):
-      raise ValueError(f'--layers: indices from 0 to {len(found) - 1}, '
+      raise ValueError(f'layers: indices from 0 to {len(found) - 1}, '
                        f'got {",".join(layers)}') from None
   if max_layers:
     keep = sorted(range(len(found)), key=lambda i: -found[i].gflop(1) * found[i].count)
@@ -672,7 +672,7 @@ def run(out: str | os.PathLike, *, tiny: bool, **settings) -> dict:
   `tiny`), its JSON at `out`, then the printed report."""
   out = pathlib.Path(out)
   if not out.parent.is_dir():
-    raise FileNotFoundError(f'--out {out}: directory {out.parent} does not exist')
+    raise FileNotFoundError(f'out {out}: directory {out.parent} does not exist')
   if tiny:
     settings.update(TINY)
   matrix = run_matrix(**settings)
@@ -716,20 +716,20 @@ def table_winners(matrix: dict, min_gain: float, max_error_ratio: float
 
 def write_table(matrix_path: str | os.PathLike, table_path: str | os.PathLike | None = None,
                 *, min_gain: float, max_error_ratio: float) -> dict[tuple, str]:
-  """--write_table: the matrix's winners into the table file (None: the one
+  """The winners of the matrix at `matrix_path` into the table file (None: the one
   the model reads, rhpe_jax.model.conv.TABLE_FILE), replacing that platform's
   entries; other platforms' entries stay. Returns the winners."""
   try:
     matrix = json.loads(pathlib.Path(matrix_path).read_text())
   except OSError as error:
-    raise OSError(f'--write_table {matrix_path}: {error.strerror or error}') from error
+    raise OSError(f'matrix_path {matrix_path}: {error.strerror or error}') from error
   except ValueError as error:
-    raise ValueError(f'--write_table {matrix_path}: not JSON ({error})') from error
+    raise ValueError(f'matrix_path {matrix_path}: not JSON ({error})') from error
   try:
     winners = table_winners(matrix, min_gain, max_error_ratio)
     platform = matrix['meta']['platform']
   except (KeyError, TypeError) as error:
-    raise ValueError(f'--write_table {matrix_path}: not a matrix of experiments.gpu_conv_matrix '
+    raise ValueError(f'matrix_path {matrix_path}: not a matrix of experiments.gpu_conv_matrix '
                      f'({type(error).__name__}: {error})') from error
   table_path = pathlib.Path(table_path or conv.TABLE_FILE)
   table = conv.read_table(table_path) if table_path.exists() else {}

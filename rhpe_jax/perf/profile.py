@@ -67,7 +67,7 @@ def profile_step(config, what: str, batch: int, image_size: int | None, out: str
   untraced and once under `jax.profiler` (trace and optimised HLO in `out`),
   and prints the operations' shares of the traced time."""
   if what not in benchmark.STEPS:
-    raise ValueError(f'--what must be one of {", ".join(benchmark.STEPS)}, got {what!r}')
+    raise ValueError(f'what must be one of {", ".join(benchmark.STEPS)}, got {what!r}')
   config.input_size = image_size = image_size or config.input_size
   state = step_lib.create_train_state(config, jax.random.key(0), steps_per_epoch=1000)
   images = jax.device_put(benchmark.fake_batch(config, batch, image_size,

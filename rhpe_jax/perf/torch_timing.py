@@ -77,7 +77,7 @@ def run(reference: pathlib.Path, what: str, batch: int, image_size: int, steps: 
   """`time_reference` on `threads` intra-op threads (None: torch's choice), printed as one JSON line."""
   import torch  # pylint: disable=g-import-not-at-top
   if not pathlib.Path(reference).is_file():
-    raise FileNotFoundError(f'--reference {reference} does not exist')
+    raise FileNotFoundError(f'reference {reference} does not exist')
   if threads:
     torch.set_num_threads(threads)
   result = time_reference(reference, what, batch, image_size, steps,

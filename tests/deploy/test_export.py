@@ -208,6 +208,8 @@ def test_bad_arguments_give_one_line_errors(tiny_data_dir, tiny_workdir, tmp_pat
       'format': (str(tiny_workdir), {'formats': 'saved_model,caffe'}, "unknown export formats"),
       'size': (str(tiny_workdir), {'image_size': 62}, 'multiple of 4, got 62'),
       'batch': (str(tiny_workdir), {'batch': 0}, 'batch must be positive'),
+      'web': (str(tiny_workdir), {'formats': 'tflite', 'onnxruntime_web': str(tmp_path)},
+              '^onnxruntime_web is for the browser page of the onnx format'),
   }
   for name, (workdir, kwargs, message) in cases.items():
     with pytest.raises((ValueError, FileNotFoundError), match=message):

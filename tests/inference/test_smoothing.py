@@ -58,8 +58,9 @@ def test_less_jitter_on_a_noisy_known_trajectory_within_two_frames_of_lag():
   assert lag(smoothed) <= 2
 
 
-@pytest.mark.parametrize('args, flag', [((0.0, 0.1), 'min_cutoff'), ((1.0, -1.0), 'beta'),
-                                        ((float('nan'), 0.1), 'min_cutoff')])
-def test_bad_parameters(args, flag):
-  with pytest.raises(ValueError, match=flag):
+@pytest.mark.parametrize('args, name', [((0.0, 0.1), 'min_cutoff'), ((1.0, -1.0), 'beta'),
+                                        ((float('nan'), 0.1), 'min_cutoff'),
+                                        ((1.0, 0.1, 0.0), 'd_cutoff')])
+def test_bad_parameters_name_the_argument(args, name):
+  with pytest.raises(ValueError, match=f'^{name} must be'):
     smoothing.OneEuroFilter(*args)

@@ -32,7 +32,7 @@ def test_iou_and_greedy_matching_by_hand():
 
 @pytest.mark.parametrize('values', [['1', '2', '3'], ['1', '2', '0', '4'], ['a', '2', '3', '4']])
 def test_parse_box_refuses_bad_boxes(values):
-  with pytest.raises(ValueError, match='--box needs four numbers'):
+  with pytest.raises(ValueError, match='^box needs four numbers'):
     tracking.parse_box(values)
 
 

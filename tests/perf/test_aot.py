@@ -256,8 +256,8 @@ def test_bad_arguments_are_one_line(args, status, message):
 @pytest.mark.parametrize('topology, settings, message', [
     ('v7x-8', {}, "unknown TPU topology 'v7x-8': use a preset (v5e-1, v6e-1"),
     ('v5e-1', {'what': ('train_step', 'backward')}, 'unknown step(s) backward'),
-    ('v5e-1', {'batch_per_chip': 0}, '--batch_per_chip must be >= 1'),
-    ('v5e-1', {'find_max_batch': True, 'max_compiles': 0}, '--max_compiles must be >= 1'),
+    ('v5e-1', {'batch_per_chip': 0}, 'batch_per_chip must be >= 1'),
+    ('v5e-1', {'find_max_batch': True, 'max_compiles': 0}, 'max_compiles must be >= 1'),
     pytest.param('v4-8', {'batch_size': 6}, 'batch_size 6 does not split over 4 chips',
                  marks=needs_libtpu),
 ])

@@ -190,10 +190,10 @@ def test_bad_arguments_fail_with_one_line(tmp_path):
   _one_error_line(_run('--variants=xla,fft', f'--out={tmp_path / "m.json"}'), 1,
                   "--variants: unknown ['fft']")
   _one_error_line(_run('--torch=off'), 2, '--out is required')
-  with pytest.raises(OSError, match='--write_table .*missing.json'):
+  with pytest.raises(OSError, match='^matrix_path .*missing.json'):
     matrix_lib.write_table(tmp_path / 'missing.json', tmp_path / 't.json', min_gain=0.05,
                            max_error_ratio=4.0)
   (tmp_path / 'bad.json').write_text('{"meta": {}}')
-  with pytest.raises(ValueError, match='--write_table .*bad.json: not a matrix'):
+  with pytest.raises(ValueError, match='^matrix_path .*bad.json: not a matrix'):
     matrix_lib.write_table(tmp_path / 'bad.json', tmp_path / 't.json', min_gain=0.05,
                            max_error_ratio=4.0)
