@@ -217,7 +217,7 @@ def onnxruntime_web_files(folder: str | os.PathLike) -> list[pathlib.Path]:
     if all(file.is_file() for file in files):
       return files
   raise FileNotFoundError(
-      f'--onnxruntime_web {folder} holds no {", ".join(ONNXRUNTIME_WEB_FILES)} (nor does its '
+      f'onnxruntime_web {folder} holds no {", ".join(ONNXRUNTIME_WEB_FILES)} (nor does its '
       f'dist/): give the folder of npm install onnxruntime-web@{ONNXRUNTIME_WEB_VERSION}')
 
 
