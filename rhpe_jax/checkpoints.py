@@ -47,7 +47,7 @@ from orbax.checkpoint import checkpoint_manager as ocp_manager
 from rhpe_jax import model as model_lib
 from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import config_checks
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 T = TypeVar('T')
 
@@ -179,7 +179,7 @@ def restore_first_readable(candidates: Sequence[tuple[str, int]],
       path = os.path.join(directory, str(step))
       detail = describe_error(error) if error is not None else 'see process 0'
       raise CheckpointMismatchError(
-          f'checkpoint {path} does not fit this config (width, iterations, parts, skeleton, '
+          f'checkpoint {path} does not fit this config (width, iterations, parts, keypoint set, '
           f'optimizer?): {detail}')
     if code == _READ:
       break
@@ -412,9 +412,10 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes `config` (its keypoint set filled in) to workdir/CONFIG_FILE,
   whole or not at all."""
   values = json.loads(config.to_json_best_effort())
-  if values.get('skeleton') == skeleton.DATASET_SKELETON and not values.get('keypoint_set'):
+  if (values.get('keypoint_set') == keypoint_sets.DATASET
+      and not values.get('dataset_keypoint_set')):
     try:
-      values['keypoint_set'] = skeleton.of_config(config).to_dict()
+      values['dataset_keypoint_set'] = keypoint_sets.of_config(config).to_dict()
     except ValueError:
       pass  # not read yet: keypoint_set.json beside it holds it (keypoint_set_of_workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -464,6 +465,9 @@ def read_config(path: str) -> ml_collections.ConfigDict:
       values = json.load(f)
   except ValueError as error:
     raise ValueError(f'config file {path} is not JSON ({error})') from None
+  if not isinstance(values, dict):
+    raise ValueError(f'config file {path} is not a JSON object of config values')
+  config_checks.upgrade_old_keys(values)  # a run's file from before a key was renamed
   config = config_lib.default_config()
   with config.unlocked():
     for key, value in values.items():
@@ -474,13 +478,13 @@ def read_config(path: str) -> ml_collections.ConfigDict:
 
 
 def keypoint_set_of_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Fills in `config.keypoint_set` (skeleton 'dataset', not yet read) from
+  """Fills in `config.dataset_keypoint_set` (keypoint set 'dataset', not yet read) from
   the set the run left in `workdir`: the checkpoint's heads are that set's."""
-  if config.skeleton == skeleton.DATASET_SKELETON and not config.keypoint_set:
-    found = skeleton.read_from_workdir(workdir)
+  if config.keypoint_set == keypoint_sets.DATASET and not config.dataset_keypoint_set:
+    found = keypoint_sets.read_from_workdir(workdir)
     if found is not None:
       with config.unlocked():
-        config.keypoint_set = found.to_dict()
+        config.dataset_keypoint_set = found.to_dict()
 
 
 def restore_variables(config: ml_collections.ConfigDict, workdir: str,

@@ -35,6 +35,7 @@ they start.
 """
 from __future__ import annotations
 
+import ast
 import atexit
 import functools
 import logging
@@ -49,6 +50,7 @@ from typing import Any, Callable, Mapping, NoReturn, Sequence
 from absl import app, flags
 from absl import logging as absl_logging
 
+from rhpe_jax.core import config as config_lib
 from rhpe_jax.core import config_checks
 from rhpe_jax.core import runtime
 
@@ -141,14 +143,45 @@ def as_flags(message: str, flag_names: Sequence[str],
   name of one of the program's flags, it becomes that flag ('--batch_size
   must be >= 1'), and where it starts with an argument of `renamed`
   (argument: flag, for arguments named otherwise than their flags, dotted
-  names such as 'torch.python' included), with its flag."""
-  for argument, flag in (renamed or {}).items():
-    if re.match(rf'{re.escape(argument)}\b(?![./])', message):
+  names such as 'torch.python' included), with its flag. An argument passed
+  as Python passes it, anywhere in the message, becomes the flag that passes
+  the same value ('pass overwrite=True' -> 'pass --overwrite',
+  "formats=['onnx']" -> '--formats=onnx')."""
+  renamed = dict(renamed or {})
+  message = _KEYWORD_ARGUMENT.sub(
+      lambda m: _as_flag(m, flag_names, renamed) or m.group(0), message)
+  for argument, flag in renamed.items():
+    if re.match(rf'{re.escape(argument)}\b(?![./=])', message):
       return f'--{flag}{message[len(argument):]}'
-  first = re.match(r'(\w+)\b(?![./])', message)
+  first = re.match(r'(\w+)\b(?![./=])', message)
   if first and first.group(1) in flag_names:
     return '--' + message
   return message
+
+
+# `name=value` in a library's message, as Python code passes it
+# (`overwrite=True`, `formats=['onnx']`, `output='x.json'`).
+_KEYWORD_ARGUMENT = re.compile(
+    r"(?<![\w.\-])([A-Za-z_]\w*)=(\[[^\]]*\]|\([^)]*\)|'[^']*'|\"[^\"]*\"|[^\s,;)]+)")
+
+
+def _as_flag(match: re.Match, flag_names: Sequence[str],
+             renamed: Mapping[str, str]) -> str | None:
+  """`overwrite=True` as `--overwrite`, `formats=['onnx']` as `--formats=onnx`:
+  the flag that passes the same value (None: not an argument of a flag)."""
+  argument, text = match.groups()
+  flag = renamed.get(argument, argument if argument in flag_names else None)
+  if flag is None:
+    return None
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if value is True or value is False:
+    return f'--{"" if value else "no"}{flag}'
+  if isinstance(value, (list, tuple)):
+    value = ','.join(str(v) for v in value)
+  return f'--{flag}={value}'
 
 
 def _flag_names() -> list[str]:
@@ -204,7 +237,9 @@ def _verbose() -> bool:
 
 def parse_flags(argv: Sequence[str]) -> list[str]:
   """Parses the command line, checks the config, sets up the output."""
-  argv = list(argv)
+  argv = [_renamed_config_key(arg) for arg in argv]
+  # ml_collections reads the --config. overrides from sys.argv itself.
+  sys.argv[:] = [_renamed_config_key(arg, say=False) for arg in sys.argv]
   try:
     rest = FLAGS(argv)
     config = FLAGS.config if 'config' in FLAGS else None
@@ -223,6 +258,20 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
   if FLAGS.verbosity < 0:
     hide_library_logs()
   return rest
+
+
+def _renamed_config_key(arg: str, say: bool = True) -> str:
+  """`--config.skeleton=lsp` as `--config.keypoint_set=lsp` (with one
+  `warning:` line if `say`): an override of a key renamed since
+  (config.RENAMED_KEYS)."""
+  found = re.match(r'(--?config\.)(\w+)(?=$|=)', arg)
+  if not found or found.group(2) not in config_lib.RENAMED_KEYS:
+    return arg
+  new = config_lib.RENAMED_KEYS[found.group(2)]
+  if say:
+    print(f'warning: --config.{found.group(2)} is now --config.{new}; the old name works for '
+          'now', file=sys.stderr, flush=True)
+  return found.group(1) + new + arg[found.end():]
 
 
 def _usage_error(message: str) -> NoReturn:

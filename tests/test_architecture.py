@@ -136,7 +136,7 @@ def test_a_violation_is_reported(tmp_path, layers):
   (package / '__init__.py').write_text('')
   (package / 'core' / 'a.py').write_text('def f():\n  from rhpe_jax.training import loop\n')
   (package / 'model' / 'b.py').write_text('from rhpe_jax.codec import decode\n'
-                                          'from rhpe_jax.core import skeleton\n')
+                                          'from rhpe_jax.core import keypoint_sets\n')
   (package / 'training' / 'c.py').write_text('import experiments.train\n'
                                              'from . import steps\n'
                                              'from rhpe_jax import model\n')

@@ -376,7 +376,7 @@ def test_restore_variables_of_another_network_is_a_mismatch(tiny_data_dir, tiny_
 
 
 def test_a_runs_own_keypoint_set_survives_its_config_file(tmp_path):
-  """A COCO-format run (skeleton 'dataset') writes its keypoint set into
+  """A COCO-format run (keypoint_set 'dataset') writes its keypoint set into
   config.json; reading the file back (export, evaluate and predict without
   --config) gives that set, not a config error (the set becomes a ConfigDict
   inside the config)."""
@@ -385,9 +385,31 @@ def test_a_runs_own_keypoint_set_survives_its_config_file(tmp_path):
   written = {'name': 'person', 'keypoint_names': ['head', 'left_hand', 'right_hand'],
              'flip_pairs': [[1, 2]], 'part_pairs': [[0, 1], [0, 2]], 'sigmas': None,
              'groups': {}}
-  config.skeleton = 'dataset'
-  config.keypoint_set = written
+  config.keypoint_set = 'dataset'
+  config.dataset_keypoint_set = written
   checkpoints.save_config(config, str(tmp_path))
   read = checkpoints.config_of_workdir(str(tmp_path))
-  assert read.skeleton == 'dataset'
-  assert read.keypoint_set.to_dict() == written
+  assert read.keypoint_set == 'dataset'
+  assert read.dataset_keypoint_set.to_dict() == written
+
+
+def test_a_config_file_written_before_the_keypoint_set_had_one_name_still_reads(
+    tmp_path, capsys):
+  """A run's config.json from before the rename (skeleton, its set under
+  keypoint_set, init_from_skeleton) reads as today's keys, with one warning
+  line per old key."""
+  import json  # pylint: disable=g-import-not-at-top
+  written = {'name': 'person', 'keypoint_names': ['head', 'left_hand', 'right_hand'],
+             'flip_pairs': [[1, 2]], 'part_pairs': [[0, 1], [0, 2]], 'sigmas': None,
+             'groups': {}}
+  old = {'dataset': 'coco_keypoints/custom', 'skeleton': 'dataset', 'keypoint_set': written,
+         'init_from': '', 'init_from_skeleton': 'mpii', 'width': 0.25}
+  (tmp_path / checkpoints.CONFIG_FILE).write_text(json.dumps(old))
+  read = checkpoints.config_of_workdir(str(tmp_path))
+  assert read.keypoint_set == 'dataset' and read.init_from_keypoint_set == 'mpii'
+  assert read.dataset_keypoint_set.to_dict() == written and read.width == 0.25
+  assert 'skeleton' not in read and 'init_from_skeleton' not in read
+  assert capsys.readouterr().err.splitlines() == [
+      'warning: config.skeleton is now config.keypoint_set; the old name works for now',
+      'warning: config.init_from_skeleton is now config.init_from_keypoint_set; the old name '
+      'works for now']

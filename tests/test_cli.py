@@ -38,6 +38,11 @@ ERRORS = [
      'error: config.batch_size = -3: must be an integer >= 1'),
     ('experiments.evaluate', ['--config.optimizer=adamw'],
      "error: config.optimizer = 'adamw': must be one of 'sgd', 'adam'"),
+    # A key's old name (config.RENAMED_KEYS): one line, then it acts as the new one.
+    ('experiments.train', ['--config.skeleton=crowdpose'],
+     'warning: --config.skeleton is now --config.keypoint_set; the old name works for now\n'
+     "error: config.keypoint_set = 'crowdpose': must be one of 'coco', 'coco_wholebody', "
+     "'halpe', 'lsp', 'mpii', 'dataset'"),
     ('experiments.train', ['--config=experiments/configs/none.py'],
      "error: --config=experiments/configs/none.py: [Errno 2] No such file or directory: "
      "'experiments/configs/none.py'"),
@@ -232,3 +237,21 @@ def test_library_errors_name_their_arguments_and_the_command_line_says_flags():
           == '--compare_torch needs 16 keypoints')
   assert cli.as_flags('beta must be >= 0', names, renamed) == '--smooth_beta must be >= 0'
   assert cli.as_flags('betas.json: no such file', names, renamed) == 'betas.json: no such file'
+
+
+def test_as_flags_turns_keyword_arguments_into_the_flags_that_pass_them():
+  names = ['overwrite', 'formats', 'output', 'batch_size', 'flip']
+  assert (cli.as_flags('out.jsonl exists: pass overwrite=True to replace it', names)
+          == 'out.jsonl exists: pass --overwrite to replace it')
+  assert cli.as_flags('pass flip=False', names) == 'pass --noflip'
+  assert (cli.as_flags("x/model.onnx does not exist: export with formats=['onnx']", names)
+          == 'x/model.onnx does not exist: export with --formats=onnx')
+  assert (cli.as_flags("formats=('onnx', 'tflite') needs onnx", names)
+          == '--formats=onnx,tflite needs onnx')
+  assert cli.as_flags("or another output='b.json'", names) == 'or another --output=b.json'
+  assert (cli.as_flags('smooth beta=0.5 (beta=0.5)', names, {'beta': 'smooth_beta'})
+          == 'smooth --smooth_beta=0.5 (--smooth_beta=0.5)')
+  # Not an argument of a flag, or not an argument at all: left as written.
+  for message in ('config.batch_size=8 splits evenly', 'width=2 is not a flag here',
+                  'x=1 at /a/b-batch_size=3.json', '--overwrite=True'):
+    assert cli.as_flags(message, names) == message

@@ -16,7 +16,7 @@ from experiments.configs import default
 def get_config():
   config = default.get_config()
   config.dataset = 'coco_keypoints/coco2017'
-  config.skeleton = 'coco'
+  config.keypoint_set = 'coco'
   config.train_split = 'train'
   config.eval_split = 'validation'
   config.box_scale = 1.25  # a COCO box is tight around the person: a quarter of margin

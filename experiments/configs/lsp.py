@@ -7,7 +7,7 @@ def get_config():
   config.dataset = 'lsp/original'
   config.train_split = 'train'
   config.eval_split = 'test'
-  config.skeleton = 'lsp'
+  config.keypoint_set = 'lsp'
   config.eval_metric = 'pck'
   config.eval_pck_threshold = 0.2
   config.eval_every_steps = 1000

@@ -19,7 +19,7 @@ def get_config():
   config.dataset = 'lsp/extended'
   config.train_split = 'train'
   config.eval_split = 'train'
-  config.skeleton = 'lsp'
+  config.keypoint_set = 'lsp'
   config.max_other_people = 1  # LSPET annotates one person per image
   config.shuffle_buffer = 1024
 

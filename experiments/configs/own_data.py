@@ -12,7 +12,7 @@ Lay the data out as tfds_builders/coco_keypoints/README.md shows
       --config.data_dir=MY_DATA/tfds --workdir=runs/own --checkpoint=latest
 
 The keypoint names, flip pairs and body parts come from the build's metadata
-(skeleton 'dataset'); start from another network with
+(keypoint_set 'dataset'); start from another network with
 --config.init_from=WORKDIR (heads carried by keypoint name).
 """
 from experiments.configs import lspet_sample
@@ -21,7 +21,7 @@ from experiments.configs import lspet_sample
 def get_config():
   config = lspet_sample.get_config()  # the CPU-sized network and its recipe
   config.dataset = 'coco_keypoints/custom'
-  config.skeleton = 'dataset'
+  config.keypoint_set = 'dataset'
   config.train_split = 'train'
   config.eval_split = 'validation'
   config.max_other_people = 8

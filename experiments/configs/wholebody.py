@@ -24,7 +24,7 @@ from experiments.configs import coco
 def get_config():
   config = coco.get_config()  # the paper's network, COCO's crop and schedule
   config.dataset = 'coco_keypoints/wholebody'
-  config.skeleton = 'dataset'  # the build's 133 keypoints, its sigmas and groups
+  config.keypoint_set = 'dataset'  # the build's 133 keypoints, its sigmas and groups
   config.init_from = ''  # a COCO-17 run's workdir: --config.init_from=runs/coco
   config.init_from_checkpoint = 'best'
   return config

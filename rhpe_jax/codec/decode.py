@@ -138,10 +138,10 @@ def heatmaps_to_input(heatmaps: ArrayLike, stride: int) -> tuple[Any, Any]:
 def _check_permutation(heatmaps: Any, flip_permutation: ArrayLike
                        ) -> np.ndarray:
   perm = np.asarray(flip_permutation)
-  num_joints = heatmaps.shape[-1]
-  if perm.shape != (num_joints,) or sorted(perm.tolist()) != list(range(num_joints)):
+  num_keypoints = heatmaps.shape[-1]
+  if perm.shape != (num_keypoints,) or sorted(perm.tolist()) != list(range(num_keypoints)):
     raise ValueError(
-        f'flip_permutation must be a permutation of {num_joints} channels, '
+        f'flip_permutation must be a permutation of {num_keypoints} channels, '
         f'got {perm.tolist()}')
   return perm
 
@@ -150,7 +150,7 @@ def flip_heatmaps(heatmaps: ArrayLike, flip_permutation: ArrayLike) -> Any:
   """Mirrors heatmaps `(..., H, W, J)` left-right and swaps left/right channels.
 
   Channel j of the result is the mirrored channel `flip_permutation[j]`
-  (`Skeleton.flip_permutation`), so it shows joint j of the un-mirrored image.
+  (`KeypointSet.flip_permutation`), so it shows joint j of the un-mirrored image.
   """
   xp = _namespace(heatmaps)
   heatmaps = xp.asarray(heatmaps)

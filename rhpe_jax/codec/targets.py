@@ -41,7 +41,7 @@ Definitions (the project's spec; see docs/reference.md for the release's facts):
   people never add to the target. The release does the same by drawing them
   with negative magnitude and zeroing the gradient there.
 
-Status codes are those of `rhpe_jax.core.skeleton`: 0 missing, 1 occluded, 2 visible
+Status codes are those of `rhpe_jax.core.keypoint_sets`: 0 missing, 1 occluded, 2 visible
 (any code >= 2 counts as visible, any code <= 0 as missing). Coordinates of
 missing joints are ignored (they may be garbage, even NaN). Everything is
 float32.
@@ -71,7 +71,7 @@ class Targets(NamedTuple):
   part_weights: jax.Array  # (..., H, W, K) float32
 
 
-def _check_static(grid_shape, part_pairs, occlusion_mode, num_joints: int):
+def _check_static(grid_shape, part_pairs, occlusion_mode, num_keypoints: int):
   """Validates the static arguments; returns them in hashable canonical form."""
   if occlusion_mode not in OCCLUSION_MODES:
     raise ValueError(f'unknown occlusion_mode {occlusion_mode!r}; '
@@ -87,8 +87,8 @@ def _check_static(grid_shape, part_pairs, occlusion_mode, num_joints: int):
     if len(pair) != 2:
       raise ValueError(f'part_pairs entries must be (a, b) joint pairs, got {pair!r}')
     a, b = int(pair[0]), int(pair[1])
-    if not (0 <= a < num_joints and 0 <= b < num_joints):
-      raise ValueError(f'part pair {pair!r} out of range for {num_joints} joints')
+    if not (0 <= a < num_keypoints and 0 <= b < num_keypoints):
+      raise ValueError(f'part pair {pair!r} out of range for {num_keypoints} joints')
     pairs.append((a, b))
   return (h, w), tuple(pairs), occlusion_mode
 
@@ -121,10 +121,10 @@ def _element_geometry(keypoints, status, part_pairs, sigma, part_sigma_along,
   keypoints (..., J, 2), status (..., J) -> centre (..., C, 2), axis (..., C, 2),
   sigma_along (..., C), sigma_across (..., C), status (..., C) with C = J + K.
   """
-  num_joints = keypoints.shape[-2]
+  num_keypoints = keypoints.shape[-2]
   batch = keypoints.shape[:-2]
-  kp_axis = jnp.broadcast_to(jnp.array([1.0, 0.0], jnp.float32), batch + (num_joints, 2))
-  kp_sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), batch + (num_joints,))
+  kp_axis = jnp.broadcast_to(jnp.array([1.0, 0.0], jnp.float32), batch + (num_keypoints, 2))
+  kp_sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32), batch + (num_keypoints,))
   if not part_pairs:
     return keypoints, kp_axis, kp_sigma, kp_sigma, status
   ia = np.array([a for a, _ in part_pairs])
@@ -166,7 +166,7 @@ def _render(keypoints, status, other_keypoints, other_status, sigma, peak,
             part_sigma_along, part_sigma_across, min_part_sigma, cut, *,
             grid_shape, part_pairs, occlusion_mode):
   """The jitted body of `render_targets` (arguments already checked)."""
-  num_joints = keypoints.shape[0]
+  num_keypoints = keypoints.shape[0]
   # Coordinates of missing joints are meaningless (maybe NaN); zero them so that
   # no NaN arises even in intermediates (jax_debug_nans stays quiet).
   keypoints = jnp.where((status > 0)[:, None], keypoints, 0.0)
@@ -211,8 +211,8 @@ def _render(keypoints, status, other_keypoints, other_status, sigma, peak,
 
   target = target.astype(jnp.float32)
   weight = weight.astype(jnp.float32)
-  return Targets(target[..., :num_joints], weight[..., :num_joints],
-                 target[..., num_joints:], weight[..., num_joints:])
+  return Targets(target[..., :num_keypoints], weight[..., :num_keypoints],
+                 target[..., num_keypoints:], weight[..., num_keypoints:])
 
 
 def _prepare(keypoints, status, other_keypoints, other_status, batch_dims: int):
@@ -223,19 +223,19 @@ def _prepare(keypoints, status, other_keypoints, other_status, batch_dims: int):
   if keypoints.ndim != batch_dims + 2 or keypoints.shape[-1] != 2:
     raise ValueError(f'keypoints must have shape {"(B, " if batch_dims else "("}J, 2), '
                      f'got {keypoints.shape}')
-  num_joints = keypoints.shape[-2]
-  if status.shape != lead + (num_joints,):
-    raise ValueError(f'status must have shape {lead + (num_joints,)}, got {status.shape}')
+  num_keypoints = keypoints.shape[-2]
+  if status.shape != lead + (num_keypoints,):
+    raise ValueError(f'status must have shape {lead + (num_keypoints,)}, got {status.shape}')
   if (other_keypoints is None) != (other_status is None):
     raise ValueError('other_keypoints and other_status must be given together')
   if other_keypoints is None:
-    other_keypoints = jnp.zeros(lead + (0, num_joints, 2), jnp.float32)
-    other_status = jnp.zeros(lead + (0, num_joints), jnp.int32)
+    other_keypoints = jnp.zeros(lead + (0, num_keypoints, 2), jnp.float32)
+    other_status = jnp.zeros(lead + (0, num_keypoints), jnp.int32)
   other_keypoints = jnp.asarray(other_keypoints, jnp.float32)
   other_status = jnp.asarray(other_status, jnp.int32)
   if (other_keypoints.ndim != batch_dims + 3 or other_keypoints.shape[:batch_dims] != lead
-      or other_keypoints.shape[-2:] != (num_joints, 2)):
-    raise ValueError(f'other_keypoints must have shape {lead + ("P", num_joints, 2)}, '
+      or other_keypoints.shape[-2:] != (num_keypoints, 2)):
+    raise ValueError(f'other_keypoints must have shape {lead + ("P", num_keypoints, 2)}, '
                      f'got {other_keypoints.shape}')
   if other_status.shape != other_keypoints.shape[:-1]:
     raise ValueError(f'other_status must have shape {other_keypoints.shape[:-1]}, '

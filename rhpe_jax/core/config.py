@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ml_collections
 
-# The names the code accepts for a key (skeleton names live with the
-# skeletons, rhpe_jax.core.skeleton).
+# The names the code accepts for a key (keypoint-set names live with the
+# keypoint sets, rhpe_jax.core.keypoint_sets).
 OCCLUSION_MODES = ('include', 'ignore', 'exclude')  # occlusion_mode: rhpe_jax.codec.targets
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')  # compute_dtype: rhpe_jax.model.network
 OPTIMIZERS = ('sgd', 'adam')  # optimizer: rhpe_jax.training.steps
@@ -21,6 +21,12 @@ TORSO_DEFINITIONS = ('lsp_diagonal', 'mean_diagonals')  # torso_definition: rhpe
 # The joint mapping of an entry of extra_train_datasets: rhpe_jax.data.augment.
 JOINT_MAPPINGS = (None, 'lsp_to_mpii')
 
+# Keys renamed since runs began to write their config (old: new): a config
+# file, a --config. override or a run's config.json that still sets an old
+# key works, with one line (rhpe_jax.core.config_checks.upgrade_old_keys).
+# The dict that config.keypoint_set held then is dataset_keypoint_set now.
+RENAMED_KEYS = {'skeleton': 'keypoint_set', 'init_from_skeleton': 'init_from_keypoint_set'}
+
 
 def default_config() -> ml_collections.ConfigDict:
   """The paper's MPII setting; other configs start from it and change what differs."""
@@ -28,18 +34,20 @@ def default_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   # Data: a TFDS dataset name (with config, e.g. 'lsp/extended'), its splits,
-  # and the skeleton of its joints; `extra_train_datasets` are mixed in
-  # (through `joint_mapping`) for joint training.
+  # and its keypoint set; `extra_train_datasets` are mixed in (through
+  # `joint_mapping`) for joint training.
   config.dataset = 'mpii'
   config.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS default
   config.train_split = 'train'
   config.eval_split = 'validation'
-  config.skeleton = 'mpii'  # 'mpii' | 'lsp' | 'coco' | 'dataset' (the dataset's own set)
-  # With skeleton 'dataset': the set read from the dataset's metadata
-  # (rhpe_jax.data.datasets.resolve_keypoint_set fills it in; Skeleton.to_dict).
-  config.keypoint_set = ml_collections.config_dict.placeholder(dict)
+  # A built-in set by name (rhpe_jax.core.keypoint_sets.BUILT_IN_NAMES) or
+  # 'dataset': the set the dataset brings, which
+  # rhpe_jax.data.datasets.resolve_keypoint_set reads from its metadata into
+  # dataset_keypoint_set (KeypointSet.to_dict).
+  config.keypoint_set = 'mpii'
+  config.dataset_keypoint_set = ml_collections.config_dict.placeholder(dict)
   # OKS sigmas of the COCO evaluation, one per keypoint; empty: the set's own,
-  # else rhpe_jax.core.skeleton.oks_sigmas's rule (COCO's by name, 0.079 otherwise).
+  # else rhpe_jax.core.keypoint_sets.oks_sigmas's rule (COCO's by name, 0.079 otherwise).
   config.keypoint_sigmas = ()
   config.extra_train_datasets = ()  # e.g. (('lsp/extended', 'train', 'lsp_to_mpii', 0.5),)
   config.shuffle_buffer = 2048
@@ -52,7 +60,7 @@ def default_config() -> ml_collections.ConfigDict:
   # it), else a built-in name ('mpii', 'lsp', 'coco').
   config.init_from = ''
   config.init_from_checkpoint = 'latest'  # 'latest' | 'best' | a step number
-  config.init_from_skeleton = ''
+  config.init_from_keypoint_set = ''
 
   # Input and augmentation (rhpe_jax.data.input_pipeline).
   config.input_size = 248

@@ -6,22 +6,24 @@ one rule in `RULES` (adding a key is one line there); keys without a rule are
 left alone, and rules of keys a config lacks are skipped. Relations between
 keys (scale_min <= scale_max, one factor per boundary) follow the per-key
 rules. The names a key allows come from the code that acts on them
-(rhpe_jax.core.config and rhpe_jax.core.skeleton). Imports
+(rhpe_jax.core.config and rhpe_jax.core.keypoint_sets). Imports
 nothing heavy: the command lines call it right after parsing, before
 TensorFlow or JAX is imported.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import operator
 import re
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
 from rhpe_jax.core import config as config_lib
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 # A TFDS name: `name`, `name/config`, `name/config/1.0.0` or `name:1.*.*`.
 _DATASET_NAME = re.compile(r'[a-z][a-z0-9_]*(/[A-Za-z0-9_.*\-]+){0,2}(:[\d.*]+)?')
@@ -113,9 +115,10 @@ RULES: dict[str, Rule] = {
                      'a directory (or unset for the TFDS default)'),
     'train_split': _SPLIT_RULE,
     'eval_split': _SPLIT_RULE,
-    'skeleton': one_of(skeleton.SKELETON_NAMES),
-    'keypoint_set': Rule(lambda value: value is None or _is_mapping(value),
-                         'unset, or a keypoint set (rhpe_jax.core.skeleton.Skeleton.to_dict)'),
+    'keypoint_set': one_of(keypoint_sets.CONFIG_NAMES),
+    'dataset_keypoint_set': Rule(
+        lambda value: value is None or _is_mapping(value),
+        'unset, or a keypoint set (rhpe_jax.core.keypoint_sets.KeypointSet.to_dict)'),
     'keypoint_sigmas': Rule(_sequence_of(lambda v: _is_number(v) and v > 0),
                             'a tuple of OKS sigmas > 0, one per keypoint (empty: by rule)'),
     'extra_train_datasets': Rule(
@@ -125,7 +128,7 @@ RULES: dict[str, Rule] = {
     'init_from_checkpoint': Rule(
         lambda value: value in ('latest', 'best') or (isinstance(value, str) and value.isdigit())
         or (_is_int(value) and value >= 0), "'latest', 'best' or a step number"),
-    'init_from_skeleton': one_of(('', *skeleton.BUILT_IN_NAMES)),
+    'init_from_keypoint_set': one_of(('', *keypoint_sets.BUILT_IN_NAMES)),
     'shuffle_buffer': integer(1),
     'max_other_people': integer(0),
     # Input and augmentation.
@@ -197,12 +200,12 @@ def _relations(config: Mapping[str, Any]) -> list[tuple[bool, str]]:
                    f'config.lr_boundaries_epochs = {boundaries!r} entry'))
     checks.append((list(boundaries) == sorted(boundaries),
                    f'config.lr_boundaries_epochs = {boundaries!r} must be in increasing order'))
-  if has('skeleton', 'keypoint_sigmas') and config['keypoint_sigmas']:
+  if has('keypoint_set', 'keypoint_sigmas') and config['keypoint_sigmas']:
     count = None  # the keypoint count, where the set is known here
-    if config['skeleton'] in skeleton.BUILT_IN_NAMES:
-      count = skeleton.get_skeleton(config['skeleton']).num_joints
-    elif _is_mapping(config.get('keypoint_set')):
-      count = len(config['keypoint_set'].get('keypoint_names', ()))
+    if config['keypoint_set'] in keypoint_sets.BUILT_IN_NAMES:
+      count = keypoint_sets.built_in(config['keypoint_set']).num_keypoints
+    elif _is_mapping(config.get('dataset_keypoint_set')):
+      count = len(config['dataset_keypoint_set'].get('keypoint_names', ()))
     if count is not None:
       sigmas = tuple(config['keypoint_sigmas'])
       checks.append((len(sigmas) == count,
@@ -211,8 +214,44 @@ def _relations(config: Mapping[str, Any]) -> list[tuple[bool, str]]:
   return checks
 
 
+def upgrade_old_keys(config: Any) -> None:
+  """Moves the keys a config still sets under an old name
+  (config_lib.RENAMED_KEYS) to their new names, in place (a dict or a
+  ConfigDict, locked or not), with one `warning:` line each; the dict the old
+  `keypoint_set` held goes to `dataset_keypoint_set`. Raises ValueError when
+  a config sets an old key and its new one to different values."""
+  defaults = config_lib.default_config()
+
+  def move(old: str, new: str) -> None:
+    value = config[old]
+    if new in config and config[new] not in (value, defaults.get(new)):
+      raise ValueError(f'config.{old} = {value!r} and config.{new} = {config[new]!r}: '
+                       f'config.{old} is the old name of config.{new}; set config.{new} only')
+    del config[old]
+    if new in config:
+      del config[new]  # a ConfigDict keeps a key's type: a new value of another type
+    config[new] = value
+
+  upgrades = []
+  if _is_mapping(config.get('keypoint_set')):  # the old meaning: the dataset's set
+    upgrades.append(('keypoint_set', 'dataset_keypoint_set'))
+  upgrades += [(old, new) for old, new in config_lib.RENAMED_KEYS.items() if old in config]
+  if not upgrades:
+    return
+  unlocked = config.unlocked() if hasattr(config, 'unlocked') else contextlib.nullcontext()
+  with unlocked:
+    for old, new in upgrades:
+      move(old, new)
+  for old, new in upgrades:
+    if old in config_lib.RENAMED_KEYS:
+      print(f'warning: config.{old} is now config.{new}; the old name works for now',
+            file=sys.stderr, flush=True)
+
+
 def check_config(config: Mapping[str, Any]) -> None:
-  """Raises ValueError with one line for the first value no rule allows."""
+  """Raises ValueError with one line for the first value no rule allows
+  (old key names upgraded first: upgrade_old_keys)."""
+  upgrade_old_keys(config)
   for key, rule in RULES.items():
     if key in config and not rule.test(config[key]):
       raise ValueError(f'config.{key} = {config[key]!r}: must be {rule.allowed}')

@@ -6,13 +6,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.core import keypoint_sets
 
 
 def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray | None,
-                  joints: skeleton_lib.Skeleton, color=(230, 30, 30),
+                  keypoint_set: keypoint_sets.KeypointSet, color=(230, 30, 30),
                   radius: float | None = None) -> np.ndarray:
-  """`image` (H, W, 3) uint8 with the limbs (part pairs) and joints drawn.
+  """`image` (H, W, 3) uint8 with the limbs (part pairs) and keypoint_set drawn.
 
   Joints where `mask` is False (unannotated) are left out; left limbs are
   drawn lighter than right ones so that a swap is visible.
@@ -23,14 +23,15 @@ def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, mask: np.ndarray | N
   radius = radius or max(1.5, size / 120)
   shown = np.ones(len(keypoints), bool) if mask is None else np.asarray(mask, bool)
   light = tuple(int(c + (255 - c) * 0.55) for c in color)
-  for a, b in joints.part_pairs:
+  for a, b in keypoint_set.part_pairs:
     if shown[a] and shown[b]:
-      left = joints.joint_names[a].startswith('l_') or joints.joint_names[b].startswith('l_')
+      names = keypoint_set.keypoint_names
+      left = names[a].startswith('l_') or names[b].startswith('l_')
       draw.line([tuple(keypoints[a]), tuple(keypoints[b])], fill=light if left else color,
                 width=max(1, int(radius * 0.8)))
   for j, (x, y) in enumerate(keypoints):
     if shown[j]:
-      fill = light if joints.joint_names[j].startswith('l_') else color
+      fill = light if keypoint_set.keypoint_names[j].startswith('l_') else color
       draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=fill,
                    outline=(0, 0, 0))
   return np.asarray(picture)
@@ -41,7 +42,8 @@ PERSON_COLOURS = ((230, 30, 30), (30, 110, 230), (30, 170, 60), (230, 150, 0),
                   (170, 40, 200), (0, 170, 180), (200, 60, 120), (120, 120, 120))
 
 
-def draw_people(image: np.ndarray, people: Sequence[np.ndarray], joints: skeleton_lib.Skeleton,
+def draw_people(image: np.ndarray, people: Sequence[np.ndarray],
+                keypoint_set: keypoint_sets.KeypointSet,
                 boxes: Sequence[Sequence[float] | None] | None = None,
                 min_side: int = 384) -> np.ndarray:
   """Every person of an image in one picture: each skeleton (`draw_skeleton`)
@@ -61,7 +63,7 @@ def draw_people(image: np.ndarray, people: Sequence[np.ndarray], joints: skeleto
   size = max(picture.shape[:2])
   for k, keypoints in enumerate(placed[:len(people)]):
     colour = PERSON_COLOURS[k % len(PERSON_COLOURS)]
-    picture = draw_skeleton(picture, keypoints, None, joints, color=colour)
+    picture = draw_skeleton(picture, keypoints, None, keypoint_set, color=colour)
     corner = placed[len(people) + k]
     if len(corner):
       canvas = Image.fromarray(picture)
@@ -143,7 +145,7 @@ def save_pck_curves(path, thresholds: np.ndarray, curves: dict[str, np.ndarray],
 def save_precision_recall(path, precision: np.ndarray, recall: np.ndarray, ap: float,
                           title: str = 'Keypoint visibility (heat-map maximum)') -> None:
   """The paper's Fig. 7: precision-recall of the heat-map maximum as a
-  visibility score, positives = visible joints."""
+  visibility score, positives = visible keypoint_set."""
   figure = _new_figure(5.0, 4.2)
   axes = figure.add_subplot(1, 1, 1)
   axes.step(np.r_[0.0, recall], np.r_[precision[:1], precision], where='pre',
@@ -159,9 +161,9 @@ def save_precision_recall(path, precision: np.ndarray, recall: np.ndarray, ap: f
 
 
 def save_stage_figure(path, crop: np.ndarray, stage_maps: np.ndarray,
-                      joint_ids: list[int], joint_names: list[str],
+                      joint_ids: list[int], keypoint_names: list[str],
                       stage_names: list[str] | None = None) -> None:
-  """The paper's Fig. 2: rows = chosen joints, columns = output stages, each a
+  """The paper's Fig. 2: rows = chosen keypoint_set, columns = output stages, each a
   heat map over the network input. Maps are normalised per joint over all
   stages, so a sharpening peak also shows as a brighter one."""
   stage_maps = np.asarray(stage_maps, np.float32)  # (S, h, w, J)
@@ -179,7 +181,7 @@ def save_stage_figure(path, crop: np.ndarray, stage_maps: np.ndarray,
       if row == 0:
         axes.set_title(stage_names[col], fontsize=9)
       if col == 0:
-        axes.set_ylabel(joint_names[row], fontsize=9)
+        axes.set_ylabel(keypoint_names[row], fontsize=9)
   figure.subplots_adjust(wspace=0.04, hspace=0.04)
   _save(figure, path)
 

@@ -14,7 +14,7 @@ labels cannot drift apart. Pixel coordinates refer to pixel centres
 with c the window centre and w = side * scale its side in stored pixels, t the
 translation jitter (a fraction of w, in stored axes), R a rotation, F =
 diag(-1, 1) when flipped (a mirror of the input about its centre). A flipped
-example also renames its joints (left <-> right, `Skeleton.flip_permutation`)
+example also renames its joints (left <-> right, `KeypointSet.flip_permutation`)
 so that slot "r_wrist" still holds the person's right wrist as it appears in
 the mirrored picture.
 
@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from rhpe_jax.core import config as config_lib
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.core import keypoint_sets
 
 # The release cuts a 300 x scale patch, resizes it to 256 px and crops 248 px:
 # the network sees a window of 300 * 248 / 256 = 1.5 * 200 * 248 / 256 * scale.
@@ -62,10 +62,11 @@ class AugmentConfig:
     max_other_people: other people's keypoints are padded/truncated to this.
     joint_mapping: None, or 'lsp_to_mpii' to place 14 LSP joints in the 16
       MPII slots (pelvis and thorax missing).
-    skeleton: joint set for the flip permutation, a built-in name or
-      'dataset' (then `keypoint_set` holds it); None infers it from the number
-      of joints after mapping (16 -> mpii, 14 -> lsp).
-    keypoint_set: the dataset's own set (`Skeleton.to_dict`) for 'dataset'.
+    keypoint_set: the keypoint set of the flip permutation, a built-in name
+      or 'dataset' (then `dataset_keypoint_set` holds it); None infers it from
+      the number of keypoints after mapping (16 -> mpii, 14 -> lsp).
+    dataset_keypoint_set: the dataset's own set (`KeypointSet.to_dict`) for
+      'dataset'.
   """
 
   input_size: int = 248
@@ -78,8 +79,8 @@ class AugmentConfig:
   flip_prob: float = 0.5
   max_other_people: int = 8
   joint_mapping: str | None = None
-  skeleton: str | None = None
-  keypoint_set: Mapping[str, Any] | None = None
+  keypoint_set: str | None = None
+  dataset_keypoint_set: Mapping[str, Any] | None = None
 
   def __post_init__(self):
     if int(self.input_size) != self.input_size or self.input_size < 1:
@@ -102,8 +103,8 @@ class AugmentConfig:
     if self.joint_mapping not in JOINT_MAPPINGS:
       raise ValueError(
           f'unknown joint_mapping {self.joint_mapping!r}; expected one of {JOINT_MAPPINGS}')
-    if self.skeleton is not None:
-      skeleton_lib.of_config(self)  # Raises for unknown names and bad sets.
+    if self.keypoint_set is not None:
+      keypoint_sets.of_config(self)  # Raises for unknown names and bad sets.
 
   @classmethod
   def from_mapping(cls, cfg: Mapping[str, Any]) -> 'AugmentConfig':
@@ -112,20 +113,22 @@ class AugmentConfig:
     return cls(**{n: cfg[n] for n in names if n in cfg})
 
 
-def resolve_skeleton(config: AugmentConfig, num_joints: int) -> skeleton_lib.Skeleton:
-  """The joint set whose flip permutation applies to `num_joints` joints."""
-  if config.skeleton is not None:
-    skel = skeleton_lib.of_config(config)
-  elif num_joints == skeleton_lib.MPII.num_joints:
-    skel = skeleton_lib.MPII
-  elif num_joints == skeleton_lib.LSP.num_joints:
-    skel = skeleton_lib.LSP
+def resolve_keypoint_set(config: AugmentConfig, num_keypoints: int) -> keypoint_sets.KeypointSet:
+  """The keypoint set whose flip permutation applies to `num_keypoints` keypoints."""
+  if config.keypoint_set is not None:
+    keypoint_set = keypoint_sets.of_config(config)
+  elif num_keypoints == keypoint_sets.MPII.num_keypoints:
+    keypoint_set = keypoint_sets.MPII
+  elif num_keypoints == keypoint_sets.LSP.num_keypoints:
+    keypoint_set = keypoint_sets.LSP
   else:
-    raise ValueError(f'cannot infer the skeleton of {num_joints} joints; set config.skeleton')
-  if skel.num_joints != num_joints:
+    raise ValueError(f'cannot infer the keypoint set of {num_keypoints} keypoints; set '
+                     'keypoint_set')
+  if keypoint_set.num_keypoints != num_keypoints:
     raise ValueError(
-        f'skeleton {skel.name!r} has {skel.num_joints} joints, the data has {num_joints}')
-  return skel
+        f'keypoint set {keypoint_set.name!r} has {keypoint_set.num_keypoints} keypoints, the '
+        f'data has {num_keypoints}')
+  return keypoint_set
 
 
 # --------------------------------------------------------------------------
@@ -280,12 +283,12 @@ def lsp_to_mpii(keypoints: tf.Tensor, status: tf.Tensor) -> tuple[tf.Tensor, tf.
 
   Pelvis and thorax come out missing (status 0, coordinates 0).
   """
-  if keypoints.shape[-2] != skeleton_lib.LSP.num_joints:
+  if keypoints.shape[-2] != keypoint_sets.LSP.num_keypoints:
     raise ValueError(
-        f'lsp_to_mpii needs {skeleton_lib.LSP.num_joints} joints, got shape {keypoints.shape}')
+        f'lsp_to_mpii needs {keypoint_sets.LSP.num_keypoints} joints, got shape {keypoints.shape}')
   # For every MPII slot the LSP joint it takes, or 14 = an appended empty one.
-  source = np.full(skeleton_lib.MPII.num_joints, skeleton_lib.LSP.num_joints)
-  source[skeleton_lib.LSP_TO_MPII] = np.arange(skeleton_lib.LSP.num_joints)
+  source = np.full(keypoint_sets.MPII.num_keypoints, keypoint_sets.LSP.num_keypoints)
+  source[keypoint_sets.LSP_TO_MPII] = np.arange(keypoint_sets.LSP.num_keypoints)
   kp = tf.concat([keypoints, tf.zeros_like(keypoints[..., :1, :])], axis=-2)
   st = tf.concat([status, tf.zeros_like(status[..., :1])], axis=-1)
   return tf.gather(kp, source, axis=-2), tf.gather(st, source, axis=-1)
@@ -313,8 +316,8 @@ def crop_example(image: tf.Tensor, keypoints: tf.Tensor, status: tf.Tensor,
     renamed on flips, coordinates of missing joints set to 0; input_to_image
     (2, 3) float32 (input pixels -> original pixels).
   """
-  num_joints = keypoints.shape[-2]
-  perm = resolve_skeleton(config, num_joints).flip_permutation
+  num_keypoints = keypoints.shape[-2]
+  perm = resolve_keypoint_set(config, num_keypoints).flip_permutation
   size = config.input_size
   centre, side = person_window(crop_to_image, objpos, scale, config.box_scale,
                                tf.shape(image)[:2], keypoints, status)

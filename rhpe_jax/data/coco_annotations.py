@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from absl import logging
 import numpy as np
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data.person_crops import box_center_scale  # pylint: disable=unused-import
 
 
@@ -31,7 +31,7 @@ class CocoFormatError(ValueError):
 
 
 # Body parts of a file that brings no usable `skeleton`: pairs of canonical
-# keypoint names (skeleton.canonical_name), each used where the file has both
+# keypoint names (keypoint_sets.canonical_name), each used where the file has both
 # names, in this order. Limbs, the torso's sides and cross links, the head.
 FALLBACK_PART_NAMES: tuple[tuple[str, str], ...] = (
     ('left_shoulder', 'left_elbow'), ('left_elbow', 'left_wrist'),
@@ -73,7 +73,7 @@ class Person:
 
   @property
   def has_keypoints(self) -> bool:
-    return bool(np.any(self.status != skeleton.MISSING))
+    return bool(np.any(self.status != keypoint_sets.MISSING))
 
   @property
   def has_box(self) -> bool:
@@ -112,7 +112,7 @@ class KeypointFile:
   path: str
   category_ids: tuple[int, ...]  # the categories whose annotations are persons (merged)
   category_name: str
-  keypoint_set: skeleton.Skeleton
+  keypoint_set: keypoint_sets.KeypointSet
   images: tuple[ImageRecord, ...]
   skipped: dict[str, int]  # reason -> person annotations left out
   part_boxes: tuple[str, ...] = ()  # the keypoint-set file's `boxes`
@@ -205,7 +205,7 @@ def person_categories(categories: list[Any], path: str, category_id: int | None 
 
 def fallback_parts(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
   """Body parts by name (FALLBACK_PART_NAMES) for a file without a usable skeleton."""
-  index = {skeleton.canonical_name(n): i for i, n in enumerate(names)}
+  index = {keypoint_sets.canonical_name(n): i for i, n in enumerate(names)}
   return tuple((index[a], index[b]) for a, b in FALLBACK_PART_NAMES
                if a in index and b in index)
 
@@ -233,10 +233,10 @@ def _file_parts(category: dict[str, Any], path: str) -> tuple[tuple[int, int], .
 
 def keypoint_set_of(category: dict[str, Any], path: str, *, name: str | None = None,
                     flip_pairs: Sequence[Sequence[int]] | None = None,
-                    part_pairs: Sequence[Sequence[int]] | None = None) -> skeleton.Skeleton:
+                    part_pairs: Sequence[Sequence[int]] | None = None) -> keypoint_sets.KeypointSet:
   """The category's keypoint set: its names; parts from its 1-based `skeleton`
   (or FALLBACK_PART_NAMES where it has none or a bad edge); flip pairs from
-  the names (skeleton.infer_flip_pairs). Given pairs (0-based) override both."""
+  the names (keypoint_sets.infer_flip_pairs). Given pairs (0-based) override both."""
   names = category['keypoints']
   if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
     raise CocoFormatError(f'{path}: category {category["id"]} keypoints are not a list of names')
@@ -245,11 +245,11 @@ def keypoint_set_of(category: dict[str, Any], path: str, *, name: str | None = N
     if part_pairs is None:
       part_pairs = fallback_parts(names)
   if flip_pairs is None:
-    flip_pairs = skeleton.infer_flip_pairs(names)
+    flip_pairs = keypoint_sets.infer_flip_pairs(names)
   try:
-    return skeleton.Skeleton(
+    return keypoint_sets.KeypointSet(
         name=name or str(category.get('name') or f'category_{category["id"]}'),
-        joint_names=tuple(names),
+        keypoint_names=tuple(names),
         flip_pairs=tuple((int(a), int(b)) for a, b in flip_pairs),
         part_pairs=tuple((int(a), int(b)) for a, b in part_pairs))
   except ValueError as e:
@@ -257,7 +257,7 @@ def keypoint_set_of(category: dict[str, Any], path: str, *, name: str | None = N
 
 
 # The keypoint-set file of a manual dir (annotations/SET_FILE): the schema of
-# a run's keypoint_set.json (skeleton.Skeleton.to_dict) plus where the
+# a run's keypoint_set.json (keypoint_sets.KeypointSet.to_dict) plus where the
 # annotations keep the keypoints and which part boxes they carry.
 SET_FILE = 'keypoint_set.json'
 DEFAULT_FIELD = 'keypoints'
@@ -271,7 +271,7 @@ class KeypointSetFile:
   order, give the 3 x K keypoint values (one field, `keypoints`, as COCO);
   `boxes` are annotation fields of part boxes kept with each person."""
 
-  keypoint_set: skeleton.Skeleton
+  keypoint_set: keypoint_sets.KeypointSet
   fields: tuple[str, ...] = (DEFAULT_FIELD,)
   boxes: tuple[str, ...] = ()
 
@@ -309,20 +309,20 @@ def read_keypoint_set_file(path: str | os.PathLike) -> KeypointSetFile:
                                                          for n in names):
     raise CocoFormatError(f'{path}: keypoint_names is not a list of names')
   folder = os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(path))))
-  filled = {'name': folder or 'keypoint_set', 'flip_pairs': skeleton.infer_flip_pairs(names),
+  filled = {'name': folder or 'keypoint_set', 'flip_pairs': keypoint_sets.infer_flip_pairs(names),
             'part_pairs': fallback_parts(names), **values}
   try:
-    joints = skeleton.Skeleton.from_dict(filled)
+    keypoint_set = keypoint_sets.KeypointSet.from_dict(filled)
   except (ValueError, TypeError) as e:
     raise CocoFormatError(f'{path}: {e}') from None
-  return KeypointSetFile(joints, _names(values.get('field', DEFAULT_FIELD), path, 'field'),
+  return KeypointSetFile(keypoint_set, _names(values.get('field', DEFAULT_FIELD), path, 'field'),
                          _names(values['boxes'], path, 'boxes') if 'boxes' in values else ())
 
 
 def built_in_set_file(name: str) -> KeypointSetFile:
   """The keypoint-set file shipped for the built-in set `name`
-  (skeleton.BUILT_IN_NAMES), e.g. COCO-WholeBody's with its five fields."""
-  return read_keypoint_set_file(skeleton.built_in_path(name))
+  (keypoint_sets.BUILT_IN_NAMES), e.g. COCO-WholeBody's with its five fields."""
+  return read_keypoint_set_file(keypoint_sets.built_in_path(name))
 
 
 def _status(v: np.ndarray, path: str, label: str) -> np.ndarray:
@@ -333,7 +333,7 @@ def _status(v: np.ndarray, path: str, label: str) -> np.ndarray:
   if np.any(bad):
     raise CocoFormatError(f'{path}: {label}: visibility flags must be 0, 1, 2 or a fraction in '
                           f'(0, 1), got {sorted(set(v[bad].tolist()))}')
-  return np.where((v > 0) & (v < 1), skeleton.OCCLUDED, v).astype(np.int32)
+  return np.where((v > 0) & (v < 1), keypoint_sets.OCCLUDED, v).astype(np.int32)
 
 
 def _box(value: Any, path: str, what: str) -> np.ndarray | None:
@@ -361,7 +361,7 @@ def _person(ann: dict[str, Any], index: int, count: int, path: str, label: str,
                           f'expected 3 x {count}')
   triples = _numbers(values, path, f'{label}: {fields}').reshape(count, 3)
   status = _status(triples[:, 2], path, label)
-  keypoints = np.where((status != skeleton.MISSING)[:, None], triples[:, :2], 0.0)
+  keypoints = np.where((status != keypoint_sets.MISSING)[:, None], triples[:, :2], 0.0)
   box = _box(ann.get('bbox'), path, f'{label}: bbox')
   area = ann.get('area')
   if area is None:
@@ -407,7 +407,7 @@ def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
                                     for k, v in overrides.items() if v is not None}))
     except ValueError as e:
       raise CocoFormatError(f'{path}: {e}') from None
-  joints = set_file.keypoint_set
+  keypoint_set = set_file.keypoint_set
   images: dict[int, dict[str, Any]] = {}
   for i, image in enumerate(data['images']):
     if not isinstance(image, dict) or 'id' not in image:
@@ -449,7 +449,7 @@ def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
           annotation_id=ann_id, bbox=box.astype(np.float32),
           area=float(_numbers([area], path, f'{label}: area')[0])))
       continue
-    person = _person(ann, index, joints.num_joints, path, label, set_file)
+    person = _person(ann, index, keypoint_set.num_keypoints, path, label, set_file)
     image['persons'].append(person)
     if person.bbox is None:
       skipped[SKIP_NO_BOX] += 1
@@ -462,7 +462,7 @@ def parse(data: dict[str, Any], path: str, *, category_id: int | None = None,
                   persons=tuple(v['persons']), crowd=tuple(v['crowd']))
       for image_id, v in images.items())
   return KeypointFile(path=path, category_ids=cat_ids, category_name=_set_name(categories),
-                      keypoint_set=joints, images=records, skipped=dict(skipped),
+                      keypoint_set=keypoint_set, images=records, skipped=dict(skipped),
                       part_boxes=set_file.boxes)
 
 

@@ -16,12 +16,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 from flax import jax_utils
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import augment
 from rhpe_jax.data import input_pipeline
 
 # The key of a dataset's metadata (tfds.core.MetadataDict) that holds its
-# keypoint set (skeleton.Skeleton.to_dict).
+# keypoint set (keypoint_sets.KeypointSet.to_dict).
 KEYPOINT_SET_KEY = 'keypoint_set'
 
 
@@ -48,11 +48,11 @@ def dataset_keypoint_set(name: str, data_dir_: str | None) -> dict | None:
 
 
 def resolve_keypoint_set(config: ml_collections.ConfigDict, workdir: str | None = None
-                         ) -> skeleton.Skeleton:
-  """The config's joint set; with `skeleton = 'dataset'`, `config.keypoint_set`
+                         ) -> keypoint_sets.KeypointSet:
+  """The config's keypoint set; with `keypoint_set = 'dataset'`, `dataset_keypoint_set`
   is filled in from the dataset's metadata or, without the dataset, from the
   copy a training run left in `workdir`. Raises ValueError naming where it looked."""
-  if config.skeleton == skeleton.DATASET_SKELETON and not config.keypoint_set:
+  if config.keypoint_set == keypoint_sets.DATASET and not config.dataset_keypoint_set:
     values, looked = None, []
     try:
       values = dataset_keypoint_set(config.dataset, data_dir(config))
@@ -60,15 +60,15 @@ def resolve_keypoint_set(config: ml_collections.ConfigDict, workdir: str | None 
     except Exception as error:  # pylint: disable=broad-except  # not built here
       looked.append(f'{config.dataset} ({type(error).__name__}: {error})'.splitlines()[0])
     if values is None and workdir:
-      found = skeleton.read_from_workdir(workdir)
+      found = keypoint_sets.read_from_workdir(workdir)
       values = None if found is None else found.to_dict()
-      looked.append(os.path.join(workdir, skeleton.WORKDIR_FILE))
+      looked.append(os.path.join(workdir, keypoint_sets.WORKDIR_FILE))
     if values is None:
-      raise ValueError("config.skeleton is 'dataset' but no keypoint set was found in "
+      raise ValueError("config.keypoint_set is 'dataset' but no keypoint set was found in "
                        + ' or '.join(looked))
     with config.unlocked():
-      config.keypoint_set = values
-  return skeleton.of_config(config)
+      config.dataset_keypoint_set = values
+  return keypoint_sets.of_config(config)
 
 
 def _load(config, name: str, split: str, process_index: int | None = None,

@@ -88,13 +88,13 @@ def decode_image(image: tf.Tensor) -> tf.Tensor:
 def pad_people(keypoints: tf.Tensor, status: tf.Tensor, max_people: int
                ) -> tuple[tf.Tensor, tf.Tensor]:
   """Pads/truncates (P, J, 2), (P, J) to exactly `max_people` (status 0 on padding)."""
-  num_joints = keypoints.shape[-2]
+  num_keypoints = keypoints.shape[-2]
   keypoints, status = keypoints[:max_people], status[:max_people]
   missing = max_people - tf.shape(status)[0]
   keypoints = tf.pad(keypoints, [[0, missing], [0, 0], [0, 0]])
   status = tf.pad(status, [[0, missing], [0, 0]])
-  keypoints.set_shape([max_people, num_joints, 2])
-  status.set_shape([max_people, num_joints])
+  keypoints.set_shape([max_people, num_keypoints, 2])
+  status.set_shape([max_people, num_keypoints])
   return keypoints, status
 
 
@@ -191,9 +191,10 @@ def map_joints(ds: tf.data.Dataset, mapping: str | None) -> tf.data.Dataset:
     return ds
   if mapping != 'lsp_to_mpii':
     raise ValueError(f'unknown joint mapping {mapping!r}; expected one of {augment.JOINT_MAPPINGS}')
-  num_joints = ds.element_spec['keypoints'].shape[-2]
-  if num_joints != 14:
-    raise ValueError(f"joint mapping 'lsp_to_mpii' needs 14 joints, the dataset has {num_joints}")
+  num_keypoints = ds.element_spec['keypoints'].shape[-2]
+  if num_keypoints != 14:
+    raise ValueError(f"joint mapping 'lsp_to_mpii' needs 14 keypoints, the dataset has "
+                     f'{num_keypoints}')
 
   def fn(example):
     example = dict(example)

@@ -28,9 +28,9 @@ import os
 
 import numpy as np
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
-NUM_JOINTS = skeleton.LSP.num_joints  # 14
+NUM_JOINTS = keypoint_sets.LSP.num_keypoints  # 14
 
 # layout name -> (shape description, release file)
 LAYOUTS = {
@@ -74,13 +74,13 @@ def parse_joints(joints: np.ndarray, layout: str) -> LspJoints:
   xyf = xyf.astype(np.float64)
   flags = xyf[..., 2]
   if layout == 'original':
-    status = np.where(flags == 0, skeleton.VISIBLE, skeleton.OCCLUDED)
+    status = np.where(flags == 0, keypoint_sets.VISIBLE, keypoint_sets.OCCLUDED)
   else:
-    status = np.where(flags == 1, skeleton.VISIBLE, skeleton.MISSING)
+    status = np.where(flags == 1, keypoint_sets.VISIBLE, keypoint_sets.MISSING)
   status = status.astype(np.int32)
   keypoints = xyf[..., :2] - 1.0  # MATLAB 1-based -> 0-based
   # A missing joint's x, y are placeholders: store none of them.
-  keypoints = np.where((status == skeleton.MISSING)[..., None], 0.0, keypoints)
+  keypoints = np.where((status == keypoint_sets.MISSING)[..., None], 0.0, keypoints)
 
   valid = np.ones(xyf.shape[0], bool)
   problems = []
@@ -121,7 +121,7 @@ def centre_and_scale_from_keypoints(
   300 x scale window (1.875 x the box side for margin 1.25) covers the person.
   """
   keypoints = np.asarray(keypoints, np.float64)
-  annotated = np.asarray(status) != skeleton.MISSING
+  annotated = np.asarray(status) != keypoint_sets.MISSING
   if annotated.sum() < 2:
     raise ValueError('need at least two annotated joints to derive centre and scale')
   pts = keypoints[annotated]

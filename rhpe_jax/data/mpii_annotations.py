@@ -23,9 +23,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
-NUM_JOINTS = skeleton.MPII.num_joints  # 16
+NUM_JOINTS = keypoint_sets.MPII.num_keypoints  # 16
 
 
 class MalformedRecord(ValueError):
@@ -45,7 +45,7 @@ class Person:
 
   @property
   def has_keypoints(self) -> bool:
-    return bool(np.any(self.status != skeleton.MISSING))
+    return bool(np.any(self.status != keypoint_sets.MISSING))
 
   @property
   def head_size(self) -> float:
@@ -160,10 +160,10 @@ def _visibility(value: Any, what: str) -> int:
   """
   number = _number(value, what)
   if number is None:
-    return skeleton.VISIBLE
+    return keypoint_sets.VISIBLE
   if number not in (0.0, 1.0):
     raise MalformedRecord(f'{what}: expected 0 or 1, got {number}')
-  return skeleton.VISIBLE if number == 1.0 else skeleton.OCCLUDED
+  return keypoint_sets.VISIBLE if number == 1.0 else keypoint_sets.OCCLUDED
 
 
 def _keypoints(annopoints: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +187,7 @@ def _keypoints(annopoints: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     if joint != int(joint) or not 0 <= joint < NUM_JOINTS:
       raise MalformedRecord(f'{where}: joint id {joint} outside 0..{NUM_JOINTS - 1}')
     joint = int(joint)
-    if status[joint] != skeleton.MISSING:
+    if status[joint] != keypoint_sets.MISSING:
       raise MalformedRecord(f'{where}: joint id {joint} given twice')
     status[joint] = _visibility(_field(point, 'is_visible'), f'{where} is_visible')
     keypoints[joint] = (x - 1.0, y - 1.0)  # MATLAB 1-based -> 0-based
@@ -375,26 +375,26 @@ def read_valid_h5(path: str | os.PathLike, required: Sequence[str]) -> dict[str,
   rows = {k: v.shape[0] if v.ndim else 1 for k, v in raw.items()}
   rows.update({k: raw[k].size for k in ('index', 'person') if k in raw})
   n = rows[next(iter(rows))] if rows else 0
-  num_joints = skeleton.MPII.num_joints
+  num_keypoints = keypoint_sets.MPII.num_keypoints
   out: dict[str, Any] = {}
   if 'part' in raw:
     part = raw['part'].astype(np.float64)
-    if part.ndim != 3 or part.shape[1:] != (num_joints, 2):
-      raise ValueError(f'{path}: "part" must have shape (N, {num_joints}, 2), got {part.shape}')
+    if part.ndim != 3 or part.shape[1:] != (num_keypoints, 2):
+      raise ValueError(f'{path}: "part" must have shape (N, {num_keypoints}, 2), got {part.shape}')
     n = part.shape[0]
   for key, count in rows.items():
     if count != n:
       raise ValueError(f'{path}: "{key}" has {count} rows, expected {n}')
   if 'part' in raw:
     visible = raw.get('visible')
-    if visible is None or visible.shape != (n, num_joints):
-      raise ValueError(f'{path}: "visible" must have shape {(n, num_joints)}, '
+    if visible is None or visible.shape != (n, num_keypoints):
+      raise ValueError(f'{path}: "visible" must have shape {(n, num_keypoints)}, '
                        f'got {None if visible is None else visible.shape}')
     annotated = np.any(part != 0, axis=-1)
     out['keypoints'] = np.where(annotated[..., None], part - 1.0, 0.0)
     out['status'] = np.where(annotated,
-                             np.where(visible != 0, skeleton.VISIBLE, skeleton.OCCLUDED),
-                             skeleton.MISSING).astype(np.int32)
+                             np.where(visible != 0, keypoint_sets.VISIBLE, keypoint_sets.OCCLUDED),
+                             keypoint_sets.MISSING).astype(np.int32)
   if 'normalize' in raw:
     if raw['normalize'].shape != (n,):
       raise ValueError(f'{path}: "normalize" must have shape {(n,)}, got {raw["normalize"].shape}')

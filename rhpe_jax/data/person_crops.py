@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 
 # MPII's unit of person size: scale 1 is a person 200 pixels tall.
@@ -62,12 +62,12 @@ def crop_fields(image: np.ndarray, crop_to_image: np.ndarray, resolution: int,
   and `crop_to_image`. Every builder's examples share them (pose_features)."""
   def to_crop(points: np.ndarray, seen: np.ndarray) -> np.ndarray:
     out = image_to_crop_points(points, crop_to_image)
-    return np.where((np.asarray(seen) != skeleton.MISSING)[..., None], out, 0.0
+    return np.where((np.asarray(seen) != keypoint_sets.MISSING)[..., None], out, 0.0
                     ).astype(np.float32)
 
-  num_joints = len(status)
-  other_keypoints = np.zeros((len(others), num_joints, 2), np.float32)
-  other_status = np.zeros((len(others), num_joints), np.int32)
+  num_keypoints = len(status)
+  other_keypoints = np.zeros((len(others), num_keypoints, 2), np.float32)
+  other_status = np.zeros((len(others), num_keypoints), np.int32)
   for n, (points, seen) in enumerate(others):
     other_keypoints[n], other_status[n] = to_crop(points, seen), seen
   return {

@@ -37,19 +37,19 @@ import tensorflow_datasets as tfds
 #   crowd_boxes, crowd_areas  (C, 4), (C,): the image's iscrowd regions.
 
 
-def pose_features(num_joints: int, image_shape: tuple,
+def pose_features(num_keypoints: int, image_shape: tuple,
                   extra: Mapping[str, tfds.features.FeatureConnector] | None = None
                   ) -> tfds.features.FeaturesDict:
-  """Feature dict for examples with `num_joints` joints and images of `image_shape`;
+  """Feature dict for examples with `num_keypoints` joints and images of `image_shape`;
   `extra` adds a source's own features (e.g. coco_features()) to the shared ones."""
   shared = {
       'image': tfds.features.Image(shape=image_shape, encoding_format='jpeg'),
-      'keypoints': tfds.features.Tensor(shape=(num_joints, 2), dtype=np.float32),
-      'keypoint_status': tfds.features.Tensor(shape=(num_joints,), dtype=np.int32),
+      'keypoints': tfds.features.Tensor(shape=(num_keypoints, 2), dtype=np.float32),
+      'keypoint_status': tfds.features.Tensor(shape=(num_keypoints,), dtype=np.int32),
       'other_keypoints': tfds.features.Tensor(
-          shape=(None, num_joints, 2), dtype=np.float32),
+          shape=(None, num_keypoints, 2), dtype=np.float32),
       'other_keypoint_status': tfds.features.Tensor(
-          shape=(None, num_joints), dtype=np.int32),
+          shape=(None, num_keypoints), dtype=np.int32),
       'crop_to_image': tfds.features.Tensor(shape=(2, 3), dtype=np.float32),
       'objpos': tfds.features.Tensor(shape=(2,), dtype=np.float32),
       'scale': tfds.features.Scalar(dtype=np.float32),

@@ -27,10 +27,10 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
-MPII = skeleton.MPII
-NUM_JOINTS = MPII.num_joints
+MPII = keypoint_sets.MPII
+NUM_JOINTS = MPII.num_keypoints
 
 # MPII joint ids used below.
 R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE = 0, 1, 2, 3, 4, 5
@@ -594,10 +594,11 @@ def _in_frame(kp: np.ndarray, size: int) -> np.ndarray:
 def _status(kp: np.ndarray, covered: np.ndarray) -> np.ndarray:
   """VISIBLE unless out of frame or under a pixel of `covered`."""
   size = covered.shape[0]
-  status = np.full(kp.shape[0], skeleton.OCCLUDED, np.int32)
+  status = np.full(kp.shape[0], keypoint_sets.OCCLUDED, np.int32)
   inside = _in_frame(kp, size)
   ij = np.floor(kp[inside] + 0.5).astype(int)
-  status[inside] = np.where(covered[ij[:, 1], ij[:, 0]], skeleton.OCCLUDED, skeleton.VISIBLE)
+  status[inside] = np.where(covered[ij[:, 1], ij[:, 0]], keypoint_sets.OCCLUDED,
+                            keypoint_sets.VISIBLE)
   return status
 
 

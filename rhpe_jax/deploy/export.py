@@ -41,7 +41,7 @@ import ml_collections
 import numpy as np
 
 from rhpe_jax import checkpoints
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.deploy import tf_stablehlo
 from rhpe_jax.inference import estimator
 from rhpe_jax.inference import predictor
@@ -342,14 +342,14 @@ height (MPII's crop: a square of side 1.5 x 200 x scale px around the person
 centre, resized to {size} x {size}).
 
 ## Outputs
-- `keypoints` ({batch}, {joints}, 2): [x, y] of every joint in input pixels
+- `keypoints` ({batch}, {num_keypoints}, 2): [x, y] of every keypoint in input pixels
   (0-based pixel centres: the top-left pixel's centre is (0, 0)).
-- `confidence` ({batch}, {joints}): the maximum of the joint's heat map (about
-  1 for a sure joint; low for occluded or absent ones).
-- `heatmaps` ({batch}, {grid}, {grid}, {joints}): the last stage's heat maps;
+- `confidence` ({batch}, {num_keypoints}): the maximum of the keypoint's heat map (about
+  1 for a sure keypoint; low for occluded or absent ones).
+- `heatmaps` ({batch}, {grid}, {grid}, {num_keypoints}): the last stage's heat maps;
   heat-map pixel (u, v) is centred on input pixel ({stride} u + {half}, {stride} v + {half}).
 
-Joint order ({skeleton}): {joint_list}.
+Keypoint order ({keypoint_set}): {keypoint_list}.
 
 ## Back to the original image
 If the input is the square crop of side `L` pixels whose top-left corner
@@ -402,7 +402,7 @@ C++ (onnxruntime's C++ API, `#include <onnxruntime_cxx_api.h>`):
     const char* in[] = {{"images"}};
     const char* out[] = {{"keypoints", "confidence", "heatmaps"}};
     auto outputs = session.Run(Ort::RunOptions{{}}, in, &input, 1, out, 3);
-    const float* keypoints = outputs[0].GetTensorData<float>();  // (1, {joints}, 2)
+    const float* keypoints = outputs[0].GetTensorData<float>();  // (1, {num_keypoints}, 2)
 
 Browser (onnxruntime-web, `npm install onnxruntime-web`):
 
@@ -441,20 +441,20 @@ def readme_text(config: ml_collections.ConfigDict, step: int, image_size: int,
   """DIR/README.md: input, outputs, joint order, mapping back to the image,
   how to run each artefact, a reduced precision's measured agreement."""
   from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   files = '\n'.join(f'- `{_FILE_NOTES[f][0]}`: {_FILE_NOTES[f][1].format(opset=onnx_export.OPSET)}'
                     for f in formats)
   files += f'\n- `{MANIFEST}`: versions, config, checkpoint step, input and output contract.'
   text = _README.format(
       precision=_PRECISION_NOTES[precision].format(n=CALIBRATION_IMAGES), step=step,
       batch='B' if batch is None else batch, size=image_size,
-      grid=image_size // STRIDE, joints=joints.num_joints, stride=STRIDE,
-      half=(STRIDE - 1) / 2, skeleton=joints.name,
-      joint_list=', '.join(f'{i} {n}' for i, n in enumerate(joints.joint_names)),
+      grid=image_size // STRIDE, num_keypoints=keypoint_set.num_keypoints, stride=STRIDE,
+      half=(STRIDE - 1) / 2, keypoint_set=keypoint_set.name,
+      keypoint_list=', '.join(f'{i} {n}' for i, n in enumerate(keypoint_set.keypoint_names)),
       files=files)
   if 'onnx' in formats:
     text += _ONNX_USAGE.format(
-        size=image_size, joints=joints.num_joints,
+        size=image_size, num_keypoints=keypoint_set.num_keypoints,
         web_version=onnx_export.ONNXRUNTIME_WEB_VERSION,
         web_files=', '.join(onnx_export.ONNXRUNTIME_WEB_FILES),
         web_copy=' '.join(f'package/dist/{name}' for name in onnx_export.ONNXRUNTIME_WEB_FILES))
@@ -476,7 +476,7 @@ def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
   version written into the StableHLO artefacts, None without one), from which
   network and checkpoint, and their input and output contract."""
   from importlib import metadata  # pylint: disable=g-import-not-at-top
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   installed = metadata.packages_distributions()  # import name -> distributions
   versions = {}
   for name in ('rhpe_jax', 'jax', 'jaxlib', 'flax', 'tensorflow', 'jax2onnx', 'onnx',
@@ -497,16 +497,16 @@ def manifest(config: ml_collections.ConfigDict, step: int, image_size: int,
                                  f'{model_lib.PIXEL_SCALE:g}'},
       # What PoseEstimator.from_export runs around the model (rhpe_jax.inference.estimator).
       estimator.PROCESSING: estimator.processing(
-          joints, input_size=image_size, stride=STRIDE, box_scale=config.box_scale,
+          keypoint_set, input_size=image_size, stride=STRIDE, box_scale=config.box_scale,
           pixel_mean=model_lib.PIXEL_MEAN, pixel_scale=model_lib.PIXEL_SCALE),
       'output': {
-          'keypoints': {'shape': [batch, joints.num_joints, 2], 'dtype': 'float32',
+          'keypoints': {'shape': [batch, keypoint_set.num_keypoints, 2], 'dtype': 'float32',
                         'units': '[x, y] in input pixels, 0-based pixel centres'},
-          'confidence': {'shape': [batch, joints.num_joints], 'dtype': 'float32'},
+          'confidence': {'shape': [batch, keypoint_set.num_keypoints], 'dtype': 'float32'},
           'heatmaps': {'shape': [batch, image_size // STRIDE, image_size // STRIDE,
-                                 joints.num_joints], 'dtype': 'float32'},
+                                 keypoint_set.num_keypoints], 'dtype': 'float32'},
           'stages': config.num_iterations + 2, 'stage_returned': 'last',
-          'skeleton': joints.name, 'keypoint_names': list(joints.joint_names)},
+          'keypoint_set': keypoint_set.name, 'keypoint_names': list(keypoint_set.keypoint_names)},
   }
 
 

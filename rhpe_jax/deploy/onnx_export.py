@@ -52,7 +52,7 @@ def check_packages() -> None:
   import importlib.util  # pylint: disable=g-import-not-at-top
   missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
   if missing:
-    raise MissingPackage(f'--formats=onnx needs {", ".join(missing)}: '
+    raise MissingPackage(f"formats=['onnx'] needs {', '.join(missing)}: "
                          "pip install 'rhpe_jax[onnx]' (or pip install " + ' '.join(PACKAGES) + ')')
 
 

@@ -90,7 +90,7 @@ def for_tensorflow(exported: jax.export.Exported) -> jax.export.Exported:
         f'jax {jax.__version__} writes StableHLO {written}, which the installed TensorFlow '
         f'(StableHLO {wanted}) cannot read; install the tested versions (README.md, '
         f'"Supported versions"), or a TensorFlow that reads StableHLO {written}, '
-        'or export with --formats=jax_export')
+        "or export with formats=['jax_export']")
   return dataclasses.replace(exported, mlir_module_serialized=serialized)
 
 

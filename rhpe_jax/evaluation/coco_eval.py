@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import coco_results
 
 # COCOeval.stats for keypoints, in its order.
@@ -55,18 +55,18 @@ def has_coco_ids(predictions: Mapping[str, Any]) -> bool:
 def sigmas_of(config: ml_collections.ConfigDict) -> tuple[tuple[float, ...], str]:
   """The OKS sigmas a config is scored with and the rule that gave them:
   `config.keypoint_sigmas` when set, else the keypoint set's own, else
-  COCO's by keypoint name and 0.079 for the rest (`skeleton.oks_sigmas`)."""
-  joints = skeleton_lib.of_config(config)
+  COCO's by keypoint name and 0.079 for the rest (`keypoint_sets.oks_sigmas`)."""
+  keypoint_set = keypoint_sets.of_config(config)
   given = tuple(float(s) for s in (config.get('keypoint_sigmas') or ()))
   if given:
-    if len(given) != joints.num_joints:
+    if len(given) != keypoint_set.num_keypoints:
       raise ValueError(f'config.keypoint_sigmas has {len(given)} sigmas; the keypoint set '
-                       f'{joints.name!r} has {joints.num_joints} keypoints')
+                       f'{keypoint_set.name!r} has {keypoint_set.num_keypoints} keypoints')
     return given, 'config.keypoint_sigmas'
-  if joints.sigmas is not None:
-    return joints.sigmas, f'the keypoint set {joints.name!r} gives them'
-  return (skeleton_lib.oks_sigmas(joints),
-          f"COCO's by keypoint name, {skeleton_lib.DEFAULT_SIGMA} for the others")
+  if keypoint_set.sigmas is not None:
+    return keypoint_set.sigmas, f'the keypoint set {keypoint_set.name!r} gives them'
+  return (keypoint_sets.oks_sigmas(keypoint_set),
+          f"COCO's by keypoint name, {keypoint_sets.DEFAULT_SIGMA} for the others")
 
 
 def _finite_list(values: Any) -> list[float]:

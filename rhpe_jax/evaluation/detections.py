@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import ml_collections
 import numpy as np
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import coco_results
 from rhpe_jax.data import datasets
 from rhpe_jax.data import image_io
@@ -59,13 +59,13 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
     for kind, found in regions.items():
       if f'{kind}_boxes' in ex and len(ex[f'{kind}_boxes']):
         found[image_id] = (ex[f'{kind}_boxes'], ex[f'{kind}_areas'])
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   if not rows['image_id']:
     raise ValueError(f'{config.dataset} {split}: no persons')
   ground_truth = coco_eval.ground_truth(
       rows['image_id'], rows['annotation_id'], np.stack(rows['keypoints']),
       np.stack(rows['status']), np.stack(rows['bbox']), np.array(rows['area']),
-      keypoint_names=joints.joint_names, crowd=regions['crowd'],
+      keypoint_names=keypoint_set.keypoint_names, crowd=regions['crowd'],
       unlabelled=regions['unlabelled'])
   return ground_truth, names
 
@@ -118,7 +118,7 @@ def evaluate_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, An
     path = os.path.join(image_dir, name)
     if image_id in boxes and not os.path.exists(path):
       raise FileNotFoundError(f'image {path} of COCO image {image_id} does not exist '
-                              '(--image_dir: the folder of the original images)')
+                              '(image_dir names the folder of the original images)')
     paths[image_id] = path
   used = {i: b for i, b in boxes.items() if i in names}
   if not used:

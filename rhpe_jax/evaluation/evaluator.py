@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.core import visualize
 from rhpe_jax.data import datasets as data
 from rhpe_jax.evaluation import coco_eval
@@ -85,17 +85,17 @@ def collect_predictions(p_eval_step, state, batches: Iterable[dict],
 def score(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray],
           pred_key: str = 'pred_image') -> dict[str, Any]:
   """The config's accuracy measure on collected predictions."""
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   annotated = predictions['keypoint_status'] > 0
   pred, gt = predictions[pred_key], predictions['gt_image']
   if config.eval_metric == 'pckh':
     result = metrics.pckh(pred, gt, annotated, predictions['head_size'],
                           threshold=config.eval_pck_threshold)
   elif config.eval_metric == 'pck':
-    torso = metrics.torso_size(gt, config.torso_definition, joints,
+    torso = metrics.torso_size(gt, config.torso_definition, keypoint_set,
                                predictions['keypoint_status'])
     result = metrics.pck(pred, gt, annotated, torso, threshold=config.eval_pck_threshold,
-                         skeleton=joints)
+                         keypoint_set=keypoint_set)
   else:
     raise ValueError(f"eval_metric must be 'pckh' or 'pck', got {config.eval_metric!r}")
   return result
@@ -167,7 +167,7 @@ class Evaluator:
 
 def format_summary(config: ml_collections.ConfigDict, evaluation: dict, step: int) -> str:
   measure = f'{config.eval_metric.upper()}@{config.eval_pck_threshold:g}'
-  table = metrics.format_table(evaluation['result'], skeleton.of_config(config))
+  table = metrics.format_table(evaluation['result'], keypoint_sets.of_config(config))
   return f'evaluation at step {step} ({measure}, {len(evaluation["predictions"]["pred"])} examples)\n{table}'
 
 
@@ -177,13 +177,13 @@ def write_image_summaries(writer, config: ml_collections.ConfigDict, evaluation:
   predictions = evaluation['predictions']
   if 'images' not in predictions:
     return
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   pictures = []
   for i, image in enumerate(predictions['images']):
     annotated = predictions['keypoint_status'][i] > 0
     picture = visualize.draw_skeleton(image, predictions['keypoints'][i], annotated,
-                                      joints, color=(0, 200, 0))
-    picture = visualize.draw_skeleton(picture, predictions['pred'][i], None, joints,
+                                      keypoint_set, color=(0, 200, 0))
+    picture = visualize.draw_skeleton(picture, predictions['pred'][i], None, keypoint_set,
                                       color=(230, 30, 30))
     pictures.append(picture)
   writer.image('eval/predictions', np.stack(pictures), step, max_outputs=len(pictures))
@@ -269,13 +269,13 @@ def curve_thresholds(config: ml_collections.ConfigDict) -> np.ndarray:
 def accuracy_curves(config: ml_collections.ConfigDict, predictions: dict[str, np.ndarray]
                     ) -> dict[str, Any]:
   """PCK(h)-vs-threshold curves of every table group and of "Total" (pooled)."""
-  joints = skeleton.of_config(config)
-  groups, total = metrics._table_spec(joints)  # pylint: disable=protected-access
+  keypoint_set = keypoint_sets.of_config(config)
+  groups, total = metrics._table_spec(keypoint_set)  # pylint: disable=protected-access
   gt = predictions['gt_image']
   if config.eval_metric == 'pckh':
     normaliser = predictions['head_size']
   else:
-    normaliser = metrics.torso_size(gt, config.torso_definition, joints,
+    normaliser = metrics.torso_size(gt, config.torso_definition, keypoint_set,
                                     predictions['keypoint_status'])
   thresholds = curve_thresholds(config)
   annotated = predictions['keypoint_status'] > 0
@@ -291,10 +291,10 @@ def visibility(predictions: dict[str, np.ndarray]) -> dict[str, Any] | None:
   """The paper's visibility AP (Sec. IV-B), or None without both visible and
   occluded labels."""
   status = predictions['keypoint_status']
-  if not (np.any(status == skeleton.VISIBLE) and np.any(status == skeleton.OCCLUDED)):
+  if not (np.any(status == keypoint_sets.VISIBLE) and np.any(status == keypoint_sets.OCCLUDED)):
     return None
   ap, precision, recall = metrics.visibility_average_precision(
-      predictions['confidence'], status == skeleton.VISIBLE, status > 0)
+      predictions['confidence'], status == keypoint_sets.VISIBLE, status > 0)
   return {'ap': ap, 'precision': precision, 'recall': recall,
-          'num_visible': int(np.sum(status == skeleton.VISIBLE)),
-          'num_occluded': int(np.sum(status == skeleton.OCCLUDED))}
+          'num_visible': int(np.sum(status == keypoint_sets.VISIBLE)),
+          'num_occluded': int(np.sum(status == keypoint_sets.OCCLUDED))}

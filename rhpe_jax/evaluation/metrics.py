@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rhpe_jax.core import config as config_lib
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.core import keypoint_sets
 
 # MATLAB's `0:0.01:0.5`, each value the double nearest to k / 100.
 PCKH_AUC_THRESHOLDS = np.arange(51) / 100.0
@@ -47,29 +47,29 @@ TORSO_JOINTS = {
 }
 
 
-def generic_table_groups(skeleton: skeleton_lib.Skeleton
+def generic_table_groups(keypoint_set: keypoint_sets.KeypointSet
                          ) -> tuple[tuple[str, tuple[int, ...]], ...]:
   """Table groups of any keypoint set: its keypoints grouped by canonical
   name with the side (left_/right_) stripped, in order of first appearance,
   e.g. COCO's Nose, Eye, Ear, Shoulder, ..., Ankle (Shoulder = left_shoulder
   + right_shoulder). A title is the stripped name with spaces, capitalised."""
   groups: dict[str, list[int]] = {}
-  for index, name in enumerate(skeleton.joint_names):
-    base = re.sub(r'^(left|right)_', '', skeleton_lib.canonical_name(name))
+  for index, name in enumerate(keypoint_set.keypoint_names):
+    base = re.sub(r'^(left|right)_', '', keypoint_sets.canonical_name(name))
     groups.setdefault(base, []).append(index)
   return tuple((base.replace('_', ' ').capitalize(), tuple(ids)) for base, ids in groups.items())
 
 
-def _table_spec(skeleton: skeleton_lib.Skeleton
+def _table_spec(keypoint_set: keypoint_sets.KeypointSet
                 ) -> tuple[tuple[tuple[str, tuple[int, ...]], ...], tuple[int, ...]]:
-  """The paper's table groups and the joints of "Total" for a joint set:
+  """The paper's table groups and the joints of "Total" for a keypoint set:
   MPII's and LSP's as the paper has them, any other set's by name
   (`generic_table_groups`) with every keypoint in "Total"."""
-  if skeleton.name == 'mpii':
-    return skeleton_lib.MPII_TABLE_GROUPS, skeleton_lib.MPII_TOTAL_JOINTS
-  if skeleton.name == 'lsp':
-    return skeleton_lib.LSP_TABLE_GROUPS, skeleton_lib.LSP_TOTAL_JOINTS
-  return generic_table_groups(skeleton), tuple(range(skeleton.num_joints))
+  if keypoint_set.name == 'mpii':
+    return keypoint_sets.MPII_TABLE_GROUPS, keypoint_sets.MPII_TOTAL_JOINTS
+  if keypoint_set.name == 'lsp':
+    return keypoint_sets.LSP_TABLE_GROUPS, keypoint_sets.LSP_TOTAL_JOINTS
+  return generic_table_groups(keypoint_set), tuple(range(keypoint_set.num_keypoints))
 
 
 def _check_inputs(pred: Any, gt: Any, mask: Any, normaliser: Any, name: str,
@@ -121,11 +121,11 @@ def _is_correct(scaled: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _summarise(scaled: np.ndarray, counted: np.ndarray, threshold: float,
-               skeleton: skeleton_lib.Skeleton, metric: str) -> dict:
-  groups, total_joints = _table_spec(skeleton)
-  if scaled.shape[1] != skeleton.num_joints:
+               keypoint_set: keypoint_sets.KeypointSet, metric: str) -> dict:
+  groups, total_joints = _table_spec(keypoint_set)
+  if scaled.shape[1] != keypoint_set.num_keypoints:
     raise ValueError(
-        f'{skeleton.name} has {skeleton.num_joints} joints, the arrays have '
+        f'{keypoint_set.name} has {keypoint_set.num_keypoints} joints, the arrays have '
         f'{scaled.shape[1]}')
   correct = np.sum(_is_correct(scaled, threshold) & counted, axis=0)
   counts = np.sum(counted, axis=0)
@@ -133,9 +133,9 @@ def _summarise(scaled: np.ndarray, counted: np.ndarray, threshold: float,
     per_joint = np.where(counts > 0, 100.0 * correct / np.maximum(counts, 1), np.nan)
   result = {
       'metric': metric,
-      'skeleton': skeleton.name,
+      'keypoint_set': keypoint_set.name,
       'threshold': float(threshold),
-      'joint_names': list(skeleton.joint_names),
+      'keypoint_names': list(keypoint_set.keypoint_names),
       'per_joint': per_joint,
       'correct': correct.astype(np.int64),
       'counts': counts.astype(np.int64),
@@ -167,15 +167,15 @@ def pckh(pred: Any, gt: Any, visible_or_annotated_mask: Any, head_size: Any,
   pred, gt, counted, head_size = _check_inputs(
       pred, gt, visible_or_annotated_mask, head_size, 'head_size')
   scaled = _normalised_distances(pred, gt, head_size)
-  result = _summarise(scaled, counted, threshold, skeleton_lib.MPII, 'PCKh')
+  result = _summarise(scaled, counted, threshold, keypoint_sets.MPII, 'PCKh')
   curve = _total_curve(scaled, counted, PCKH_AUC_THRESHOLDS,
-                       skeleton_lib.MPII_TOTAL_JOINTS)
+                       keypoint_sets.MPII_TOTAL_JOINTS)
   result['AUC'] = auc(PCKH_AUC_THRESHOLDS, curve)
   return result
 
 
 def torso_size(gt: Any, definition: str = 'lsp_diagonal',
-               skeleton: skeleton_lib.Skeleton = skeleton_lib.LSP,
+               keypoint_set: keypoint_sets.KeypointSet = keypoint_sets.LSP,
                status: Any = None) -> np.ndarray:
   """PCK normaliser `(N,)` from ground truth `(N, J, 2)`.
 
@@ -183,7 +183,7 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
   and right as annotated (the common LSP PCK definition).
   'mean_diagonals': mean of the two shoulder-hip diagonals (left shoulder to
   right hip and right shoulder to left hip).
-  Joints are looked up by canonical name (`skeleton.canonical_name`: MPII's
+  Joints are looked up by canonical name (`keypoint_sets.canonical_name`: MPII's
   'l_shoulder' is COCO's 'left_shoulder'), so any keypoint set works that
   has the shoulders and hips the definition needs; one that lacks them
   raises ValueError naming them (such a set cannot be scored by PCK). With
@@ -194,19 +194,19 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
     raise ValueError(
         f'unknown torso definition {definition!r}; expected one of {TORSO_DEFINITIONS}')
   gt = np.asarray(gt, dtype=np.float64)
-  if gt.ndim != 3 or gt.shape[1:] != (skeleton.num_joints, 2):
+  if gt.ndim != 3 or gt.shape[1:] != (keypoint_set.num_keypoints, 2):
     raise ValueError(
-        f'gt must have shape (N, {skeleton.num_joints}, 2) for {skeleton.name}, '
+        f'gt must have shape (N, {keypoint_set.num_keypoints}, 2) for {keypoint_set.name}, '
         f'got {gt.shape}')
-  index = {skeleton_lib.canonical_name(n): i for i, n in enumerate(skeleton.joint_names)}
+  index = {keypoint_sets.canonical_name(n): i for i, n in enumerate(keypoint_set.keypoint_names)}
   needed = TORSO_JOINTS[definition]
   lacking = [n for pair in needed for n in pair if n not in index]
   if lacking:
     raise ValueError(
-        f'keypoint set {skeleton.name!r} has no {", ".join(dict.fromkeys(lacking))}: '
+        f'keypoint set {keypoint_set.name!r} has no {", ".join(dict.fromkeys(lacking))}: '
         f'no torso {definition!r} to normalise PCK by')
   known = (np.ones(gt.shape[:2], bool) if status is None
-           else np.asarray(status) != skeleton_lib.MISSING)
+           else np.asarray(status) != keypoint_sets.MISSING)
   if known.shape != gt.shape[:2]:
     raise ValueError(f'status must have shape {gt.shape[:2]}, got {known.shape}')
 
@@ -219,18 +219,18 @@ def torso_size(gt: Any, definition: str = 'lsp_diagonal',
 
 
 def pck(pred: Any, gt: Any, mask: Any, torso_size: Any, threshold: float = 0.2,
-        skeleton: skeleton_lib.Skeleton = skeleton_lib.LSP) -> dict:
+        keypoint_set: keypoint_sets.KeypointSet = keypoint_sets.LSP) -> dict:
   """PCK@threshold normalised by a torso size `(N,)` (see `torso_size`).
 
   Same rules and result layout as `pckh` (without 'AUC'), with the table
-  groups and "Total" joints of `skeleton` (LSP: all 14 joints). A person
+  groups and "Total" joints of `keypoint_set` (LSP: all 14 joints). A person
   whose torso is undefined (NaN or not positive) is left out; their number
   is 'persons_without_torso'.
   """
   pred, gt, counted, torso_size = _check_inputs(pred, gt, mask, torso_size,
                                                 'torso_size', drop_undefined=True)
   scaled = _normalised_distances(pred, gt, torso_size)
-  result = _summarise(scaled, counted, threshold, skeleton, 'PCK')
+  result = _summarise(scaled, counted, threshold, keypoint_set, 'PCK')
   annotated = np.any(np.asarray(mask) != 0, axis=1)
   result['persons_without_torso'] = int(np.sum(annotated & ~np.any(counted, axis=1)))
   return result
@@ -247,7 +247,7 @@ def _total_curve(scaled: np.ndarray, counted: np.ndarray,
 
 def pck_curve(pred: Any, gt: Any, mask: Any, normaliser: Any,
               thresholds: Any = PCKH_AUC_THRESHOLDS,
-              joints: Sequence[int] = skeleton_lib.MPII_TOTAL_JOINTS,
+              joints: Sequence[int] = keypoint_sets.MPII_TOTAL_JOINTS,
               drop_undefined: bool = False) -> np.ndarray:
   """Pooled PCK (%) over `joints` at each threshold: the curve under `auc`.
 
@@ -316,9 +316,9 @@ def visibility_average_precision(scores: Any, visible: Any, annotated: Any
   return ap, precision, recall
 
 
-def format_table(results: dict, skeleton: skeleton_lib.Skeleton) -> str:
+def format_table(results: dict, keypoint_set: keypoint_sets.KeypointSet) -> str:
   """The paper's table row: Head .. Ankle, Total (and AUC for PCKh), one decimal."""
-  groups, _ = _table_spec(skeleton)
+  groups, _ = _table_spec(keypoint_set)
   names = [name for name, _ in groups] + ['Total']
   values = [results['groups'][name] for name, _ in groups] + [results['Total']]
   if 'AUC' in results:

@@ -8,7 +8,7 @@ import json
 import math
 import pathlib
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.evaluation import metrics
 from rhpe_jax.evaluation import prediction_io
 
@@ -39,7 +39,7 @@ def report_prediction_file(predictions_path: str, annotations_path: str,
   AUC) and writes the results to `output_json` when given; returns them."""
   results = score_prediction_file(predictions_path, annotations_path, threshold)
   print(f'{results["num_persons"]} persons, {predictions_path}')
-  print(metrics.format_table(results, skeleton.MPII))
+  print(metrics.format_table(results, keypoint_sets.MPII))
   if output_json:
     pathlib.Path(output_json).write_text(
         json.dumps(prediction_io.jsonable(results), indent=2) + '\n')

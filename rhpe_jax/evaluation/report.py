@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from rhpe_jax import checkpoints
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.core import visualize
 from rhpe_jax.data import coco_results
 from rhpe_jax.evaluation import coco_eval
@@ -103,13 +103,13 @@ def _coco_scores(config, variables, split: str, predictions: dict, out_dir: path
   `mean_pose` (the baseline's poses in original pixels) is scored as well;
   writes coco_results.json (of the detector's boxes when given) and puts the
   scores, the sigmas and their rule in `results`."""
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   sigmas, rule = coco_eval.sigmas_of(config)
-  ground_truth = coco_eval.ground_truth_from_predictions(predictions, joints.joint_names)
+  ground_truth = coco_eval.ground_truth_from_predictions(predictions, keypoint_set.keypoint_names)
   records = coco_eval.results_from_predictions(predictions)
   groups = None
-  if joints.groups:  # COCO-WholeBody's body, foot, face, hands, each alone, then all
-    groups = coco_eval.group_scores(ground_truth, records, sigmas, joints.groups)
+  if keypoint_set.groups:  # COCO-WholeBody's body, foot, face, hands, each alone, then all
+    groups = coco_eval.group_scores(ground_truth, records, sigmas, keypoint_set.groups)
     scores = groups[coco_eval.WHOLE_GROUP]
   else:
     scores = coco_eval.keypoint_ap(ground_truth, records, sigmas)
@@ -198,11 +198,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | str | None, workdir:
                                          batch_size=batch_size)
   out_dir = pathlib.Path(output_dir or os.path.join(workdir, f'eval_{split.split("[")[0]}'))
   out_dir.mkdir(parents=True, exist_ok=True)
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   results: dict[str, Any] = {
       'checkpoint': path, 'step': step, 'dataset': config.dataset, 'split': split,
       'flip': bool(flip), 'scales': list(scales), 'num_persons': int(len(predictions['pred'])),
-      'joint_names': list(joints.joint_names),
+      'keypoint_names': list(keypoint_set.keypoint_names),
       'rows': 'sorted by (image_index, person_index)',
       'image_index': predictions['image_index'], 'person_index': predictions['person_index'],
       'files': {},
@@ -220,7 +220,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | str | None, workdir:
   results['persons'] = persons_count(num_in_split, predictions, table, num_examples)
   if verbose and training_subset > 0 and num_examples is None:
     print(f'(config.num_eval_examples = {training_subset} is for the evaluation during '
-          f'training; this scores the whole split: --num_examples={training_subset} for that '
+          f'training; this scores the whole split: num_examples={training_subset} for that '
           'subset)')
 
   if table is None:
@@ -238,9 +238,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | str | None, workdir:
     results['table'] = dict(table['groups'], Total=table['Total'])
     if 'AUC' in table:
       results['table']['AUC'] = table['AUC']
-    results['per_joint'] = dict(zip(joints.joint_names, table['per_joint']))
-    results['counts'] = dict(zip(joints.joint_names, table['counts']))
-    results['correct'] = dict(zip(joints.joint_names, table['correct']))
+    results['per_joint'] = dict(zip(keypoint_set.keypoint_names, table['per_joint']))
+    results['counts'] = dict(zip(keypoint_set.keypoint_names, table['counts']))
+    results['correct'] = dict(zip(keypoint_set.keypoint_names, table['correct']))
     curves = evaluation.accuracy_curves(config, predictions)
     if mean_pose_from:
       baseline = evaluation.mean_pose_baseline(
@@ -265,9 +265,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | str | None, workdir:
       tta += f' + scales {",".join(f"{s:g}" for s in scales)}' if len(scales) > 1 else ''
       print(f'{config.dataset} {split}, step {step}{tta}: '
             f'{format_persons(results["persons"])}')
-      print(metrics.format_table(table, joints))
+      print(metrics.format_table(table, keypoint_set))
       if mean_pose_from:
-        row = metrics.format_table(baseline, joints).splitlines()[1]
+        row = metrics.format_table(baseline, keypoint_set).splitlines()[1]
         print('mean pose' + row[len('mean pose'):])
       if vis is not None:
         print(f'visibility AP {100 * vis["ap"]:.1f} % '

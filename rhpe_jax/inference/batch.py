@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import person_crops
 from rhpe_jax.data import image_io
 from rhpe_jax.data import image_inputs
@@ -153,6 +154,12 @@ def record_key(record: dict) -> tuple:
   return key
 
 
+def keypoint_names_of(record: dict) -> list[str] | None:
+  """The keypoint names a record was written with ('joint_names' in files
+  written before the keypoint set had one name)."""
+  return record.get('keypoint_names', record.get('joint_names'))
+
+
 def read_existing(path: pathlib.Path) -> list[dict]:
   """The complete records of an output file; a torn last line (no newline,
   or not JSON: the run was killed while writing it) is cut off the file."""
@@ -169,7 +176,8 @@ def read_existing(path: pathlib.Path) -> list[dict]:
       if number == len(lines) - 1 and not lines[-1]:
         break  # the last line: torn
       raise ValueError(f'{path} line {number} is not a prediction record; '
-                       'is it the output of another program? (--overwrite replaces it)') from None
+                       'is it the output of another program? (overwrite=True replaces it)'
+                       ) from None
     records.append(record)
     end += len(line) + 1
   if end < len(data):
@@ -200,12 +208,13 @@ def _person(record: dict) -> tuple[np.ndarray, list[float] | None]:
   return np.asarray(record['keypoints'], np.float64), (record.get('box') or {}).get('bbox')
 
 
-def draw_picture(path: pathlib.Path, image: np.ndarray, records: Sequence[dict], skel) -> None:
+def draw_picture(path: pathlib.Path, image: np.ndarray, records: Sequence[dict],
+                 keypoint_set: keypoint_sets.KeypointSet) -> None:
   """The picture of one image: every person its records hold."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
   people, boxes = zip(*[_person(r) for r in records]) if records else ((), ())
-  Image.fromarray(visualize.draw_people(image, people, skel, boxes)).save(path)
+  Image.fromarray(visualize.draw_people(image, people, keypoint_set, boxes)).save(path)
 
 
 @dataclasses.dataclass
@@ -244,8 +253,7 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
   steps = {r.get('checkpoint_step') for r in existing}
   if existing and steps != {step_number}:
     raise ValueError(f'{output} holds predictions of checkpoint step {sorted(steps, key=str)}, '
-                     f'this run uses step {step_number}: pass overwrite (--overwrite) or '
-                     'another output')
+                     f'this run uses step {step_number}: pass overwrite=True or another output')
   unique = list(dict.fromkeys(items))
   done = {record_key(r) for r in existing}
   todo = [i for i in unique if i.key not in done]
@@ -260,8 +268,8 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
       drawn[r['image']].append(r)
   estimator = estimator_lib.PoseEstimator.from_variables(config, variables, step=step_number,
                                                          batch_size=batch_size)
-  skel = estimator.keypoint_set
-  joint_names = list(estimator.keypoint_names)
+  keypoint_set = estimator.keypoint_set
+  keypoint_names = list(estimator.keypoint_names)
   size = estimator.input_size
   bar = progress.Progress(len(todo), stream=progress_stream)
   note = report or bar.note
@@ -286,7 +294,7 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
               'image_size': list(p.image_size),
               'keypoints': np.round(keypoints, 3).tolist(),
               'confidence': np.round(scores, 5).tolist(),
-              'joint_names': joint_names,
+              'keypoint_names': keypoint_names,
               'window': {'center': [float(c) for c in p.window[0]], 'side': float(p.window[1])},
               'checkpoint_step': step_number,
           }
@@ -300,7 +308,7 @@ def predict_images(config, variables, step_number: int, items: Sequence[image_in
             record['picture'] = str(picture)
             drawn[p.item.path].append(record)
             if len(drawn[p.item.path]) == expected[p.item.path]:
-              draw_picture(picture, p.image, drawn.pop(p.item.path), skel)
+              draw_picture(picture, p.image, drawn.pop(p.item.path), keypoint_set)
           out.write(json.dumps(record) + '\n')
         out.flush()
         os.fsync(out.fileno())

@@ -20,6 +20,7 @@ import re
 import sys
 from typing import Any, Sequence
 
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import coco_results
 from rhpe_jax.data import image_inputs
 from rhpe_jax.inference import batch
@@ -90,8 +91,8 @@ def box_items(detections: dict[int, list[dict[str, Any]]], files: dict[int, str]
   return items, missing
 
 
-def results(items: Sequence[batch.PersonBox], records: Sequence[dict], skel
-            ) -> list[dict[str, Any]]:
+def results(items: Sequence[batch.PersonBox], records: Sequence[dict],
+            keypoint_set: keypoint_sets.KeypointSet) -> list[dict[str, Any]]:
   """The COCO keypoint results of `items` whose records are in (the output
   may hold boxes of an earlier run with another threshold: left out)."""
   by_key = {batch.record_key(r): r for r in records}
@@ -99,9 +100,10 @@ def results(items: Sequence[batch.PersonBox], records: Sequence[dict], skel
   for item in items:
     record = by_key.get(item.key)
     if record is not None:
-      if record.get('joint_names') != list(skel.joint_names):
-        raise ValueError(f'the progress file holds another keypoint set than {skel.name}, the '
-                         "config's: pass --overwrite or another --output")
+      if batch.keypoint_names_of(record) != list(keypoint_set.keypoint_names):
+        raise ValueError(f'the progress file holds another keypoint set than '
+                         f"{keypoint_set.name}, the config's: pass overwrite=True or another "
+                         'output')
       out.append(coco_results.keypoint_result(item.image_id, record['keypoints'],
                                               record['confidence'], box_score=item.box_score))
   return out
@@ -129,7 +131,7 @@ def predict_boxes(config: Any, workdir: str, boxes: str, images: str, output: st
   exit status (1 if an image failed, 130 when interrupted: the same call
   resumes)."""
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   config = checkpoints.config_of_workdir(workdir, config)
   threshold = check_score_threshold(box_score_threshold)
   out, progress = output_paths(output)
@@ -152,7 +154,7 @@ def predict_boxes(config: Any, workdir: str, boxes: str, images: str, output: st
   with_boxes = len({i.path for i in items})
 
   def write(summary: batch.Summary) -> None:  # pylint: disable=unused-argument
-    found = results(items, batch.read_existing(progress), skeleton.of_config(config))
+    found = results(items, batch.read_existing(progress), keypoint_sets.of_config(config))
     coco_results.write_results(str(out), found)
     print(f'wrote {out}: {len(found)} persons in COCO results format', flush=True)
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.inference import crop as crop_lib
 from rhpe_jax.inference import topdown
 
@@ -73,7 +73,7 @@ class Poses:
     """`image` (as `predict` takes it) with every person's skeleton and box
     drawn, as an (H, W, 3) uint8 array (enlarged to `min_side` if smaller)."""
     from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
-    edges = skeleton_lib.Skeleton('poses', self.keypoint_names, (), self.skeleton)
+    edges = keypoint_sets.KeypointSet('poses', self.keypoint_names, (), self.skeleton)
     return visualize.draw_people(as_image(image), list(self.keypoints), edges,
                                  [list(b) for b in self.boxes], min_side=min_side)
 
@@ -125,7 +125,7 @@ def check_boxes(boxes: Any, image_shape: tuple[int, ...]) -> np.ndarray:
   return array
 
 
-def processing(keypoint_set: skeleton_lib.Skeleton, *, input_size: int, stride: int,
+def processing(keypoint_set: keypoint_sets.KeypointSet, *, input_size: int, stride: int,
                box_scale: float, pixel_mean: float, pixel_scale: float) -> dict[str, Any]:
   """The manifest section from_export reads: everything around the network."""
   return {
@@ -137,7 +137,7 @@ def processing(keypoint_set: skeleton_lib.Skeleton, *, input_size: int, stride: 
                 'centre; no box: the whole image padded to a square; bilinear, zeros outside',
       'normalisation': {'mean': float(pixel_mean), 'scale': float(pixel_scale),
                         'formula': '(pixel - mean) / scale', 'inside_model': True},
-      'keypoint_names': list(keypoint_set.joint_names),
+      'keypoint_names': list(keypoint_set.keypoint_names),
       'skeleton': [list(p) for p in keypoint_set.part_pairs],
       'flip_pairs': [list(p) for p in keypoint_set.flip_pairs],
       'keypoint_set': keypoint_set.to_dict(),
@@ -154,7 +154,7 @@ class PoseEstimator:
   `predict` can override flip and scales.
   """
 
-  def __init__(self, heatmap_fn: topdown.HeatmapFn, keypoint_set: skeleton_lib.Skeleton, *,
+  def __init__(self, heatmap_fn: topdown.HeatmapFn, keypoint_set: keypoint_sets.KeypointSet, *,
                input_size: int, stride: int, box_scale: float, flip: bool = False,
                scales: Sequence[float] = (1.0,), batch_size: int = 8, step: int | None = None,
                source: str = ''):
@@ -172,7 +172,7 @@ class PoseEstimator:
 
   @property
   def keypoint_names(self) -> tuple[str, ...]:
-    return tuple(self.keypoint_set.joint_names)
+    return tuple(self.keypoint_set.keypoint_names)
 
   @property
   def skeleton(self) -> tuple[tuple[int, int], ...]:
@@ -208,7 +208,7 @@ class PoseEstimator:
       return np.asarray(jax.device_get(fn(on_device, crops)['heatmaps']))
 
     options.setdefault('box_scale', config.box_scale)
-    return cls(heatmap_fn, skeleton_lib.of_config(config), input_size=config.input_size,
+    return cls(heatmap_fn, keypoint_sets.of_config(config), input_size=config.input_size,
                stride=model_lib.STRIDE, step=step, source=source, **options)
 
   @classmethod
@@ -231,7 +231,7 @@ class PoseEstimator:
       raise ValueError(f'{folder} was exported before PoseEstimator.from_export existed (its '
                        'manifest lacks the processing section): export it again')
     if not model_path.is_file():
-      raise FileNotFoundError(f'{model_path} does not exist: export with --formats=onnx')
+      raise FileNotFoundError(f"{model_path} does not exist: export with formats=['onnx']")
     try:
       import onnxruntime  # pylint: disable=g-import-not-at-top
     except ImportError:
@@ -242,7 +242,7 @@ class PoseEstimator:
     fixed = session.get_inputs()[0].shape[0]
     fixed = fixed if isinstance(fixed, int) else None
     heatmap_fn = _onnx_heatmap_fn(session, fixed)
-    keypoint_set = skeleton_lib.Skeleton.from_dict(section['keypoint_set'])
+    keypoint_set = keypoint_sets.KeypointSet.from_dict(section['keypoint_set'])
     options.setdefault('box_scale', section['box_scale'])
     return cls(heatmap_fn, keypoint_set, input_size=section['input_size'],
                stride=section['stride'], step=manifest.get('checkpoint_step'),

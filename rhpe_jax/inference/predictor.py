@@ -26,7 +26,7 @@ import numpy as np
 
 from rhpe_jax import model as model_lib
 from rhpe_jax.codec import decode
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 # What `predict` can return: keypoints (B, J, 2) in input pixels, confidence
 # (B, J) (the maps' maxima, the paper's visibility score), the last stage's
@@ -96,7 +96,7 @@ def predict_fn(config: ml_collections.ConfigDict, *, flip: bool = False,
 def _compiled(key: str, flip: bool, outputs: tuple[str, ...], over_devices: bool):
   config = ml_collections.ConfigDict(json.loads(key))
   net = model_lib.create_model(config)
-  permutation = skeleton.of_config(config).flip_permutation if flip else None
+  permutation = keypoint_sets.of_config(config).flip_permutation if flip else None
   fn = functools.partial(predict, net, flip_permutation=permutation, outputs=outputs)
   return jax.pmap(fn) if over_devices else jax.jit(fn)
 

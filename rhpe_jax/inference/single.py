@@ -73,14 +73,15 @@ def predict_image(config: Any, workdir: str, output: str, *, image_path: str | N
   run wrote), writes OUT.json and the pictures; returns the JSON's contents."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   from rhpe_jax.core import visualize  # pylint: disable=g-import-not-at-top
   from rhpe_jax.data import image_io  # pylint: disable=g-import-not-at-top
   config = checkpoints.config_of_workdir(workdir, config)
-  skel = skeleton.of_config(config)
-  unknown = [j for j in joints if j not in skel.joint_names]
+  keypoint_set = keypoint_sets.of_config(config)
+  unknown = [j for j in joints if j not in keypoint_set.keypoint_names]
   if unknown:
-    raise ValueError(f'unknown joints {unknown}; {skel.name} has {list(skel.joint_names)}')
+    raise ValueError(f'unknown joints {unknown}; {keypoint_set.name} has '
+                     f'{list(keypoint_set.keypoint_names)}')
   if (image_path is None) == (from_split is None):
     raise ValueError('give exactly one of image_path and from_split')
   out = pathlib.Path(output)
@@ -105,7 +106,7 @@ def predict_image(config: Any, workdir: str, output: str, *, image_path: str | N
       'image': str(image_path) if image_path else f'{config.dataset} {from_split}[{index}]',
       'image_size': [int(image.shape[1]), int(image.shape[0])],
       'checkpoint_step': step,
-      'joint_names': list(skel.joint_names),
+      'keypoint_names': list(keypoint_set.keypoint_names),
       'keypoints': np.round(result['keypoints'], 3).tolist(),
       'confidence': np.round(result['confidence'], 5).tolist(),
       'window': {'center': [float(c) for c in centre], 'side': float(side)},
@@ -120,13 +121,13 @@ def predict_image(config: Any, workdir: str, output: str, *, image_path: str | N
                               'status': example['status'].tolist()}
 
   picture, points = visualize.enlarge(image, result['keypoints'])
-  picture = visualize.draw_skeleton(picture, points, None, skel)
+  picture = visualize.draw_skeleton(picture, points, None, keypoint_set)
   png = out.parent / (out.name + '.png')
   Image.fromarray(picture).save(png)
   record['files']['skeleton'] = str(png)
   if heatmaps:
     crop, _ = visualize.enlarge(result['crop'], None, min_side=256)
-    ids = [skel.joint_index(j) for j in joints]
+    ids = [keypoint_set.keypoint_index(j) for j in joints]
     names = ['feed-forward'] + [f'pass {k}' for k in range(1, result['stages'].shape[0])]
     stages_png = out.parent / (out.name + '_stages.png')
     visualize.save_stage_figure(stages_png, crop, result['stages'], ids, list(joints), names)

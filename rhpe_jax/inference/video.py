@@ -160,8 +160,8 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
     follower = tracking.Follower([] if detections is not None else [box])
   estimator = estimator_lib.PoseEstimator.from_variables(config, variables, step=step_number,
                                                          batch_size=batch_size)
-  skel = estimator.keypoint_set
-  joint_names = list(estimator.keypoint_names)
+  keypoint_set = estimator.keypoint_set
+  keypoint_names = list(estimator.keypoint_names)
   filters: dict[int, smoothing.OneEuroFilter] = {}
   stages = dict.fromkeys(STAGES, 0.0)
   track_ids: set[int] = set()
@@ -205,7 +205,7 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
             follower.observe(track, keypoints, confidence)
             track_ids.add(track.track_id)
         clock = time.perf_counter()
-        picture = visualize.draw_people(frame.image, [p[1] for p in persons], skel,
+        picture = visualize.draw_people(frame.image, [p[1] for p in persons], keypoint_set,
                                         [p[2] for p in persons], min_side=0)
         stages['draw'] += time.perf_counter() - clock
         clock = time.perf_counter()
@@ -213,7 +213,7 @@ def predict_video(config, variables, step_number: int, source: str, output: str 
         stages['encode'] += time.perf_counter() - clock
         lines.write(json.dumps({'frame': frame.index, 'time': round(frame.time, 6),
                                 'persons': [p[0] for p in persons],
-                                'joint_names': joint_names,
+                                'keypoint_names': keypoint_names,
                                 'checkpoint_step': step_number}) + '\n')
         lines.flush()
         written += 1
@@ -270,7 +270,7 @@ def run_video(config: Any, workdir: str, video: str, output: str, *,
     raise FileNotFoundError(f'output directory {video_path.parent} does not exist')
   existing = [str(p) for p in (video_path, lines_path) if p.exists()]
   if existing and not overwrite:
-    raise ValueError(f'{" and ".join(existing)} exist: pass --overwrite to replace them')
+    raise ValueError(f'{" and ".join(existing)} exist: pass overwrite=True to replace them')
   detections = None
   if boxes is not None:
     threshold = boxes_lib.check_score_threshold(box_score_threshold)

@@ -49,7 +49,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import mat_files
 from rhpe_jax.model import network as model_lib
 
@@ -600,7 +600,7 @@ from rhpe_jax.core import config as config_lib
 
 def get_config():
   config = config_lib.default_config()
-  config.skeleton = 'mpii'
+  config.keypoint_set = 'mpii'
   config.num_iterations = {arch.passes - 1}
   config.width = {arch.width!r}
   config.use_parts = {bool(arch.num_parts)}
@@ -701,7 +701,7 @@ def import_to_workdir(mat: str, output: str,
   manager = checkpoints.CheckpointManager(str(out), config)
   manager.save(STEP, state, force=True)
   manager.close()
-  skeleton.save_to_workdir(skeleton.of_config(config), str(out))  # fine-tuning maps by it
+  keypoint_sets.save_to_workdir(keypoint_sets.of_config(config), str(out))  # fine-tuning maps by it
   checkpoint_path = checkpoint_dir / 'latest' / str(STEP)
   summary = describe(imported, mat) + [
       f'wrote {config_path}, {checkpoint_path}',

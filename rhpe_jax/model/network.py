@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from rhpe_jax.core import config as config_lib
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.model import conv
 from rhpe_jax.model import pooling
 
@@ -341,13 +341,13 @@ COMPUTE_DTYPES = {name: getattr(jnp, name) for name in config_lib.COMPUTE_DTYPES
 def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None
                  ) -> RecurrentPoseNet:
   """The network a config describes."""
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   if config.compute_dtype not in COMPUTE_DTYPES:
     raise ValueError(f'compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, '
                      f'got {config.compute_dtype!r}')
   return RecurrentPoseNet(
-      num_keypoints=joints.num_joints,
-      num_parts=joints.num_parts if config.use_parts else 0,
+      num_keypoints=keypoint_set.num_keypoints,
+      num_parts=keypoint_set.num_parts if config.use_parts else 0,
       num_iterations=config.num_iterations,
       width=config.width,
       dtype=COMPUTE_DTYPES[config.compute_dtype],

@@ -3,7 +3,7 @@
 The trunk (feed-forward and fusion layers) does not depend on the keypoint
 set and is copied whole; only the prediction heads do. A head's output
 channel for a keypoint is copied from the source channel of the keypoint of
-the same name (`skeleton.match_keypoints`: MPII 'r_ankle' is COCO
+the same name (`keypoint_sets.match_keypoints`: MPII 'r_ankle' is COCO
 'right_ankle'), a part channel from the source part joining the same two
 keypoints; every other channel keeps its fresh initialisation.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from rhpe_jax.core import skeleton as skeleton_lib
+from rhpe_jax.core import keypoint_sets
 
 # The head modules whose last axis is one channel per keypoint / per part
 # (rhpe_jax.model.network.Heads).
@@ -44,29 +44,29 @@ class Transfer:
             f'of {total_parts}, fresh: {", ".join(self.fresh_parts) or "none"}')
 
 
-def _part_name(joints: skeleton_lib.Skeleton, pair: tuple[int, int]) -> str:
-  return f'{joints.joint_names[pair[0]]}-{joints.joint_names[pair[1]]}'
+def _part_name(keypoint_set: keypoint_sets.KeypointSet, pair: tuple[int, int]) -> str:
+  return f'{keypoint_set.keypoint_names[pair[0]]}-{keypoint_set.keypoint_names[pair[1]]}'
 
 
-def match_parts(source: skeleton_lib.Skeleton, target: skeleton_lib.Skeleton
+def match_parts(source: keypoint_sets.KeypointSet, target: keypoint_sets.KeypointSet
                 ) -> list[int | None]:
   """For each part of `target`, the source part joining the same two
   keypoints by canonical name (either order), or None."""
-  key = lambda joints, pair: frozenset(skeleton_lib.canonical_name(joints.joint_names[i])
-                                       for i in pair)
+  key = lambda keypoint_set, pair: frozenset(
+      keypoint_sets.canonical_name(keypoint_set.keypoint_names[i]) for i in pair)
   index = {key(source, pair): i for i, pair in enumerate(source.part_pairs)}
   return [index.get(key(target, pair)) for pair in target.part_pairs]
 
 
-def transfer_variables(source: dict[str, Any], source_set: skeleton_lib.Skeleton,
-                       target: dict[str, Any], target_set: skeleton_lib.Skeleton
+def transfer_variables(source: dict[str, Any], source_set: keypoint_sets.KeypointSet,
+                       target: dict[str, Any], target_set: keypoint_sets.KeypointSet
                        ) -> tuple[dict[str, Any], Transfer]:
   """`target` ({'params', 'batch_stats'}, freshly initialised, host arrays)
   with `source`'s weights carried over (see the module docstring).
 
   Raises ValueError naming the first array that differs outside the heads
   (another width or network: no transfer, not a silent partial one)."""
-  keypoint_map = skeleton_lib.match_keypoints(source_set, target_set)
+  keypoint_map = keypoint_sets.match_keypoints(source_set, target_set)
   part_map = match_parts(source_set, target_set)
 
   def carry(path, fresh):
@@ -96,7 +96,7 @@ def transfer_variables(source: dict[str, Any], source_set: skeleton_lib.Skeleton
     return out
 
   variables = jax.tree_util.tree_map_with_path(carry, target)
-  kp_names, src_names = target_set.joint_names, source_set.joint_names
+  kp_names, src_names = target_set.keypoint_names, source_set.keypoint_names
   parts = [_part_name(target_set, p) for p in target_set.part_pairs]
   return variables, Transfer(
       keypoints_from={kp_names[t]: src_names[s] for t, s in enumerate(keypoint_map)

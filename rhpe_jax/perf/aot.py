@@ -27,7 +27,7 @@ import ml_collections
 
 from rhpe_jax import model as model_lib
 from rhpe_jax.model import flops as flops_lib
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.training import steps as step_lib
 from rhpe_jax.perf import hardware
 from rhpe_jax.perf import tpu
@@ -46,14 +46,14 @@ def batch_spec(config: ml_collections.ConfigDict, batch: int, *, keys: Sequence[
                devices: int | None = None) -> dict[str, jax.ShapeDtypeStruct]:
   """The shapes and dtypes of a batch as the input pipeline hands it to the
   steps (with a leading device axis when `devices` is given)."""
-  joints = skeleton.of_config(config).num_joints
+  num_keypoints = keypoint_sets.of_config(config).num_keypoints
   size, people = config.input_size, config.max_other_people
   shapes = {
       'image': ((batch, size, size, 3), jnp.uint8),
-      'keypoints': ((batch, joints, 2), jnp.float32),
-      'keypoint_status': ((batch, joints), jnp.int32),
-      'other_keypoints': ((batch, people, joints, 2), jnp.float32),
-      'other_keypoint_status': ((batch, people, joints), jnp.int32),
+      'keypoints': ((batch, num_keypoints, 2), jnp.float32),
+      'keypoint_status': ((batch, num_keypoints), jnp.int32),
+      'other_keypoints': ((batch, people, num_keypoints, 2), jnp.float32),
+      'other_keypoint_status': ((batch, people, num_keypoints), jnp.int32),
   }
   lead = () if devices is None else (devices,)
   return {key: jax.ShapeDtypeStruct(lead + shape, dtype)

@@ -65,7 +65,7 @@ def run(config, topology: str, *, what: Sequence[str] = ('train_step', 'predict_
       report['smallest_batch_not_fitting'] = min(refused) if refused else None
       printer(f'  {step}: largest batch per chip that fits: {largest_batch_cell(report)} '
               f'({len(reports)} compiles'
-              f'{"" if _search_closed(report) else "; cut short by --max_compiles"})')
+              f'{"" if _search_closed(report) else "; cut short by max_compiles"})')
     else:
       report = compile_at(batch_per_chip)
     if step == 'train_step':

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from rhpe_jax import model as model_lib
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.model import flops as flops_lib
 from rhpe_jax.perf import hardware
 from rhpe_jax.training import steps as step_lib
@@ -42,14 +42,15 @@ def peak_memory_bytes(device: jax.Device) -> int | None:
 
 def fake_batch(config, batch: int, image_size: int, rng: np.random.Generator) -> dict:
   """A batch of random images and keypoints shaped like the pipeline's."""
-  joints = skeleton.of_config(config).num_joints
+  num_keypoints = keypoint_sets.of_config(config).num_keypoints
   people = config.max_other_people
   return {
       'image': rng.integers(0, 256, (batch, image_size, image_size, 3), dtype=np.uint8),
-      'keypoints': rng.uniform(0, image_size, (batch, joints, 2)).astype(np.float32),
-      'keypoint_status': rng.integers(0, 3, (batch, joints)).astype(np.int32),
-      'other_keypoints': rng.uniform(0, image_size, (batch, people, joints, 2)).astype(np.float32),
-      'other_keypoint_status': rng.integers(0, 3, (batch, people, joints)).astype(np.int32),
+      'keypoints': rng.uniform(0, image_size, (batch, num_keypoints, 2)).astype(np.float32),
+      'keypoint_status': rng.integers(0, 3, (batch, num_keypoints)).astype(np.int32),
+      'other_keypoints': rng.uniform(0, image_size, (batch, people, num_keypoints, 2)
+                                     ).astype(np.float32),
+      'other_keypoint_status': rng.integers(0, 3, (batch, people, num_keypoints)).astype(np.int32),
   }
 
 

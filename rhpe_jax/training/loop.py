@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 from rhpe_jax import checkpoints
 from rhpe_jax.core import config_checks
 from rhpe_jax.core import runtime
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import datasets as data
 from rhpe_jax.evaluation import evaluator as evaluation
 from rhpe_jax.model import transfer
@@ -80,7 +80,7 @@ def check_batch_size(config: ml_collections.ConfigDict) -> int:
   if config.batch_size % devices:
     raise ValueError(
         f'config.batch_size = {config.batch_size}: must be a multiple of the {devices} '
-        f'devices, e.g. --config.batch_size={devices * max(1, round(config.batch_size / devices))}')
+        f'devices, e.g. config.batch_size = {devices * max(1, round(config.batch_size / devices))}')
   return config.batch_size // devices
 
 
@@ -136,14 +136,15 @@ def _write_heatmap_summaries(writer, config, state, evaluation_result, step: int
                max_outputs=len(images))
 
 
-def source_keypoint_set(config: ml_collections.ConfigDict) -> skeleton.Skeleton:
-  """The joint set of the network `config.init_from` holds."""
-  if config.init_from_skeleton:
-    return skeleton.get_skeleton(config.init_from_skeleton)
-  found = skeleton.read_from_workdir(config.init_from)
+def source_keypoint_set(config: ml_collections.ConfigDict) -> keypoint_sets.KeypointSet:
+  """The keypoint set of the network `config.init_from` holds."""
+  if config.init_from_keypoint_set:
+    return keypoint_sets.built_in(config.init_from_keypoint_set)
+  found = keypoint_sets.read_from_workdir(config.init_from)
   if found is None:
-    raise ValueError(f'config.init_from = {config.init_from!r} has no {skeleton.WORKDIR_FILE}: '
-                     "name its keypoint set, e.g. --config.init_from_skeleton=mpii")
+    raise ValueError(f'config.init_from = {config.init_from!r} has no '
+                     f'{keypoint_sets.WORKDIR_FILE}: '
+                     "name its keypoint set, e.g. config.init_from_keypoint_set = 'mpii'")
   return found
 
 
@@ -156,7 +157,7 @@ def start_from_checkpoint(config: ml_collections.ConfigDict, state):
                                             str(config.init_from_checkpoint))
   fresh = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   variables, moved = transfer.transfer_variables(source, source_set, fresh,
-                                                 skeleton.of_config(config))
+                                                 keypoint_sets.of_config(config))
   if jax.process_index() == 0:
     print(f'started from {config.init_from} (step {step}, {source_set.name}): '
           f'{moved.summary()}', flush=True)
@@ -190,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if start_step == 0 and config.init_from:
     state = start_from_checkpoint(config, state)
   if is_main:
-    skeleton.save_to_workdir(skeleton.of_config(config), workdir)  # for prediction
+    keypoint_sets.save_to_workdir(keypoint_sets.of_config(config), workdir)  # for prediction
   if start_step:
     logging.info('Resumed from %s at step %d.', workdir, start_step)
     if is_main:

@@ -22,7 +22,7 @@ from rhpe_jax import model as model_lib
 from rhpe_jax.codec import decode
 from rhpe_jax.codec import targets
 from rhpe_jax.core import config as config_lib
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.inference import predictor
 from rhpe_jax.training import losses
 
@@ -106,11 +106,11 @@ def train_state_from_variables(config: ml_collections.ConfigDict, variables: dic
 def render_targets_for_batch(batch: dict, config: ml_collections.ConfigDict,
                              grid_shape: tuple[int, int]) -> targets.Targets:
   """Targets on the output grid from a batch's keypoints in input pixels."""
-  joints = skeleton.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   return targets.render_batch(
       decode.input_to_grid(batch['keypoints'], model_lib.STRIDE), batch['keypoint_status'],
       grid_shape=grid_shape,
-      part_pairs=joints.part_pairs if config.use_parts else (),
+      part_pairs=keypoint_set.part_pairs if config.use_parts else (),
       occlusion_mode=config.occlusion_mode,
       other_keypoints=decode.input_to_grid(batch['other_keypoints'], model_lib.STRIDE),
       other_status=batch['other_keypoint_status'],

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rhpe_jax.codec import decode
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 SIGMA = 1.3  # the project's target Gaussian (output pixels)
 PEAK = 12.0
@@ -120,7 +120,7 @@ def reference_flip(maps, perm):
 def test_flip_heatmaps_matches_loop_reference():
   rng = np.random.default_rng(3)
   maps = rng.normal(size=(2, 5, 7, 16)).astype(np.float32)
-  perm = skeleton.MPII.flip_permutation
+  perm = keypoint_sets.MPII.flip_permutation
   np.testing.assert_array_equal(
       np.asarray(decode.flip_heatmaps(maps, perm)), reference_flip(maps, perm))
 
@@ -131,7 +131,7 @@ def test_flipped_keypoints_mirror_and_swap():
   centres = np.array([[10.3, 20.0]] + [[30.0, 30.0]] * 15)
   maps = stack_maps(centres)
   coords, _ = decode.heatmaps_to_keypoints(
-      decode.flip_heatmaps(maps, skeleton.MPII.flip_permutation))
+      decode.flip_heatmaps(maps, keypoint_sets.MPII.flip_permutation))
   np.testing.assert_allclose(np.asarray(coords)[5], [61 - 10.3, 20.0], atol=0.01)
 
 
@@ -139,7 +139,7 @@ def test_merge_flipped_symmetric_case():
   # A pose mirrored about the grid centre: the network's (ideal) output for
   # the mirrored input equals the mirrored output, so merging returns the
   # original maps exactly, and decoding recovers the pose.
-  perm = skeleton.MPII.flip_permutation
+  perm = keypoint_sets.MPII.flip_permutation
   rng = np.random.default_rng(4)
   centres = rng.uniform(3, 58, (16, 2))
   maps = stack_maps(centres)

@@ -21,12 +21,12 @@ import pytest
 
 from tests.conftest import SHARED_DATA
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.codec.targets import Targets, render_batch, render_targets
 
 DATA = SHARED_DATA
-PAIRS = skeleton.MPII.part_pairs
-J = skeleton.MPII.num_joints
+PAIRS = keypoint_sets.MPII.part_pairs
+J = keypoint_sets.MPII.num_keypoints
 MARGIN = 1e-4
 MODES = ('include', 'ignore', 'exclude')
 
@@ -134,13 +134,13 @@ def _assert_matches(got: Targets, ref, atol=1e-4, min_checked=0.8):
   *ref, margins = ref
   clear = margins > MARGIN
   assert clear.mean() >= min_checked, f'only {clear.sum()} of {clear.size} maps clear of the cut'
-  num_joints = ref[0].shape[-1]
+  num_keypoints = ref[0].shape[-1]
   for name, g, r in zip(Targets._fields, got, ref):
     g = np.asarray(g)
     assert g.dtype == np.float32, name
     assert g.shape == r.shape, (name, g.shape, r.shape)
     assert np.all(np.isfinite(g)), name
-    keep = clear[:num_joints] if name.startswith('keypoint') else clear[num_joints:]
+    keep = clear[:num_keypoints] if name.startswith('keypoint') else clear[num_keypoints:]
     g, r = g[..., keep], r[..., keep]
     np.testing.assert_allclose(g, r, rtol=1e-4, atol=atol, err_msg=name)
     # Region masks must agree exactly.
@@ -373,7 +373,7 @@ def test_real_mpii_placeholders_change_nothing():
     centre = np.array(record['center'], np.float64) - 1
     side = 200 * record['scale']
     kp = ((joints - centre + side / 2) / side * 62 - 0.5).astype(np.float32)
-    return kp, np.array(record['joints_vis'], np.int32) * skeleton.VISIBLE
+    return kp, np.array(record['joints_vis'], np.int32) * keypoint_sets.VISIBLE
 
   (kp, st), (okp, ost) = grid(records[0]), grid(records[1])
   assert np.any(st == 0) and np.any(ost == 0)

@@ -27,8 +27,8 @@ BAD = [
                       "or 'lsp/extended'"),
     ({'train_split': 'train[:'}, "config.train_split = 'train[:': must be a split such as "
                                  "'train' or 'train[:250]'"),
-    ({'skeleton': 'crowdpose'},
-     "config.skeleton = 'crowdpose': must be one of 'coco', 'coco_wholebody', 'halpe', 'lsp', "
+    ({'keypoint_set': 'crowdpose'},
+     "config.keypoint_set = 'crowdpose': must be one of 'coco', 'coco_wholebody', 'halpe', 'lsp', "
      "'mpii', 'dataset'"),
     ({'occlusion_mode': 'drop'},
      "config.occlusion_mode = 'drop': must be one of 'include', 'ignore', 'exclude'"),
@@ -134,7 +134,7 @@ def _allowed(key: str) -> list:
 
 def test_each_allowed_name_is_defined_once_where_the_code_uses_it():
   from rhpe_jax.core import config as config_lib  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton
+  from rhpe_jax.core import keypoint_sets
   from rhpe_jax.data import augment
   from rhpe_jax.evaluation import metrics
   from rhpe_jax.codec import targets
@@ -144,7 +144,7 @@ def test_each_allowed_name_is_defined_once_where_the_code_uses_it():
   assert augment.JOINT_MAPPINGS is config_lib.JOINT_MAPPINGS
   assert tuple(network.COMPUTE_DTYPES) == config_lib.COMPUTE_DTYPES
   # The rules allow those names and no other (hand-written here).
-  assert _allowed('skeleton') == list(skeleton.SKELETON_NAMES) == [
+  assert _allowed('keypoint_set') == list(keypoint_sets.CONFIG_NAMES) == [
       'coco', 'coco_wholebody', 'halpe', 'lsp', 'mpii', 'dataset']
   assert _allowed('occlusion_mode') == ['include', 'ignore', 'exclude']
   assert _allowed('optimizer') == list(config_lib.OPTIMIZERS) == ['sgd', 'adam']
@@ -160,18 +160,19 @@ def test_each_allowed_name_is_defined_once_where_the_code_uses_it():
 
 def test_the_code_accepts_what_the_checker_allows_and_rejects_the_rest():
   from rhpe_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton
+  from rhpe_jax.core import keypoint_sets
   from rhpe_jax.evaluation import metrics
   from rhpe_jax.training import steps as train_step
   import numpy as np  # pylint: disable=g-import-not-at-top
-  for name in _allowed('skeleton'):
-    if name == skeleton.DATASET_SKELETON:  # the dataset's own set, once it is read
+  for name in _allowed('keypoint_set'):
+    if name == keypoint_sets.DATASET:  # the dataset's own set, once it is read
       with pytest.raises(ValueError, match='keypoint_set is empty'):
-        skeleton.of_config(_with(demo.get_config(), skeleton=name))
-      config = _with(demo.get_config(), skeleton=name, keypoint_set=skeleton.LSP.to_dict())
-      assert skeleton.of_config(config) == skeleton.LSP
+        keypoint_sets.of_config(_with(demo.get_config(), keypoint_set=name))
+      config = _with(demo.get_config(), keypoint_set=name,
+                     dataset_keypoint_set=keypoint_sets.LSP.to_dict())
+      assert keypoint_sets.of_config(config) == keypoint_sets.LSP
     else:
-      assert skeleton.get_skeleton(name).name == name
+      assert keypoint_sets.built_in(name).name == name
   config = demo.get_config()
   for dtype in _allowed('compute_dtype'):
     config.compute_dtype = dtype
@@ -184,13 +185,13 @@ def test_the_code_accepts_what_the_checker_allows_and_rejects_the_rest():
     train_step.learning_rate_schedule(config, steps_per_epoch=10, total_steps=100)
   gt = np.zeros((1, 14, 2))
   for definition in _allowed('torso_definition'):
-    metrics.torso_size(gt, definition, skeleton.LSP)
+    metrics.torso_size(gt, definition, keypoint_sets.LSP)
   # And the code rejects what the checker rejects.
-  rejected = [lambda: skeleton.get_skeleton('crowdpose'),
+  rejected = [lambda: keypoint_sets.built_in('crowdpose'),
               lambda: model_lib.create_model(_with(config, compute_dtype='float64')),
               lambda: train_step.create_optimizer(_with(config, optimizer='adamw'), 10),
               lambda: train_step.learning_rate_schedule(_with(config, lr_schedule='linear'), 10),
-              lambda: metrics.torso_size(gt, 'hips', skeleton.LSP)]
+              lambda: metrics.torso_size(gt, 'hips', keypoint_sets.LSP)]
   for call in rejected:
     with pytest.raises(ValueError):
       call()
@@ -200,6 +201,50 @@ def _with(config, **values):
   config = config.copy_and_resolve_references()
   config.update(values)
   return config
+
+
+def test_old_key_names_still_work_with_one_line_each(capsys):
+  """A config that sets a key under its old name (config_lib.RENAMED_KEYS)
+  runs as if it used the new one; a locked ConfigDict (a command line's
+  --config) is upgraded in place."""
+  from rhpe_jax.core import config as config_lib  # pylint: disable=g-import-not-at-top
+  assert config_lib.RENAMED_KEYS == {'skeleton': 'keypoint_set',
+                                     'init_from_skeleton': 'init_from_keypoint_set'}
+  config = demo.get_config()  # a user's config file of before: sets the old names
+  config.skeleton = 'coco'
+  config.init_from_skeleton = 'lsp'
+  config.lock()
+  config_checks.check_config(config)
+  assert (config.keypoint_set, config.init_from_keypoint_set) == ('coco', 'lsp')
+  assert 'skeleton' not in config and 'init_from_skeleton' not in config
+  assert capsys.readouterr().err.splitlines() == [
+      'warning: config.skeleton is now config.keypoint_set; the old name works for now',
+      'warning: config.init_from_skeleton is now config.init_from_keypoint_set; the old name '
+      'works for now']
+  config_checks.check_config(config)  # upgraded once: no second line
+  assert capsys.readouterr().err == ''
+  # A plain dict of before: its dataset's set moves to dataset_keypoint_set.
+  values = {'skeleton': 'dataset', 'keypoint_set': {'name': 'x', 'keypoint_names': ['a']}}
+  config_checks.upgrade_old_keys(values)
+  assert values == {'keypoint_set': 'dataset',
+                    'dataset_keypoint_set': {'name': 'x', 'keypoint_names': ['a']}}
+  # An old value checked under its new name.
+  with pytest.raises(ValueError, match="config.keypoint_set = 'crowdpose': must be one of"):
+    config_checks.check_config({'skeleton': 'crowdpose'})
+
+
+def test_an_old_and_a_new_key_that_disagree_are_an_error():
+  config = demo.get_config()
+  config.keypoint_set = 'lsp'
+  config.skeleton = 'coco'
+  with pytest.raises(ValueError) as error:
+    config_checks.check_config(config)
+  assert str(error.value) == ("config.skeleton = 'coco' and config.keypoint_set = 'lsp': "
+                              'config.skeleton is the old name of config.keypoint_set; set '
+                              'config.keypoint_set only')
+  config.keypoint_set = 'coco'  # the same value twice: no conflict
+  config_checks.check_config(config)
+  assert config.keypoint_set == 'coco'
 
 
 def test_the_checker_imports_neither_jax_nor_tensorflow():
@@ -216,15 +261,15 @@ def test_the_checker_imports_neither_jax_nor_tensorflow():
 
 def test_keypoint_sigmas_one_per_keypoint_where_the_set_is_known():
   config = demo.get_config().to_dict()
-  config['skeleton'] = 'coco'
+  config['keypoint_set'] = 'coco'
   config['keypoint_sigmas'] = (0.05,) * 17
   config_checks.check_config(config)
   config['keypoint_sigmas'] = (0.05,) * 16
   with pytest.raises(ValueError, match='keypoint_sigmas has 16 sigmas; the keypoint set has 17'):
     config_checks.check_config(config)
-  config['skeleton'] = 'dataset'  # the set not read yet: checked when it is
+  config['keypoint_set'] = 'dataset'  # the set not read yet: checked when it is
   config_checks.check_config(config)
-  config['keypoint_set'] = {'name': 'x', 'keypoint_names': ['a', 'b'], 'flip_pairs': [],
-                            'part_pairs': []}
+  config['dataset_keypoint_set'] = {'name': 'x', 'keypoint_names': ['a', 'b'],
+                                    'flip_pairs': [], 'part_pairs': []}
   with pytest.raises(ValueError, match='has 16 sigmas; the keypoint set has 2'):
     config_checks.check_config(config)

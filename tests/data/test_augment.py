@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from rhpe_jax.data import augment
 from rhpe_jax.data import input_pipeline
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 STORED = 96  # stored image side in the tests
 SIZE = 64  # network input side in the tests
@@ -55,8 +55,8 @@ def original_objpos_and_scale(centre_stored: np.ndarray) -> tuple[np.ndarray, fl
 def make_example(keypoints: np.ndarray | None = None, status: np.ndarray | None = None,
                  centre: tuple[float, float] = (47.5, 48.5)) -> dict[str, tf.Tensor]:
   keypoints = grid_keypoints() if keypoints is None else keypoints
-  num_joints = len(keypoints)
-  status = np.full(num_joints, 2) if status is None else status
+  num_keypoints = len(keypoints)
+  status = np.full(num_keypoints, 2) if status is None else status
   objpos, scale = original_objpos_and_scale(np.array(centre))
   other = keypoints[None] + np.array([3.0, -2.0])
   return {
@@ -108,7 +108,7 @@ def reference_input_to_stored_affine(centre, side, p):
 
 def perm_reference() -> np.ndarray:
   """MPII flip permutation written from the joint names."""
-  names = skeleton.MPII.joint_names
+  names = keypoint_sets.MPII.keypoint_names
   swap = {'r': 'l', 'l': 'r'}
   return np.array([names.index(swap[n[0]] + n[1:]) if n[:2] in ('r_', 'l_') else i
                    for i, n in enumerate(names)])
@@ -303,7 +303,7 @@ def test_warp_matches_numpy_bilinear_with_pixel_centres():
 
 
 def test_lsp_to_mpii_puts_joints_in_their_slots():
-  lsp, mpii = skeleton.LSP.joint_names, skeleton.MPII.joint_names
+  lsp, mpii = keypoint_sets.LSP.keypoint_names, keypoint_sets.MPII.keypoint_names
   rename = {'neck': 'upper_neck'}
   kp = np.arange(28, dtype=np.float32).reshape(14, 2) + 1
   st = np.array([2, 1] * 7, np.int32)
@@ -335,7 +335,7 @@ def test_lsp_flip_uses_lsp_pairs():
   out = input_pipeline.preprocess_example(
       example, config, augment.sample_params(tf.constant([0, 0], tf.int64), config))
   unflipped = (kp - [47.5, 48.5]) / (WINDOW / SIZE) + (SIZE - 1) / 2
-  names = skeleton.LSP.joint_names
+  names = keypoint_sets.LSP.keypoint_names
   r, l = names.index('r_wrist'), names.index('l_wrist')
   np.testing.assert_allclose(out['keypoints'].numpy()[r],
                              [SIZE - 1 - unflipped[l, 0], unflipped[l, 1]], atol=1e-3)
@@ -351,14 +351,14 @@ def test_config_validation_and_from_mapping():
     augment.AugmentConfig(flip_prob=1.5)
   with pytest.raises(ValueError, match='joint_mapping'):
     augment.AugmentConfig(joint_mapping='mpii_to_lsp')
-  with pytest.raises(ValueError, match='skeleton'):
-    augment.AugmentConfig(skeleton='crowdpose')
+  with pytest.raises(ValueError, match="unknown keypoint set 'crowdpose'"):
+    augment.AugmentConfig(keypoint_set='crowdpose')
   with pytest.raises(ValueError, match='input_size'):
     augment.AugmentConfig(input_size=0)
   cfg = augment.AugmentConfig.from_mapping({'input_size': 128, 'learning_rate': 0.1})
   assert cfg.input_size == 128 and cfg.rotation_deg == 30.0
-  with pytest.raises(ValueError, match='cannot infer the skeleton'):
-    augment.resolve_skeleton(augment.AugmentConfig(), 17)
+  with pytest.raises(ValueError, match='cannot infer the keypoint set'):
+    augment.resolve_keypoint_set(augment.AugmentConfig(), 17)
 
 
 # --------------------------------------------------------------------------
@@ -401,10 +401,10 @@ def test_real_mpii_json_placeholders_stay_out_of_window_and_output():
   records = [r for r in json.loads(MPII_SAMPLE_JSON.read_text()) if 0 in r['joints_vis']]
   assert len(records) == 2  # 051423444.jpg and 004645041.jpg: both ankles at [-1, -1]
   config = augment.AugmentConfig(input_size=SIZE, flip_prob=1.0)
-  perm = skeleton.MPII.flip_permutation
+  perm = keypoint_sets.MPII.flip_permutation
   for r in records:
     kp = np.array(r['joints'], np.float64) - 1.0
-    status = np.array(r['joints_vis']) * skeleton.VISIBLE
+    status = np.array(r['joints_vis']) * keypoint_sets.VISIBLE
     want_centre, want_side = numpy_keypoint_window(kp, status)
     assert np.all(kp[status == 0] == -2.0)  # the placeholder, 0-based
     centre, side = augment.person_window(

@@ -78,7 +78,7 @@ def test_keypoints_status_boxes_and_skips(tmp_path):
 def test_keypoint_set_from_the_category(tmp_path):
   got = ca.load(_file(tmp_path, [_ann(1, 7, KP)]))
   joints = got.keypoint_set
-  assert joints.joint_names == tuple(NAMES)
+  assert joints.keypoint_names == tuple(NAMES)
   assert joints.part_pairs == ((0, 1), (0, 2), (3, 4))  # 1-based in the file
   assert joints.flip_pairs == ((1, 2), (3, 4))  # left/right_eye, l/r_wrist
   assert joints.name == 'person' and got.category_ids == (1,)
@@ -114,7 +114,7 @@ def test_category_choice(tmp_path):
   with pytest.raises(ca.CocoFormatError, match='pick one with category_id'):
     ca.load(path)
   got = ca.load(path, category_id=3)
-  assert got.keypoint_set.joint_names == ('a', 'b') and got.keypoint_set.name == 'robot'
+  assert got.keypoint_set.keypoint_names == ('a', 'b') and got.keypoint_set.name == 'robot'
   assert [p.annotation_id for _, p in got.examples()] == [2]
 
 

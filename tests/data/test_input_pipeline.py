@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from rhpe_jax.data import augment
 from rhpe_jax.data import input_pipeline as ip
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 DATA = SHARED_DATA
 STORED = 24
@@ -21,7 +21,7 @@ SIZE = 16
 CONFIG = augment.AugmentConfig(input_size=SIZE, max_other_people=3)
 
 
-def raw_examples(n: int, num_joints: int = 16, people: int = 2, seed: int = 0,
+def raw_examples(n: int, num_keypoints: int = 16, people: int = 2, seed: int = 0,
                  first_index: int = 0) -> dict[str, np.ndarray]:
   """n small random examples in the pose_features schema (crops at scale 1.5)."""
   rng = np.random.default_rng(seed)
@@ -30,13 +30,13 @@ def raw_examples(n: int, num_joints: int = 16, people: int = 2, seed: int = 0,
   c2i[:, :, 2] = rng.uniform(0, 100, (n, 2))
   centre = rng.uniform(10, 14, (n, 2))
   objpos = np.einsum('nij,nj->ni', c2i[:, :, :2], centre) + c2i[:, :, 2]
-  status = rng.choice([0, 1, 2, 2], (n, num_joints)).astype(np.int32)
+  status = rng.choice([0, 1, 2, 2], (n, num_keypoints)).astype(np.int32)
   return {
       'image': rng.integers(0, 256, (n, STORED, STORED, 3)).astype(np.uint8),
-      'keypoints': rng.uniform(3, STORED - 3, (n, num_joints, 2)).astype(np.float32),
+      'keypoints': rng.uniform(3, STORED - 3, (n, num_keypoints, 2)).astype(np.float32),
       'keypoint_status': status,
-      'other_keypoints': rng.uniform(3, STORED - 3, (n, people, num_joints, 2)).astype(np.float32),
-      'other_keypoint_status': rng.choice([0, 2], (n, people, num_joints)).astype(np.int32),
+      'other_keypoints': rng.uniform(3, STORED - 3, (n, people, num_keypoints, 2)).astype(np.float32),
+      'other_keypoint_status': rng.choice([0, 2], (n, people, num_keypoints)).astype(np.int32),
       'crop_to_image': c2i,
       'objpos': objpos.astype(np.float32),
       # window = box_scale * 200 * scale / 1.5 stored px = 18 px
@@ -121,7 +121,7 @@ def test_resume_yields_the_fresh_stream(start_step):
 
 def test_resume_of_a_mixture_yields_the_fresh_stream():
   mpii = raw_dataset(7)
-  lsp = ip.map_joints(raw_dataset(5, num_joints=14, first_index=100, seed=1), 'lsp_to_mpii')
+  lsp = ip.map_joints(raw_dataset(5, num_keypoints=14, first_index=100, seed=1), 'lsp_to_mpii')
   kwargs = dict(mix_weights=[2.0, 1.0])
   fresh = take(train([mpii, lsp], **kwargs), 6)
   resumed = take(train([mpii, lsp], start_step=4, **kwargs), 2)
@@ -249,11 +249,11 @@ def test_other_people_are_padded_or_truncated():
 
 
 def test_lsp_joint_mapping_fills_mpii_slots():
-  raw = raw_examples(4, num_joints=14)
+  raw = raw_examples(4, num_keypoints=14)
   config = augment.AugmentConfig(input_size=SIZE, joint_mapping='lsp_to_mpii')
   out = take(ip.make_eval_dataset(tf.data.Dataset.from_tensor_slices(raw), config=config,
                                   global_batch_size=4), 1)[0]
-  lsp, mpii = skeleton.LSP.joint_names, skeleton.MPII.joint_names
+  lsp, mpii = keypoint_sets.LSP.keypoint_names, keypoint_sets.MPII.keypoint_names
   assert out['keypoints'].shape == (1, 4, 16, 2)
   for i in range(4):
     expect = reference_eval_keypoints(raw, i, config)
@@ -264,7 +264,7 @@ def test_lsp_joint_mapping_fills_mpii_slots():
         np.testing.assert_allclose(out['keypoints'][0, i, slot], expect[k], atol=1e-3)
     assert out['keypoint_status'][0, i, mpii.index('pelvis')] == 0
     assert out['keypoint_status'][0, i, mpii.index('thorax')] == 0
-  with pytest.raises(ValueError, match='14 joints'):
+  with pytest.raises(ValueError, match='needs 14 keypoints'):
     ip.map_joints(raw_dataset(2), 'lsp_to_mpii')
 
 

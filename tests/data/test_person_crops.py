@@ -35,11 +35,11 @@ def test_crop_image_samples_where_the_transform_says():
 
 
 def test_crop_fields_map_every_person_into_the_crop_and_zero_the_missing():
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   image = np.zeros((100, 120, 3), np.uint8)
   # Crop pixels are 2 original pixels; the crop's pixel (0, 0) is centred at (11, 21).
   a = np.array([[2.0, 0.0, 11.0], [0.0, 2.0, 21.0]])
-  visible, missing = skeleton.VISIBLE, skeleton.MISSING
+  visible, missing = keypoint_sets.VISIBLE, keypoint_sets.MISSING
   fields = person_crops.crop_fields(
       image, a, 16, np.array([[31.0, 41.0], [5.0, 5.0]]), np.array([visible, missing]),
       others=[(np.array([[11.0, 21.0], [13.0, 25.0]]), np.array([missing, visible]))])

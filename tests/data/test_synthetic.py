@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import synthetic
 
 R = 96  # small images keep the tests fast; the geometry scales with R
@@ -104,11 +104,11 @@ def test_occlusion_flags_follow_what_is_drawn_over(examples):
     kp, status = ex['keypoints'], ex['keypoint_status']
     cover = ex['occluder_mask'] | ex['front_mask']
     inside = _inside(kp, R)
-    assert set(np.unique(status)) <= {skeleton.OCCLUDED, skeleton.VISIBLE}
-    assert np.all(status[~inside] == skeleton.OCCLUDED)
+    assert set(np.unique(status)) <= {keypoint_sets.OCCLUDED, keypoint_sets.VISIBLE}
+    assert np.all(status[~inside] == keypoint_sets.OCCLUDED)
     ij = _pixel(kp[inside])
     covered = cover[ij[:, 1], ij[:, 0]]
-    expected = np.where(covered, skeleton.OCCLUDED, skeleton.VISIBLE)
+    expected = np.where(covered, keypoint_sets.OCCLUDED, keypoint_sets.VISIBLE)
     np.testing.assert_array_equal(status[inside], expected)
     num_occluded += covered.sum()
     num_in_frame += inside.sum()
@@ -149,11 +149,11 @@ def test_other_people_are_recorded_and_partly_in_frame(examples):
     counts.append(p)
     assert other_kp.shape == (p, 16, 2) and other_status.shape == (p, 16)
     assert other_kp.dtype == np.float32 and other_status.dtype == np.int32
-    assert set(np.unique(other_status)) <= {skeleton.OCCLUDED, skeleton.VISIBLE}
+    assert set(np.unique(other_status)) <= {keypoint_sets.OCCLUDED, keypoint_sets.VISIBLE}
     for k in range(p):
       inside = _inside(other_kp[k], R)
       assert inside.sum() >= synthetic.MIN_DISTRACTOR_JOINTS_IN_FRAME
-      assert np.all(other_status[k][~inside] == skeleton.OCCLUDED)
+      assert np.all(other_status[k][~inside] == keypoint_sets.OCCLUDED)
   assert set(counts) == {0, 1, 2}
 
 

@@ -255,7 +255,7 @@ def test_a_stablehlo_gap_stops_the_tf_formats_before_anything_is_written(
   monkeypatch.setattr(stablehlo, 'deserialize_portable_artifact_str', reads_nothing)
   config = tiny_config(tiny_data_dir)
   with pytest.raises(tf_stablehlo.StableHloMismatch,
-                     match=r'writes StableHLO [\d.]+, which .* --formats=jax_export'):
+                     match=r"writes StableHLO [\d.]+, which .* formats=\['jax_export'\]"):
     export.export_checkpoint(config, str(tiny_workdir), str(tmp_path / 'both'),
                              formats='jax_export,tflite')
   assert not (tmp_path / 'both').exists()

@@ -42,7 +42,7 @@ def test_onnx_agrees_with_the_predictor_on_real_images(tiny_data_dir, calibrated
   import onnx  # pylint: disable=g-import-not-at-top
   import onnxruntime  # pylint: disable=g-import-not-at-top
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
   from rhpe_jax.inference import predictor  # pylint: disable=g-import-not-at-top
   out = onnx_export_dir
@@ -72,7 +72,7 @@ def test_onnx_agrees_with_the_predictor_on_real_images(tiny_data_dir, calibrated
   assert manifest['config']['width'] == config.width
   assert manifest['input']['shape'] == [None, SIZE, SIZE, 3]
   assert manifest['input']['dtype'] == 'uint8'
-  assert manifest['output']['keypoint_names'] == list(skeleton.of_config(config).joint_names)
+  assert manifest['output']['keypoint_names'] == list(keypoint_sets.of_config(config).keypoint_names)
   assert manifest['output']['stages'] == config.num_iterations + 2
   readme = (out / 'README.md').read_text()
   assert 'onnxruntime-web' in readme and 'Ort::Session' in readme and 'manifest.json' in readme
@@ -153,7 +153,7 @@ def test_onnx_bad_inputs_give_one_line_errors_and_leave_nothing(tiny_data_dir, t
   monkeypatch.setattr(importlib.util, 'find_spec',
                       lambda name, *a: None if name == 'jax2onnx' else find_spec(name, *a))
   with pytest.raises(onnx_export.MissingPackage,
-                     match=r"^--formats=onnx needs jax2onnx: pip install 'rhpe_jax\[onnx\]'"):
+                     match=r"^formats=\['onnx'\] needs jax2onnx: pip install 'rhpe_jax\[onnx\]'"):
     export.export_checkpoint(config, str(tiny_workdir), str(tmp_path / 'none'), formats='onnx')
   assert list(tmp_path.iterdir()) == []
 

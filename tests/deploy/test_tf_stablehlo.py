@@ -117,7 +117,7 @@ def test_a_gap_that_cannot_be_bridged_is_one_line_naming_both_versions(tf_stable
   message = str(error.value)
   assert '\n' not in message
   assert f'StableHLO {written}' in message and 'StableHLO 1.2.3' in message
-  assert '--formats=jax_export' in message and 'Supported versions' in message
+  assert "formats=['jax_export']" in message and 'Supported versions' in message
 
 
 def test_written_version_reads_the_producer_string():

@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.evaluation import coco_eval
 from tests.conftest import SHARED_DATA
 
@@ -66,7 +66,7 @@ def _ground_truth(data):
 
 
 def _coco_config(**overrides):
-  config = ml_collections.ConfigDict({'skeleton': 'coco', 'keypoint_set': None,
+  config = ml_collections.ConfigDict({'keypoint_set': 'coco', 'dataset_keypoint_set': None,
                                       'keypoint_sigmas': ()})
   config.update(overrides)
   return config
@@ -163,22 +163,23 @@ def test_crowd_regions_and_persons_without_keypoints_as_pycocotools(tmp_path):
   no_crowd = coco_eval.ground_truth(
       arrays['coco_image_id'], arrays['coco_annotation_id'], arrays['gt_image'],
       arrays['keypoint_status'], arrays['bbox'], arrays['area'],
-      keypoint_names=skeleton.COCO.joint_names)
+      keypoint_names=keypoint_sets.COCO.keypoint_names)
   assert coco_eval.keypoint_ap(no_crowd, base + extra, sigmas)['AP'] < ours['AP']
 
 
 def test_sigmas_rule():
   sigmas, rule = coco_eval.sigmas_of(_coco_config())
-  assert sigmas == skeleton.COCO.sigmas and 'coco' in rule
-  crowdpose = skeleton.Skeleton(
-      name='crowdpose', joint_names=('left_shoulder', 'right_shoulder', 'head', 'neck'),
+  assert sigmas == keypoint_sets.COCO.sigmas and 'coco' in rule
+  crowdpose = keypoint_sets.KeypointSet(
+      name='crowdpose', keypoint_names=('left_shoulder', 'right_shoulder', 'head', 'neck'),
       flip_pairs=((0, 1),), part_pairs=((0, 1), (2, 3)))
-  sigmas, rule = coco_eval.sigmas_of(_coco_config(skeleton='dataset',
-                                                  keypoint_set=crowdpose.to_dict()))
+  sigmas, rule = coco_eval.sigmas_of(_coco_config(keypoint_set='dataset',
+                                                  dataset_keypoint_set=crowdpose.to_dict()))
   assert sigmas == (0.079, 0.079, 0.079, 0.079) and 'by keypoint name' in rule
   lsp_named = crowdpose.to_dict() | {'keypoint_names': ['left_wrist', 'right_wrist', 'nose',
                                                          'neck']}
-  sigmas, _ = coco_eval.sigmas_of(_coco_config(skeleton='dataset', keypoint_set=lsp_named))
+  sigmas, _ = coco_eval.sigmas_of(_coco_config(keypoint_set='dataset',
+                                               dataset_keypoint_set=lsp_named))
   assert sigmas == (0.062, 0.062, 0.026, 0.079)
   given = tuple(np.linspace(0.03, 0.1, 17))
   assert coco_eval.sigmas_of(_coco_config(keypoint_sigmas=given)) == (
@@ -192,7 +193,7 @@ def test_bad_results_get_one_line_naming_the_record(tmp_path):
   data = json.loads(KEYPOINTS_JSON.read_text())
   gt, _ = _ground_truth(data)
   good = {'image_id': 785, 'category_id': 1, 'keypoints': [1.0] * 51, 'score': 0.5}
-  sigmas = skeleton.COCO.sigmas
+  sigmas = keypoint_sets.COCO.sigmas
   cases = [
       ([], 'out.json: no results to score'),
       ([good, dict(good, keypoints=[1.0] * 42)],
@@ -248,7 +249,7 @@ def _file_ground_truth(keypoint_file):
       [images[p.annotation_id] for p in persons], [p.annotation_id for p in persons],
       np.stack([p.keypoints for p in persons]), np.stack([p.status for p in persons]),
       np.stack([p.bbox for p in persons]), np.array([p.area for p in persons]),
-      keypoint_names=keypoint_file.keypoint_set.joint_names, crowd=crowd, unlabelled=unlabelled,
+      keypoint_names=keypoint_file.keypoint_set.keypoint_names, crowd=crowd, unlabelled=unlabelled,
       category_id=[p.category_id for p in persons])
 
 
@@ -312,7 +313,7 @@ def test_two_species_are_scored_together_and_keep_their_categories():
   assert [r['category_id'] for r in results] == [a['category_id'] for a in data['annotations']]
   gt = _file_ground_truth(read)
   assert sorted({a['category_id'] for a in gt['annotations']}) == [1, 2]
-  sigmas = skeleton.oks_sigmas(read.keypoint_set)
+  sigmas = keypoint_sets.oks_sigmas(read.keypoint_set)
   ours = coco_eval.keypoint_ap(gt, results, sigmas)
   one = copy.deepcopy(data)
   one['categories'] = one['categories'][:1]

@@ -99,7 +99,7 @@ def _config(data_dir):
   config.dataset = 'rhpe_coco_pose'
   config.data_dir = str(data_dir)
   config.eval_split = 'validation'
-  config.skeleton = 'coco'
+  config.keypoint_set = 'coco'
   config.torso_definition = 'lsp_diagonal'
   config.width = 0.125
   config.input_size = 64
@@ -177,7 +177,7 @@ def test_evaluation_pipeline_carries_the_coco_fields(coco_data_dir):
 def test_evaluate_checkpoint_scores_coco_beside_pck(coco_data_dir, coco_workdir, tmp_path,
                                                      capsys):
   from pycocotools.coco import COCO
-  from rhpe_jax.core import skeleton
+  from rhpe_jax.core import keypoint_sets
   from rhpe_jax.evaluation import report
   config = _config(coco_data_dir)
   out = tmp_path / 'gt_boxes'
@@ -185,7 +185,7 @@ def test_evaluate_checkpoint_scores_coco_beside_pck(coco_data_dir, coco_workdir,
   printed = capsys.readouterr().out
   assert 'COCO keypoints, ground-truth boxes (12 persons, 4 images' in printed
   written = json.loads((out / 'results.json').read_text())
-  assert written['coco']['sigmas'] == list(skeleton.COCO.sigmas)
+  assert written['coco']['sigmas'] == list(keypoint_sets.COCO.sigmas)
   assert "keypoint set 'coco'" in written['coco']['sigma_rule']
   assert set(written['coco']['scores']) == {'AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50',
                                             'AR75', 'ARm', 'ARl'}
@@ -299,7 +299,7 @@ def test_a_whole_body_set_gets_a_row_per_group(tmp_path, capsys):
       'gt_image': gt, 'pred_image': moved, 'confidence': np.ones(gt.shape[:2]),
       'keypoint_status': np.stack([p.status for _, p in pairs]),
       'bbox': np.stack([p.bbox for _, p in pairs]), 'area': np.array([p.area for _, p in pairs])}
-  config = ml_collections.ConfigDict({'skeleton': 'coco_wholebody', 'keypoint_set': None,
+  config = ml_collections.ConfigDict({'keypoint_set': 'coco_wholebody', 'dataset_keypoint_set': None,
                                       'keypoint_sigmas': ()})
   results = {'files': {}}
   report._coco_scores(config, None, 'validation', predictions, tmp_path, results, flip=False,

@@ -11,12 +11,12 @@ import pytest
 
 from rhpe_jax.evaluation import evaluator as evaluation
 from rhpe_jax.evaluation import prediction_io
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 
 def _mpii_config(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict({
-      'skeleton': 'mpii', 'eval_metric': 'pckh', 'eval_pck_threshold': 0.5,
+      'keypoint_set': 'mpii', 'eval_metric': 'pckh', 'eval_pck_threshold': 0.5,
       'torso_definition': 'lsp_diagonal'})
   config.update(overrides)
   return config
@@ -41,9 +41,9 @@ def _hand_made_batches():
   shift[1, 1::2] = 2.01
   pred = gt.copy()
   pred[..., 0] += shift
-  status = np.full((2, 16), skeleton.VISIBLE, np.int32)
-  status[1, 15] = skeleton.MISSING
-  status[0, 3] = skeleton.OCCLUDED
+  status = np.full((2, 16), keypoint_sets.VISIBLE, np.int32)
+  status[1, 15] = keypoint_sets.MISSING
+  status[0, 3] = keypoint_sets.OCCLUDED
   affine = np.array([[[2, 0, 100], [0, 2, 50]], [[3, 0, 7], [0, 3, 9]]], np.float32)
   batch = {
       'image': np.zeros((1, 2, 4, 4, 3), np.uint8),

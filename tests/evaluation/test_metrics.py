@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 from rhpe_jax.evaluation import metrics
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 DATA = SHARED_DATA
 VALID_H5 = DATA / 'mpii_valid' / 'valid.h5'
@@ -59,8 +59,8 @@ def test_pckh_hand_example():
 
 def test_pckh_accepts_status_codes_as_mask():
   pred, gt = hand_example()
-  status = np.where(MASK, skeleton.OCCLUDED, skeleton.MISSING)
-  status[0, :4] = skeleton.VISIBLE
+  status = np.where(MASK, keypoint_sets.OCCLUDED, keypoint_sets.MISSING)
+  status[0, :4] = keypoint_sets.VISIBLE
   result = metrics.pckh(pred, gt, status, HEAD)
   assert result['Total'] == pytest.approx(EXPECTED_TOTAL)
 
@@ -168,15 +168,15 @@ def test_visibility_ap_needs_a_positive():
 
 
 def torso_example(skel):
-  gt = np.zeros((1, skel.num_joints, 2))
-  gt[0, skel.joint_index('l_shoulder')] = [0.0, 0.0]
-  gt[0, skel.joint_index('r_hip')] = [3.0, 4.0]  # diagonal 5
-  gt[0, skel.joint_index('r_shoulder')] = [10.0, 0.0]
-  gt[0, skel.joint_index('l_hip')] = [10.0, 12.0]  # diagonal 12
+  gt = np.zeros((1, skel.num_keypoints, 2))
+  gt[0, skel.keypoint_index('l_shoulder')] = [0.0, 0.0]
+  gt[0, skel.keypoint_index('r_hip')] = [3.0, 4.0]  # diagonal 5
+  gt[0, skel.keypoint_index('r_shoulder')] = [10.0, 0.0]
+  gt[0, skel.keypoint_index('l_hip')] = [10.0, 12.0]  # diagonal 12
   return gt
 
 
-@pytest.mark.parametrize('skel', [skeleton.LSP, skeleton.MPII])
+@pytest.mark.parametrize('skel', [keypoint_sets.LSP, keypoint_sets.MPII])
 def test_torso_definitions_hand_values(skel):
   gt = torso_example(skel)
   np.testing.assert_allclose(metrics.torso_size(gt, 'lsp_diagonal', skel), [5.0])
@@ -209,13 +209,13 @@ def test_pck_lsp_hand_example():
 def test_torso_with_a_missing_end_is_undefined():
   # Person 1's right hip is missing (status 0, stored at (0, 0) as LSPET's
   # reader stores it): its torso is not the distance to (0, 0) but undefined.
-  gt = np.concatenate([torso_example(skeleton.LSP)] * 2)
+  gt = np.concatenate([torso_example(keypoint_sets.LSP)] * 2)
   status = np.full((2, 14), 2)
-  status[1, skeleton.LSP.joint_index('r_hip')] = 0
-  gt[1, skeleton.LSP.joint_index('r_hip')] = [0.0, 0.0]
-  torso = metrics.torso_size(gt, 'lsp_diagonal', skeleton.LSP, status)
+  status[1, keypoint_sets.LSP.keypoint_index('r_hip')] = 0
+  gt[1, keypoint_sets.LSP.keypoint_index('r_hip')] = [0.0, 0.0]
+  torso = metrics.torso_size(gt, 'lsp_diagonal', keypoint_sets.LSP, status)
   assert torso[0] == 5.0 and np.isnan(torso[1])
-  assert np.all(np.isnan(metrics.torso_size(gt, 'mean_diagonals', skeleton.LSP, status)[1:]))
+  assert np.all(np.isnan(metrics.torso_size(gt, 'mean_diagonals', keypoint_sets.LSP, status)[1:]))
 
 
 def test_pck_leaves_out_persons_without_a_torso():
@@ -234,14 +234,14 @@ def test_pck_leaves_out_persons_without_a_torso():
 
 def test_format_table_mpii_and_lsp():
   pred, gt = hand_example()
-  table = metrics.format_table(metrics.pckh(pred, gt, MASK, HEAD), skeleton.MPII)
+  table = metrics.format_table(metrics.pckh(pred, gt, MASK, HEAD), keypoint_sets.MPII)
   header, row = table.splitlines()
   assert header.split()[1:] == ['Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee',
                                 'Ankle', 'Total', 'AUC']
   assert row.split()[:8] == ['75.0', '100.0', '75.0', '50.0', '50.0', '75.0',
                              '100.0', '76.0']
   lsp = metrics.pck(np.zeros((1, 14, 2)), np.zeros((1, 14, 2)), np.ones((1, 14)), [1.0])
-  header, row = metrics.format_table(lsp, skeleton.LSP).splitlines()
+  header, row = metrics.format_table(lsp, keypoint_sets.LSP).splitlines()
   assert header.split()[-1] == 'Total' and row.split() == ['100.0'] * 8
 
 
@@ -298,7 +298,7 @@ def test_valid_known_perturbation_of_a_subset(valid):
   assert result['per_joint'][4] == 100.0
   assert result['groups']['Wrist'] == pytest.approx(
       (100.0 * (counts[10] - wrong[10]) / counts[10] + 100.0) / 2)
-  total_joints = list(skeleton.MPII_TOTAL_JOINTS)
+  total_joints = list(keypoint_sets.MPII_TOTAL_JOINTS)
   total = counts[total_joints].sum()
   assert result['Total'] == pytest.approx(100.0 * (total - wrong[10] - wrong[5]) / total)
 
@@ -313,8 +313,8 @@ def test_pck_on_coco_keypoints_against_numpy():
   status = rng.choice([0, 1, 2], (5, 17), p=[0.2, 0.3, 0.5])
   status[:, [5, 12]] = 2
   status[4, 12] = 0  # person 4: no right hip, no torso
-  torso = metrics.torso_size(gt, 'lsp_diagonal', skeleton.COCO, status)
-  result = metrics.pck(pred, gt, status, torso, threshold=0.2, skeleton=skeleton.COCO)
+  torso = metrics.torso_size(gt, 'lsp_diagonal', keypoint_sets.COCO, status)
+  result = metrics.pck(pred, gt, status, torso, threshold=0.2, keypoint_set=keypoint_sets.COCO)
   # By hand.
   size = np.hypot(*(gt[:4, 5] - gt[:4, 12]).T)
   dist = np.hypot(*(pred[:4] - gt[:4]).transpose(2, 0, 1)) / size[:, None]
@@ -329,17 +329,17 @@ def test_pck_on_coco_keypoints_against_numpy():
   groups = [(0,), (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
   for name, ids in zip(names, groups):
     assert result['groups'][name] == pytest.approx(np.nanmean(per_joint[list(ids)]))
-  header, row = metrics.format_table(result, skeleton.COCO).splitlines()
+  header, row = metrics.format_table(result, keypoint_sets.COCO).splitlines()
   assert header.split() == ['PCK@0.2'] + names + ['Total']
   # mean_diagonals: with right_shoulder (6) to left_hip (11).
-  both = metrics.torso_size(gt, 'mean_diagonals', skeleton.COCO)
+  both = metrics.torso_size(gt, 'mean_diagonals', keypoint_sets.COCO)
   np.testing.assert_allclose(both, 0.5 * (np.hypot(*(gt[:, 5] - gt[:, 12]).T)
                                           + np.hypot(*(gt[:, 6] - gt[:, 11]).T)))
 
 
 def test_generic_groups_and_a_set_without_a_torso():
-  lspet = skeleton.Skeleton(
-      name='lspet_coco', joint_names=('right_ankle', 'left_ankle', 'Left Shoulder',
+  lspet = keypoint_sets.KeypointSet(
+      name='lspet_coco', keypoint_names=('right_ankle', 'left_ankle', 'Left Shoulder',
                                       'r_shoulder', 'right_hip', 'l_hip', 'neck', 'head_top'),
       flip_pairs=((0, 1),), part_pairs=((6, 7),))
   assert metrics.generic_table_groups(lspet) == (
@@ -348,7 +348,7 @@ def test_generic_groups_and_a_set_without_a_torso():
   gt = np.zeros((1, 8, 2))
   gt[0, 2], gt[0, 4] = [0, 0], [3, 4]
   np.testing.assert_allclose(metrics.torso_size(gt, 'lsp_diagonal', lspet), [5.0])
-  face = skeleton.Skeleton(name='face', joint_names=('nose', 'left_eye', 'right_eye'),
+  face = keypoint_sets.KeypointSet(name='face', keypoint_names=('nose', 'left_eye', 'right_eye'),
                            flip_pairs=((1, 2),), part_pairs=())
   with pytest.raises(ValueError, match="'face' has no left_shoulder, right_hip: no torso"):
     metrics.torso_size(np.zeros((1, 3, 2)), 'lsp_diagonal', face)

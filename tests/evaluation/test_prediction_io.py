@@ -11,7 +11,7 @@ import scipy.io
 
 from rhpe_jax.evaluation import metrics
 from rhpe_jax.evaluation import prediction_io
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 DATA = SHARED_DATA
 VALID_H5 = DATA / 'mpii_valid' / 'valid.h5'
@@ -133,9 +133,9 @@ def test_load_annotations_small_file(tmp_path):
   np.testing.assert_array_equal(a['keypoints'][0, 1], [-1.0, 4.0])
   np.testing.assert_array_equal(a['keypoints'][0, 2], [0.0, 0.0])
   expected_status = np.zeros((2, 16), np.int32)
-  expected_status[0, 0] = skeleton.VISIBLE
-  expected_status[0, 1] = skeleton.OCCLUDED
-  expected_status[1, 9] = skeleton.OCCLUDED
+  expected_status[0, 0] = keypoint_sets.VISIBLE
+  expected_status[0, 1] = keypoint_sets.OCCLUDED
+  expected_status[1, 9] = keypoint_sets.OCCLUDED
   np.testing.assert_array_equal(a['status'], expected_status)
   np.testing.assert_array_equal(a['head_size'], [30.0, 40.0])
   np.testing.assert_array_equal(a['center'], [[100.0, 200.0], [0.0, 0.0]])
@@ -165,17 +165,17 @@ def test_load_real_valid_h5():
   # First person (005808361.jpg): right ankle at MATLAB (804, 711), all visible,
   # head size 117.96 (values read from the file with h5py by hand).
   np.testing.assert_array_equal(a['keypoints'][0, 0], [803.0, 710.0])
-  assert np.all(a['status'][0] == skeleton.VISIBLE)
+  assert np.all(a['status'][0] == keypoint_sets.VISIBLE)
   assert a['head_size'][0] == pytest.approx(117.96219733)
   assert a['image_name'][0] == '005808361.jpg'
   assert int(a['index'][0]) == 6 and int(a['person'][0]) == 0
   # 3088 joints are stored as (0, 0), i.e. not annotated.
-  assert int(np.sum(a['status'] == skeleton.MISSING)) == 3088
+  assert int(np.sum(a['status'] == keypoint_sets.MISSING)) == 3088
   # Writing the 0-based ground truth as a community file gives back valid.h5's
   # 1-based `part` exactly.
   with h5py.File(VALID_H5, 'r') as f:
     part = f['part'][()]
-  annotated = a['status'] != skeleton.MISSING
+  annotated = a['status'] != keypoint_sets.MISSING
   np.testing.assert_array_equal((a['keypoints'] + 1.0)[annotated], part[annotated])
 
 
@@ -222,16 +222,16 @@ def test_real_valid_h5_zero_is_missing_and_visible_zero_is_occluded():
   occluded = ~placeholder & (visible == 0)
   assert occluded.sum() == 10243  # annotated, not visible: real locations
   a = prediction_io.load_mpii_annotations(VALID_H5)
-  np.testing.assert_array_equal(a['status'] == skeleton.MISSING, placeholder)
-  np.testing.assert_array_equal(a['status'] == skeleton.OCCLUDED, occluded)
-  np.testing.assert_array_equal(a['status'] == skeleton.VISIBLE, visible == 1)
+  np.testing.assert_array_equal(a['status'] == keypoint_sets.MISSING, placeholder)
+  np.testing.assert_array_equal(a['status'] == keypoint_sets.OCCLUDED, occluded)
+  np.testing.assert_array_equal(a['status'] == keypoint_sets.VISIBLE, visible == 1)
   assert np.all(a['keypoints'][placeholder] == 0)  # not (-1, -1): no `part - 1` there
   # Real points at the border are not placeholders: 13 with one coordinate 0
   # and 32 above the image (y < 0), all upper necks or head tops.
   border = ~placeholder & np.any(part <= 0, axis=-1)
   assert border.sum() == 45 and np.sum(part[..., 1] < 0) == 32
   assert set(np.nonzero(border)[1]) == {8, 9}
-  assert np.all(a['status'][border] == skeleton.VISIBLE)
+  assert np.all(a['status'][border] == keypoint_sets.VISIBLE)
 
 
 def test_real_valid_h5_pckh_counts_annotated_joints_only():

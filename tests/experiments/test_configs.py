@@ -4,7 +4,7 @@ import pytest
 
 from experiments.configs import ablation, default, lsp, mpii, mpii_lspet
 from rhpe_jax.data import augment
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from tfds_builders.lsp import lsp_dataset_builder
 
 # The release's rates for its loss summed over a batch of 20; ours averages
@@ -22,7 +22,7 @@ def _rates(config):
 
 def test_mpii_is_the_papers_setting():
   config = mpii.get_config()
-  assert config.dataset == 'mpii' and config.skeleton == 'mpii'
+  assert config.dataset == 'mpii' and config.keypoint_set == 'mpii'
   assert config.input_size == 248
   assert config.batch_size == 20
   assert config.optimizer == 'sgd' and config.momentum == 0.95
@@ -41,8 +41,8 @@ def test_mpii_is_the_papers_setting():
 def test_lsp_evaluates_pck_at_0_2_on_lsp_joints():
   config = lsp.get_config()
   assert config.dataset.split('/')[0] == 'lsp'
-  assert config.skeleton == 'lsp'
-  assert skeleton.get_skeleton(config.skeleton).num_joints == 14
+  assert config.keypoint_set == 'lsp'
+  assert keypoint_sets.built_in(config.keypoint_set).num_keypoints == 14
   assert config.eval_metric == 'pck' and config.eval_pck_threshold == 0.2
   configs = {c.name for c in lsp_dataset_builder.Builder.BUILDER_CONFIGS}
   assert config.dataset.split('/')[1] in configs
@@ -50,7 +50,7 @@ def test_lsp_evaluates_pck_at_0_2_on_lsp_joints():
 
 def test_mpii_lspet_mixes_lspet_through_the_joint_mapping():
   config = mpii_lspet.get_config()
-  assert config.dataset == 'mpii' and config.skeleton == 'mpii'
+  assert config.dataset == 'mpii' and config.keypoint_set == 'mpii'
   (name, split, mapping, weight), = config.extra_train_datasets
   assert name == 'lsp/extended' and split == 'train'
   assert mapping in augment.JOINT_MAPPINGS and mapping == 'lsp_to_mpii'
@@ -98,12 +98,12 @@ def test_coco_configs_name_the_coco_builder_and_their_keypoint_sets():
   names = {c.name for c in cb.Builder.BUILDER_CONFIGS}
   config = coco.get_config()
   assert config.dataset == 'coco_keypoints/coco2017' and 'coco2017' in names
-  assert skeleton.get_skeleton(config.skeleton).num_joints == 17
+  assert keypoint_sets.built_in(config.keypoint_set).num_keypoints == 17
   assert (config.width, config.input_size, config.num_iterations) == (1.0, 248, 2)  # the paper's
   assert config.eval_metric == 'pck' and config.eval_pck_threshold == 0.2
   own = own_data.get_config()
   assert own.dataset == 'coco_keypoints/custom' and 'custom' in names
-  assert own.skeleton == skeleton.DATASET_SKELETON  # the build's own set
+  assert own.keypoint_set == keypoint_sets.DATASET  # the build's own set
   cpu = lspet_sample.get_config()
   assert (own.width, own.input_size, own.batch_size) == (cpu.width, cpu.input_size, cpu.batch_size)
   # Fine-tuning on MPII from COCO: the MPII setting but for the start and a
@@ -116,8 +116,8 @@ def test_coco_configs_name_the_coco_builder_and_their_keypoint_sets():
   from experiments.configs import wholebody  # pylint: disable=g-import-not-at-top
   body = wholebody.get_config()
   assert body.dataset == 'coco_keypoints/wholebody' and 'wholebody' in names
-  assert body.skeleton == skeleton.DATASET_SKELETON and body.init_from_checkpoint == 'best'
+  assert body.keypoint_set == keypoint_sets.DATASET and body.init_from_checkpoint == 'best'
   assert {k for k, v in body.to_dict().items() if config.to_dict()[k] != v} == {
-      'dataset', 'skeleton', 'init_from_checkpoint'}
+      'dataset', 'keypoint_set', 'init_from_checkpoint'}
   for c in (config, own, mpii_from_coco.get_config(), body):
     config_checks.check_config(c)

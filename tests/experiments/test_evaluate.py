@@ -53,7 +53,7 @@ def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workd
                              output_dir=str(out), mean_pose_from='config')
   printed = capsys.readouterr().out
   assert 'scored 6 of 6 persons (none left out)' in printed
-  assert 'config.num_eval_examples = 2' in printed and '--num_examples=2' in printed
+  assert 'config.num_eval_examples = 2' in printed and 'num_examples=2 for that subset' in printed
   for name in ('results.json', 'predictions.h5', 'pck_curves.png', 'visibility_pr.png'):
     assert (out / name).is_file(), name
   for name in ('pck_curves.png', 'visibility_pr.png'):
@@ -75,7 +75,7 @@ def test_evaluate_writes_files_whose_numbers_recompute(tiny_data_dir, tiny_workd
   annotated = status > 0
   correct = (dist <= 0.2) & annotated
   per_joint = 100.0 * correct.sum(0) / annotated.sum(0)
-  for j, name in enumerate(results['joint_names']):
+  for j, name in enumerate(results['keypoint_names']):
     assert results['per_joint'][name] == pytest.approx(per_joint[j], abs=1e-9), name
   total = 100.0 * correct[:, TOTAL].sum() / annotated[:, TOTAL].sum()
   assert results['table']['Total'] == pytest.approx(total, abs=1e-9)

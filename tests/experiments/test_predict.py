@@ -79,7 +79,7 @@ def test_predict_on_an_mpii_image_and_bad_input(tiny_data_dir, tiny_workdir, tmp
   assert not library_lines(stdout, stderr), stderr  # the project's lines only
 
   out = json.loads((tmp_path / 'person.json').read_text())
-  assert out['joint_names'] == MPII_NAMES
+  assert out['keypoint_names'] == MPII_NAMES
   keypoints = np.array(out['keypoints'])
   confidence = np.array(out['confidence'])
   assert keypoints.shape == (16, 2) and confidence.shape == (16,)

@@ -109,7 +109,7 @@ def test_variants_give_the_originals_keypoints_and_bad_files_are_skipped(restore
     with Image.open(got['picture']) as picture:
       assert picture.size[0] / picture.size[1] == pytest.approx(width / height, rel=0.02)
   record = records['original.png']
-  assert record['checkpoint_step'] == step and len(record['joint_names']) == 16
+  assert record['checkpoint_step'] == step and len(record['keypoint_names']) == 16
   keypoints = np.array(record['keypoints'])
   side = max(width, height)  # the whole image, padded to a square
   assert record['window']['side'] == side
@@ -171,7 +171,7 @@ def test_list_file_windows_interruption_and_resume(restored, tmp_path, monkeypat
   # A third run finds everything done; another checkpoint step is refused.
   again = batch_predict.predict_images(config, variables, step, items, out, batch_size=3)
   assert again.predicted == 0 and again.skipped_done == 8
-  with pytest.raises(ValueError, match='--overwrite'):
+  with pytest.raises(ValueError, match='pass overwrite=True or another output'):
     batch_predict.predict_images(config, variables, step + 1, items, out)
 
 

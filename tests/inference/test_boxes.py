@@ -200,13 +200,13 @@ def test_image_ids_and_pictures_of_several_persons(tmp_path):
   other = batch_predict.PersonBox.of('p.jpg', 7, [-5, 20, 60, 60], 0.8)  # same centre and side
   assert other.center == box.center and other.scale == box.scale and other.key != box.key
   # draw_people: each person in its own colour, boxes outlined.
-  from rhpe_jax.core import skeleton, visualize  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets, visualize  # pylint: disable=g-import-not-at-top
   image = np.zeros((400, 400, 3), np.uint8)
   people = [np.full((16, 2), 100.0), np.full((16, 2), 300.0)]
-  picture = visualize.draw_people(image, people, skeleton.MPII, [None, [250, 250, 100, 100]])
+  picture = visualize.draw_people(image, people, keypoint_sets.MPII, [None, [250, 250, 100, 100]])
   assert np.argmax(picture[100, 100]) == 0  # the first in red (a left joint: lighter)
   assert np.argmax(picture[300, 300]) == 2  # the second in blue
   assert tuple(picture[275, 250]) == visualize.PERSON_COLOURS[1]  # its box's left edge
   assert not picture[200, 200].any()
   with pytest.raises(ValueError, match='2 persons but 1 boxes'):
-    visualize.draw_people(image, people, skeleton.MPII, [None])
+    visualize.draw_people(image, people, keypoint_sets.MPII, [None])

@@ -184,14 +184,14 @@ def onnx_export(tiny_data_dir, tiny_workdir, tmp_path_factory):
 
 @pytest.mark.slow  # the ONNX export: ~30 s on 2 cores
 def test_the_manifest_holds_the_processing(onnx_export, tiny_data_dir):
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data_dir)
   section = json.loads((onnx_export / 'manifest.json').read_text())['processing']
-  joints = skeleton.of_config(config)
+  joints = keypoint_sets.of_config(config)
   assert section['input_size'] == 64 and section['stride'] == 4  # 2 poolings of 2
   assert section['box_scale'] == config.box_scale
   assert section['normalisation']['mean'] == 128.0 and section['normalisation']['scale'] == 256.0
-  assert section['keypoint_names'] == list(joints.joint_names)
+  assert section['keypoint_names'] == list(joints.keypoint_names)
   assert section['skeleton'] == [list(p) for p in joints.part_pairs]
   assert section['flip_pairs'] == [list(p) for p in joints.flip_pairs]
 

@@ -15,7 +15,7 @@ def test_predict_is_the_network_decoded_with_flip_averaging():
   mirrored back, left and right swapped (the skeleton's permutation)."""
   import jax  # pylint: disable=g-import-not-at-top
   from rhpe_jax import model  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import skeleton  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   config = tiny_config('unused')  # the network only
   net = model.create_model(config)
   variables = model.init_variables(net, jax.random.key(3), (1, 64, 64, 3))
@@ -39,7 +39,7 @@ def test_predict_is_the_network_decoded_with_flip_averaging():
   assert np.all(np.abs(out['keypoints'][..., 0] - peak_x) < 2)
   assert np.all(np.abs(out['keypoints'][..., 1] - peak_y) < 2)
 
-  permutation = list(skeleton.get_skeleton(config.skeleton).flip_permutation)
+  permutation = list(keypoint_sets.built_in(config.keypoint_set).flip_permutation)
   flipped = jax.device_get(predictor.predict_fn(config, flip=True, outputs=('heatmaps',))(
       variables, images))
   expected = 0.5 * (maps + mirrored[-1][:, :, ::-1][..., permutation])

@@ -110,7 +110,7 @@ def test_the_synthetic_clip_through_the_pipeline(variables, tmp_path):
   assert records[0]['persons'][0]['box'] == pytest.approx(first, abs=0.01)
   for record in records:
     (person,) = record['persons']
-    assert person['track_id'] == 0 and len(record['joint_names']) == 16
+    assert person['track_id'] == 0 and len(record['keypoint_names']) == 16
     assert np.shape(person['keypoints']) == np.shape(person['keypoints_smoothed']) == (16, 2)
     assert np.shape(person['confidence']) == (16,)
   assert records[0]['persons'][0]['keypoints'] == records[0]['persons'][0]['keypoints_smoothed']

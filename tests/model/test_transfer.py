@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rhpe_jax import checkpoints
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.model import transfer
 
 
@@ -13,7 +13,7 @@ def _variables(name: str, seed: int) -> dict:
   """Random host variables of a tiny network of keypoint set `name`."""
   from experiments.configs import demo  # pylint: disable=g-import-not-at-top
   config = demo.get_config()
-  config.width, config.input_size, config.skeleton = 0.0625, 64, name
+  config.width, config.input_size, config.keypoint_set = 0.0625, 64, name
   zeros = checkpoints.variables_target(config)
   rng = np.random.default_rng(seed)
   return jax.tree_util.tree_map(lambda z: rng.normal(size=z.shape).astype(z.dtype), zeros)
@@ -21,7 +21,7 @@ def _variables(name: str, seed: int) -> dict:
 
 def test_mpii_to_coco_copies_the_trunk_and_maps_heads_by_name():
   source, target = _variables('mpii', 0), _variables('coco', 1)
-  moved, report = transfer.transfer_variables(source, skeleton.MPII, target, skeleton.COCO)
+  moved, report = transfer.transfer_variables(source, keypoint_sets.MPII, target, keypoint_sets.COCO)
   trunk = lambda tree: [v for path, v in jax.tree_util.tree_leaves_with_path(tree)
                         if not any('heads' in str(k) for k in path)]
   assert len(trunk(moved)) > 20
@@ -55,10 +55,10 @@ def _at(tree, keys):
 
 def test_mpii_to_lsp_maps_every_lsp_joint_and_refuses_another_width():
   source, target = _variables('mpii', 0), _variables('lsp', 1)
-  moved, report = transfer.transfer_variables(source, skeleton.MPII, target, skeleton.LSP)
+  moved, report = transfer.transfer_variables(source, keypoint_sets.MPII, target, keypoint_sets.LSP)
   kernel = lambda tree: _at(tree['params'], ('heads_0', 'keypoints', 'kernel'))
-  np.testing.assert_array_equal(kernel(moved), kernel(source)[..., skeleton.LSP_TO_MPII])
+  np.testing.assert_array_equal(kernel(moved), kernel(source)[..., keypoint_sets.LSP_TO_MPII])
   assert report.fresh_keypoints == ()
   wider = jax.tree_util.tree_map(lambda x: np.concatenate([x, x], -1) if x.ndim else x, source)
   with pytest.raises(ValueError, match='another width or network'):
-    transfer.transfer_variables(wider, skeleton.MPII, target, skeleton.LSP)
+    transfer.transfer_variables(wider, keypoint_sets.MPII, target, keypoint_sets.LSP)

@@ -11,7 +11,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import datasets
 from tests import keypoint_formats
@@ -88,8 +88,8 @@ def test_wholebody_joins_five_fields_in_the_documented_order(wholebody_build):
   assert fractional > 100
   assert any(not ex['face_box'].any() for ex in examples)  # an invalid face: zeros
   values = datasets.dataset_keypoint_set(f'coco_keypoints/{CONFIG}', str(data_dir))
-  wholebody = skeleton.get_skeleton('coco_wholebody')
-  assert skeleton.Skeleton.from_dict(values) == wholebody
+  wholebody = keypoint_sets.built_in('coco_wholebody')
+  assert keypoint_sets.KeypointSet.from_dict(values) == wholebody
   assert values['groups'] == {'body': [0, 17], 'foot': [17, 23], 'face': [23, 91],
                               'lefthand': [91, 112], 'righthand': [112, 133]}
   # Part maps: the body's 19 edges, not the hundreds of face and hand ones.
@@ -105,7 +105,7 @@ def test_halpe_needs_and_takes_a_keypoint_set_file(tmp_path):
   assert 'no category has keypoints' in str(info.value)
   assert 'keypoint_set.json' in str(info.value) and '\n' not in str(info.value)
   # The file a user writes: the shipped Halpe set, with its sigmas and flips.
-  halpe = skeleton.get_skeleton('halpe').to_dict()
+  halpe = keypoint_sets.built_in('halpe').to_dict()
   manual = _manual(tmp_path / 'manual', data, images, keypoint_set=halpe)
   _, values = _build_and_check(manual, tmp_path / 'data', data, 'keypoints')
   assert len(values['keypoint_names']) == 136

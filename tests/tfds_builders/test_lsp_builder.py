@@ -19,7 +19,7 @@ import pytest
 import scipy.io
 
 from rhpe_jax.data import lsp_annotations
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SHARED = REPO / '..' / 'shared' / 'data'
@@ -166,12 +166,12 @@ def test_lspet_keypoints_equal_joints_mat(lspet_examples):
     for k in range(14):
       x1, y1, flag = joints[k, 0, i], joints[k, 1, i], joints[k, 2, i]
       if flag == 1:  # visible: joints.mat minus one
-        assert ex['keypoint_status'][k] == skeleton.VISIBLE, (i, k)
+        assert ex['keypoint_status'][k] == keypoint_sets.VISIBLE, (i, k)
         assert ex['keypoints'][k, 0] == np.float32(x1 - 1), (i, k)
         assert ex['keypoints'][k, 1] == np.float32(y1 - 1), (i, k)
       else:  # flag 0: no location
         assert flag == 0
-        assert ex['keypoint_status'][k] == skeleton.MISSING, (i, k)
+        assert ex['keypoint_status'][k] == keypoint_sets.MISSING, (i, k)
         assert ex['keypoints'][k].tolist() == [0.0, 0.0], (i, k)
 
 
@@ -187,9 +187,9 @@ def test_lspet_flag_zero_joints_are_missing(lspet_examples):
     off = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
     placeholders += int(np.sum(off & (joints[:, 2, i] == 0)))
   statuses = np.stack([ex['keypoint_status'] for ex in lspet_examples.values()])
-  assert int(np.sum(statuses == skeleton.MISSING)) == 551 == placeholders
-  assert int(np.sum(statuses == skeleton.OCCLUDED)) == 0
-  assert int(np.sum(statuses == skeleton.VISIBLE)) == 4200 - 551
+  assert int(np.sum(statuses == keypoint_sets.MISSING)) == 551 == placeholders
+  assert int(np.sum(statuses == keypoint_sets.OCCLUDED)) == 0
+  assert int(np.sum(statuses == keypoint_sets.VISIBLE)) == 4200 - 551
 
 
 def test_lspet_crop_windows_are_set_by_the_visible_joints(lspet_examples):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rhpe_jax import checkpoints
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from tests.conftest import COCO_FORMAT_CONFIG, tiny_config
 
 
@@ -15,8 +15,8 @@ def _config(tiny_data_dir, tiny_workdir, build_dir):
   """The tiny network of `tiny_workdir` (MPII joints) on a COCO-format build."""
   config = tiny_config(tiny_data_dir)
   config.update(dict(dataset=f'coco_keypoints/{COCO_FORMAT_CONFIG}', data_dir=str(build_dir),
-                     skeleton='dataset', train_split='validation', eval_split='validation',
-                     init_from=str(tiny_workdir), init_from_skeleton='mpii',
+                     keypoint_set='dataset', train_split='validation', eval_split='validation',
+                     init_from=str(tiny_workdir), init_from_keypoint_set='mpii',
                      eval_every_steps=0, checkpoint_every_steps=0, num_summary_images=0))
   return config
 
@@ -32,7 +32,7 @@ def test_an_mpii_network_starts_a_14_keypoint_run(coco_format_builds, tiny_data_
   from rhpe_jax.training import loop, steps  # pylint: disable=g-import-not-at-top
   config = _config(tiny_data_dir, tiny_workdir, coco_format_builds['lspet'][2])
   joints = datasets.resolve_keypoint_set(config)
-  assert joints.num_joints == 14 and joints.joint_names[0] == 'right_ankle'
+  assert joints.num_keypoints == 14 and joints.keypoint_names[0] == 'right_ankle'
   fresh = steps.create_train_state(config, jax.random.key(1), steps_per_epoch=2)
   started = loop.start_from_checkpoint(config, fresh)
   source, _ = checkpoints.read_variables(str(tiny_workdir), 'latest')
@@ -48,8 +48,8 @@ def test_an_mpii_network_starts_a_14_keypoint_run(coco_format_builds, tiny_data_
   line = capsys.readouterr().out
   assert 'keypoint heads: 14 of 14 by name' in line and 'fresh: none; part heads' in line
   # Without the source's set named, and none in its workdir: one line saying how.
-  config.init_from_skeleton = ''
-  with pytest.raises(ValueError, match='init_from_skeleton=mpii'):
+  config.init_from_keypoint_set = ''
+  with pytest.raises(ValueError, match="config.init_from_keypoint_set = 'mpii'"):
     loop.start_from_checkpoint(config, fresh)
 
 
@@ -61,7 +61,7 @@ def test_a_coco_network_starts_a_wholebody_run(wholebody_build, tiny_data_dir, t
   from rhpe_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from rhpe_jax.training import loop, steps  # pylint: disable=g-import-not-at-top
   coco = tiny_config(tiny_data_dir)
-  coco.skeleton = 'coco'
+  coco.keypoint_set = 'coco'
   coco_run = tmp_path / 'coco_run'
   manager = checkpoints.CheckpointManager(str(coco_run), coco)
   manager.save(1, steps.create_train_state(coco, jax.random.key(0), 2).replace(step=1),
@@ -69,9 +69,9 @@ def test_a_coco_network_starts_a_wholebody_run(wholebody_build, tiny_data_dir, t
   manager.wait()
   manager.close()
   config = _config(tiny_data_dir, coco_run, wholebody_build[2])
-  config.init_from_skeleton = 'coco'
+  config.init_from_keypoint_set = 'coco'
   joints = datasets.resolve_keypoint_set(config)
-  assert joints.name == 'coco_wholebody' and joints.num_joints == 133
+  assert joints.name == 'coco_wholebody' and joints.num_keypoints == 133
   fresh = steps.create_train_state(config, jax.random.key(1), steps_per_epoch=2)
   started = loop.start_from_checkpoint(config, fresh)
   source, _ = checkpoints.read_variables(str(coco_run), 'latest')
@@ -102,7 +102,7 @@ def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_d
   assert f'started from {tiny_workdir} (step 1, mpii)' in out
   assert 'keypoint heads: 12 of 17 by name' in out
   assert 'fresh: nose, left_eye, right_eye, left_ear, right_ear' in out
-  assert skeleton.read_from_workdir(str(workdir)).num_joints == 17  # for predict
+  assert keypoint_sets.read_from_workdir(str(workdir)).num_keypoints == 17  # for predict
   variables, step = checkpoints.restore_variables(
       _config(tiny_data_dir, tiny_workdir, coco_format_builds['coco'][2]), str(workdir), 'latest')
   assert step == 2
@@ -117,7 +117,7 @@ def test_an_mpii_network_fine_tunes_on_coco_keypoints(coco_format_builds, tiny_d
   # MPII run starts from the COCO run, whose set its workdir names.
   from rhpe_jax.training import steps  # pylint: disable=g-import-not-at-top
   mpii = tiny_config(tiny_data_dir)
-  mpii.update(dict(init_from=str(workdir), init_from_skeleton=''))
+  mpii.update(dict(init_from=str(workdir), init_from_keypoint_set=''))
   loop.start_from_checkpoint(mpii, steps.create_train_state(mpii, jax.random.key(2), 2))
   line = capsys.readouterr().out
   assert f'started from {workdir} (step 2, person)' in line  # the file's category name

@@ -1,7 +1,7 @@
 """COCO-format person keypoints as person-centred crops, one example per person.
 
 Config `coco2017`: the official COCO 2017 person keypoints (17 keypoints,
-`rhpe_jax.core.skeleton.COCO`), splits train and validation. Config `custom`:
+`rhpe_jax.core.keypoint_sets.COCO`), splits train and validation. Config `custom`:
 a user's own COCO-format files, `annotations/<split>.json` for any of train,
 validation and test, their keypoint set read from `annotations/keypoint_set.json`
 where there is one, else from the files' `categories`. Config `wholebody`:
@@ -21,7 +21,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 from rhpe_jax.data import coco_annotations
 from rhpe_jax.data import datasets
 from rhpe_jax.data import image_io
@@ -82,7 +82,7 @@ class CocoKeypointsConfig(tfds.core.BuilderConfig):
   """Where the data is (`source`), the crop geometry (as MPII's: a square of
   side crop_side_factor x 200 x scale, resampled to resolution), the
   keypoint-set file of a built-in set to read the files with
-  (`keypoint_set`, skeleton.BUILT_IN_NAMES; the manual dir's
+  (`keypoint_set`, keypoint_sets.BUILT_IN_NAMES; the manual dir's
   annotations/keypoint_set.json wins), and what overrides the keypoint set:
   `category_id` (one category only, where several have keypoints),
   `keypoint_set_name`, `flip_pairs` and `part_pairs` (0-based index pairs;
@@ -101,9 +101,9 @@ class CocoKeypointsConfig(tfds.core.BuilderConfig):
     if self.source not in SOURCES:
       raise ValueError(f'CocoKeypointsConfig: source must be one of {", ".join(SOURCES)}, '
                        f'got {self.source!r}')
-    if self.keypoint_set is not None and self.keypoint_set not in skeleton.BUILT_IN_NAMES:
+    if self.keypoint_set is not None and self.keypoint_set not in keypoint_sets.BUILT_IN_NAMES:
       raise ValueError(f'CocoKeypointsConfig: keypoint_set must be one of '
-                       f'{", ".join(skeleton.BUILT_IN_NAMES)}, got {self.keypoint_set!r}')
+                       f'{", ".join(keypoint_sets.BUILT_IN_NAMES)}, got {self.keypoint_set!r}')
     if int(self.resolution) != self.resolution or self.resolution < 1:
       raise ValueError(f'CocoKeypointsConfig: resolution must be a positive integer, '
                        f'got {self.resolution}')
@@ -180,7 +180,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         overrides['part_pairs'] = tuple(tuple(p) for p in cfg.part_pairs)
       if cfg.keypoint_set_name:
         overrides['name'] = cfg.keypoint_set_name
-      return coco_annotations.KeypointSetFile(dataclasses.replace(skeleton.COCO, **overrides))
+      return coco_annotations.KeypointSetFile(dataclasses.replace(keypoint_sets.COCO, **overrides))
     if self._given_manual_dir is not None:
       return self._read_sources(self._given_manual_dir)[0]
     return None
@@ -188,7 +188,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _features(self, set_file: coco_annotations.KeypointSetFile
                 ) -> tfds.features.FeaturesDict:
     r = self.builder_config.resolution
-    return pose_features.pose_features(set_file.keypoint_set.num_joints, (r, r, 3),
+    return pose_features.pose_features(set_file.keypoint_set.num_keypoints, (r, r, 3),
                                        extra=pose_features.coco_features(set_file.boxes))
 
   def _info(self) -> tfds.core.DatasetInfo:
@@ -248,18 +248,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     if self._sources is None or self._sources_of != manual:
       cfg = self.builder_config
       set_file = None if cfg.source == 'coco2017' else self._manual_set_file(manual)
-      sources, joints = {}, None
+      sources, keypoint_set = {}, None
       for split, (ann_path, images) in self._split_files(manual).items():
         ann = coco_annotations.load(
             ann_path, category_id=cfg.category_id,
             name=cfg.keypoint_set_name or ('coco' if cfg.source == 'coco2017' else None),
             flip_pairs=cfg.flip_pairs, part_pairs=cfg.part_pairs, set_file=set_file)
-        if joints is None:
-          joints = ann.keypoint_set
-        elif ann.keypoint_set.joint_names != joints.joint_names:
+        if keypoint_set is None:
+          keypoint_set = ann.keypoint_set
+        elif ann.keypoint_set.keypoint_names != keypoint_set.keypoint_names:
           raise coco_annotations.CocoFormatError(
-              f'{ann_path}: keypoints {list(ann.keypoint_set.joint_names)} differ from those '
-              f'of the other splits\' files {list(joints.joint_names)}')
+              f'{ann_path}: keypoints {list(ann.keypoint_set.keypoint_names)} differ from those '
+              f'of the other splits\' files {list(keypoint_set.keypoint_names)}')
         for image, person in ann.examples():
           if not (images / image.file_name).is_file():
             raise coco_annotations.CocoFormatError(
@@ -267,14 +267,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                 f'{person.annotation_id}, image {image.image_id} of {ann_path})')
         sources[split] = _Source(ann, images)
       if cfg.source == 'coco2017':
-        if joints.joint_names != skeleton.COCO.joint_names:
+        if keypoint_set.keypoint_names != keypoint_sets.COCO.keypoint_names:
           raise coco_annotations.CocoFormatError(
               f'{manual}: coco2017 expects COCO\'s 17 keypoints, the files have '
-              f'{list(joints.joint_names)} (use the custom config)')
+              f'{list(keypoint_set.keypoint_names)} (use the custom config)')
         chosen = self._config_set_file()  # COCO's sigmas and parts
       else:
         boxes = next(iter(sources.values())).annotations.part_boxes
-        chosen = coco_annotations.KeypointSetFile(joints, boxes=boxes)
+        chosen = coco_annotations.KeypointSetFile(keypoint_set, boxes=boxes)
       self._sources, self._sources_of = (chosen, sources), manual
     return self._sources
 
@@ -301,15 +301,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _download_and_prepare(self, dl_manager: tfds.download.DownloadManager,
                             download_config: tfds.download.DownloadConfig) -> None:
     set_file, _ = self._read_sources(_manual_dir(dl_manager))
-    joints = set_file.keypoint_set
+    keypoint_set = set_file.keypoint_set
     if self.info.features is None:
       # `custom` without a manual dir at __init__: the keypoint count is known
       # only now. TFDS has no public setter; this is the attribute that
       # DatasetInfo.read_from_directory sets too.
       self.info._features = self._features(set_file)  # pylint: disable=protected-access
-    elif self.info.features['keypoints'].shape[0] != joints.num_joints:
+    elif self.info.features['keypoints'].shape[0] != keypoint_set.num_keypoints:
       raise ValueError(f'coco_keypoints: features for {self.info.features["keypoints"].shape[0]} '
-                       f'keypoints, the files have {joints.num_joints}')
+                       f'keypoints, the files have {keypoint_set.num_keypoints}')
     super()._download_and_prepare(dl_manager, download_config)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -20,7 +20,7 @@ import tensorflow_datasets as tfds
 from rhpe_jax.data import image_io
 from rhpe_jax.data import lsp_annotations
 from rhpe_jax.data import pose_features
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 URLS = {
     'original': 'http://sam.johnson.io/research/lsp_dataset.zip',
@@ -107,7 +107,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=pose_features.pose_features(skeleton.LSP.num_joints, (None, None, 3)),
+        features=pose_features.pose_features(keypoint_sets.LSP.num_keypoints, (None, None, 3)),
         homepage='http://sam.johnson.io/research/lsp.html',
         citation=_CITATION,
     )
@@ -187,8 +187,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           'image': data,
           'keypoints': keypoints.astype(np.float32),
           'keypoint_status': status.astype(np.int32),
-          'other_keypoints': np.zeros((0, skeleton.LSP.num_joints, 2), np.float32),
-          'other_keypoint_status': np.zeros((0, skeleton.LSP.num_joints), np.int32),
+          'other_keypoints': np.zeros((0, keypoint_sets.LSP.num_keypoints, 2), np.float32),
+          'other_keypoint_status': np.zeros((0, keypoint_sets.LSP.num_keypoints), np.int32),
           'crop_to_image': _IDENTITY,
           'objpos': objpos.astype(np.float32),
           'scale': np.float32(scale),

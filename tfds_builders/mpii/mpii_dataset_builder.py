@@ -23,7 +23,7 @@ from rhpe_jax.data import lsp_annotations
 from rhpe_jax.data import mpii_annotations
 from rhpe_jax.data import person_crops
 from rhpe_jax.data import pose_features
-from rhpe_jax.core import skeleton
+from rhpe_jax.core import keypoint_sets
 
 ANNOTATIONS_URL = (
     'https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1_u12_2.zip')
@@ -165,7 +165,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     r = self.builder_config.resolution
     return self.dataset_info_from_configs(
-        features=pose_features.pose_features(skeleton.MPII.num_joints, (r, r, 3)),
+        features=pose_features.pose_features(keypoint_sets.MPII.num_keypoints, (r, r, 3)),
         homepage='http://human-pose.mpi-inf.mpg.de/',
         citation=_CITATION,
         # Validation keeps valid.h5's order; train keys are pseudo-random.

@@ -1,13 +1,15 @@
-"""Joint sets: MPII (16 joints), LSP (14), COCO (17), COCO-WholeBody (133),
-Halpe-FullBody (136) and any set a dataset brings (a COCO-format file's
-`categories` or its keypoint-set file).
+"""Keypoint sets: MPII (16 keypoints), LSP (14), COCO (17), COCO-WholeBody
+(133), Halpe-FullBody (136) and any set a dataset brings (a COCO-format
+file's `categories` or its keypoint-set file). One name for one thing: a
+keypoint set is the set of points a network predicts; `skeleton` means only
+the edges drawn between them, as COCO's files use the word.
 
-The built-in sets are keypoint-set files shipped with the package
-(`keypoint_sets/<name>.json`, the schema of `Skeleton.to_dict`, each with the
-`source` of its facts), read on first use.
+The built-in sets are keypoint-set files shipped beside this module
+(`<name>.json`, the schema of `KeypointSet.to_dict`, each with the `source`
+of its facts), read on first use.
 
-Everything that depends on the order of joints lives here: names, left/right
-flip pairs, the joint pairs that form body parts, the keypoint sigmas of
+Everything that depends on the order of keypoints lives here: names,
+left/right flip pairs, the keypoint pairs that form body parts, the keypoint sigmas of
 COCO's OKS, the LSP-to-MPII mapping that lets the two datasets train one
 network, and the name matching that carries a head from one set to another.
 """
@@ -22,30 +24,31 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-# Per-joint annotation status, shared by datasets, targets and metrics.
+# Per-keypoint annotation status, shared by datasets, targets and metrics.
 MISSING = 0  # not annotated
 OCCLUDED = 1  # annotated, not visible
 VISIBLE = 2  # annotated and visible
 
 
 @dataclasses.dataclass(frozen=True)
-class Skeleton:
-  """A joint set: names, flip pairs and body-part (limb) pairs, 0-based ids;
+class KeypointSet:
+  """A keypoint set: names, flip pairs and body-part (limb) pairs, 0-based ids;
   `sigmas` are the per-keypoint OKS constants (None: `oks_sigmas` gives them
   by the documented rule); `groups` name index ranges [start, end) scored
   apart (COCO-WholeBody's body, foot, face and hands), in index order."""
 
   name: str
-  joint_names: tuple[str, ...]
+  keypoint_names: tuple[str, ...]
   flip_pairs: tuple[tuple[int, int], ...]
   part_pairs: tuple[tuple[int, int], ...]
   sigmas: tuple[float, ...] | None = None
   groups: tuple[tuple[str, int, int], ...] = ()
 
   def __post_init__(self):
-    count = len(self.joint_names)
-    if len(set(self.joint_names)) != count:
-      raise ValueError(f'keypoint set {self.name!r}: keypoint names repeat: {list(self.joint_names)}')
+    count = len(self.keypoint_names)
+    if len(set(self.keypoint_names)) != count:
+      raise ValueError(f'keypoint set {self.name!r}: keypoint names repeat: '
+                       f'{list(self.keypoint_names)}')
     for kind, pairs in (('flip', self.flip_pairs), ('part', self.part_pairs)):
       for pair in pairs:
         if len(pair) != 2 or not all(0 <= int(i) < count for i in pair) or pair[0] == pair[1]:
@@ -64,8 +67,8 @@ class Skeleton:
                        f'ranges [start, end) of the {count} keypoints')
 
   @property
-  def num_joints(self) -> int:
-    return len(self.joint_names)
+  def num_keypoints(self) -> int:
+    return len(self.keypoint_names)
 
   @property
   def num_parts(self) -> int:
@@ -73,25 +76,25 @@ class Skeleton:
 
   @property
   def flip_permutation(self) -> np.ndarray:
-    """Index array: joint j of a mirrored image is joint perm[j] of the original."""
-    perm = np.arange(self.num_joints)
+    """Index array: keypoint j of a mirrored image is keypoint perm[j] of the original."""
+    perm = np.arange(self.num_keypoints)
     for a, b in self.flip_pairs:
       perm[a], perm[b] = b, a
     return perm
 
-  def joint_index(self, name: str) -> int:
-    return self.joint_names.index(name)
+  def keypoint_index(self, name: str) -> int:
+    return self.keypoint_names.index(name)
 
   def to_dict(self) -> dict[str, Any]:
     """The set as JSON-ready lists (a dataset's metadata, a workdir's file)."""
-    return {'name': self.name, 'keypoint_names': list(self.joint_names),
+    return {'name': self.name, 'keypoint_names': list(self.keypoint_names),
             'flip_pairs': [list(p) for p in self.flip_pairs],
             'part_pairs': [list(p) for p in self.part_pairs],
             'sigmas': None if self.sigmas is None else list(self.sigmas),
             'groups': {name: [start, end] for name, start, end in self.groups}}
 
   @classmethod
-  def from_dict(cls, values: Mapping[str, Any]) -> 'Skeleton':
+  def from_dict(cls, values: Mapping[str, Any]) -> 'KeypointSet':
     """The inverse of `to_dict`; a pair may name its keypoints instead of
     giving their 0-based indices (a keypoint-set file written by hand), and
     `groups` may be left out."""
@@ -128,7 +131,7 @@ class Skeleton:
       raise ValueError(f'keypoint set {values["name"]!r}: groups must map a name to '
                        f'[start, end), got {groups!r}'[:200])
     sigmas = values.get('sigmas')
-    return cls(name=str(values['name']), joint_names=names,
+    return cls(name=str(values['name']), keypoint_names=names,
                flip_pairs=pairs('flip'), part_pairs=pairs('part'),
                sigmas=None if sigmas is None else tuple(float(v) for v in sigmas),
                groups=tuple(sorted(((str(g), int(r[0]), int(r[1])) for g, r in groups.items()),
@@ -172,63 +175,63 @@ def lsp_to_mpii(keypoints: np.ndarray, status: np.ndarray
   """
   keypoints = np.asarray(keypoints)
   status = np.asarray(status)
-  out_kp = np.zeros(keypoints.shape[:-2] + (_built_in('mpii').num_joints, 2), keypoints.dtype)
-  out_st = np.zeros(status.shape[:-1] + (_built_in('mpii').num_joints,), status.dtype)
+  count = _read_built_in('mpii').num_keypoints
+  out_kp = np.zeros(keypoints.shape[:-2] + (count, 2), keypoints.dtype)
+  out_st = np.zeros(status.shape[:-1] + (count,), status.dtype)
   out_kp[..., LSP_TO_MPII, :] = keypoints
   out_st[..., LSP_TO_MPII] = status
   return out_kp, out_st
 
 
-# config.skeleton -> the joint set of package file keypoint_sets/<name>.json;
-# 'dataset' (DATASET_SKELETON) takes the set from the dataset's metadata
+# config.keypoint_set -> the keypoint set of the file <name>.json beside this
+# module; 'dataset' (DATASET) takes the set from the dataset's metadata
 # (rhpe_jax.data.datasets.resolve_keypoint_set).
 BUILT_IN_NAMES = ('coco', 'coco_wholebody', 'halpe', 'lsp', 'mpii')
-DATASET_SKELETON = 'dataset'
-SKELETON_NAMES = (*BUILT_IN_NAMES, DATASET_SKELETON)
-# The package folder of the built-in keypoint-set files.
-BUILT_IN_FOLDER = 'keypoint_sets'
+DATASET = 'dataset'
+CONFIG_NAMES = (*BUILT_IN_NAMES, DATASET)
 
 
 def built_in_path(name: str) -> str:
   """The shipped keypoint-set file of the built-in set `name`."""
   if name not in BUILT_IN_NAMES:
-    raise ValueError(f'unknown skeleton {name!r}; expected one of {sorted(BUILT_IN_NAMES)}')
-  return os.path.join(os.path.dirname(__file__), BUILT_IN_FOLDER, f'{name}.json')
+    raise ValueError(f'unknown keypoint set {name!r}; expected one of {sorted(BUILT_IN_NAMES)}')
+  return os.path.join(os.path.dirname(__file__), f'{name}.json')
 
 
 @functools.cache
-def _built_in(name: str) -> Skeleton:
+def _read_built_in(name: str) -> KeypointSet:
   with open(built_in_path(name)) as f:
-    return Skeleton.from_dict(json.load(f))
+    return KeypointSet.from_dict(json.load(f))
 
 
 def __getattr__(name: str) -> Any:
-  """MPII, LSP, COCO and SKELETONS, read from the package files on first use
+  """MPII, LSP, COCO and BUILT_IN, read from the package files on first use
   (nothing is read on import)."""
   if name in ('MPII', 'LSP', 'COCO'):
-    return _built_in(name.lower())
-  if name == 'SKELETONS':
-    return {n: _built_in(n) for n in BUILT_IN_NAMES}
+    return _read_built_in(name.lower())
+  if name == 'BUILT_IN':
+    return {n: _read_built_in(n) for n in BUILT_IN_NAMES}
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-def get_skeleton(name: str) -> Skeleton:
-  """Returns the built-in joint set called `name` (BUILT_IN_NAMES)."""
+def built_in(name: str) -> KeypointSet:
+  """Returns the built-in keypoint set called `name` (BUILT_IN_NAMES)."""
   built_in_path(name)  # an unknown name: one line naming the known ones
-  return _built_in(name)
+  return _read_built_in(name)
 
 
-def of_config(config: Any) -> Skeleton:
-  """The joint set a config trains and evaluates: a built-in one by name, or
-  the set a dataset brought (`config.keypoint_set`, filled in from the
+def of_config(config: Any) -> KeypointSet:
+  """The keypoint set a config trains and evaluates: a built-in one by name, or
+  the set a dataset brought (`config.dataset_keypoint_set`, filled in from the
   dataset's metadata by rhpe_jax.data.datasets.resolve_keypoint_set)."""
-  if config.skeleton != DATASET_SKELETON:
-    return get_skeleton(config.skeleton)
-  values = getattr(config, 'keypoint_set', None)
+  if config.keypoint_set != DATASET:
+    return built_in(config.keypoint_set)
+  values = getattr(config, 'dataset_keypoint_set', None)
   if not values:
-    raise ValueError("config.skeleton is 'dataset' but config.keypoint_set is empty: the "
-                     "dataset's keypoint set has not been read (datasets.resolve_keypoint_set)")
-  return Skeleton.from_dict(values)
+    raise ValueError("config.keypoint_set is 'dataset' but config.dataset_keypoint_set is empty: "
+                     "the dataset's keypoint set has not been read "
+                     '(datasets.resolve_keypoint_set)')
+  return KeypointSet.from_dict(values)
 
 
 # Name matching across keypoint sets. A name is lower-cased, its separators
@@ -267,46 +270,46 @@ def infer_flip_pairs(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
 DEFAULT_SIGMA = 0.079
 
 
-def oks_sigmas(joints: Skeleton, default: float = DEFAULT_SIGMA) -> tuple[float, ...]:
+def oks_sigmas(keypoint_set: KeypointSet, default: float = DEFAULT_SIGMA) -> tuple[float, ...]:
   """The OKS sigmas of a set: its own when it has them; otherwise COCO's for
   every keypoint whose canonical name is a COCO keypoint's, and `default`
   for the rest."""
-  if joints.sigmas is not None:
-    return joints.sigmas
-  coco_set = _built_in('coco')
-  coco = {canonical_name(n): s for n, s in zip(coco_set.joint_names, coco_set.sigmas)}
-  return tuple(coco.get(canonical_name(n), default) for n in joints.joint_names)
+  if keypoint_set.sigmas is not None:
+    return keypoint_set.sigmas
+  coco_set = _read_built_in('coco')
+  coco = {canonical_name(n): s for n, s in zip(coco_set.keypoint_names, coco_set.sigmas)}
+  return tuple(coco.get(canonical_name(n), default) for n in keypoint_set.keypoint_names)
 
 
-def match_keypoints(source: Skeleton, target: Skeleton) -> list[int | None]:
+def match_keypoints(source: KeypointSet, target: KeypointSet) -> list[int | None]:
   """For each keypoint of `target`, the index of the `source` keypoint of the
   same canonical name (None where `source` has none): how a trained head is
   carried to another keypoint set. MPII 'r_ankle' is COCO 'right_ankle'."""
-  index = {canonical_name(n): i for i, n in enumerate(source.joint_names)}
-  return [index.get(canonical_name(n)) for n in target.joint_names]
+  index = {canonical_name(n): i for i, n in enumerate(source.keypoint_names)}
+  return [index.get(canonical_name(n)) for n in target.keypoint_names]
 
 
-# The file a training run (or an import) writes its joint set to in its
+# The file a training run (or an import) writes its keypoint set to in its
 # workdir, so that prediction and fine-tuning need no dataset.
 WORKDIR_FILE = 'keypoint_set.json'
 
 
-def save_to_workdir(joints: Skeleton, workdir: str) -> None:
-  """Writes `joints` to `workdir`/WORKDIR_FILE (whole or not at all)."""
+def save_to_workdir(keypoint_set: KeypointSet, workdir: str) -> None:
+  """Writes `keypoint_set` to `workdir`/WORKDIR_FILE (whole or not at all)."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, WORKDIR_FILE)
   with open(path + '.partial', 'w') as f:
-    json.dump(joints.to_dict(), f, indent=1)
+    json.dump(keypoint_set.to_dict(), f, indent=1)
   os.replace(path + '.partial', path)
 
 
-def read_from_workdir(workdir: str) -> Skeleton | None:
-  """The joint set a run left in `workdir`, or None when it left none."""
+def read_from_workdir(workdir: str) -> KeypointSet | None:
+  """The keypoint set a run left in `workdir`, or None when it left none."""
   path = os.path.join(workdir, WORKDIR_FILE)
   if not os.path.exists(path):
     return None
   with open(path) as f:
     try:
-      return Skeleton.from_dict(json.load(f))
+      return KeypointSet.from_dict(json.load(f))
     except (json.JSONDecodeError, ValueError) as error:
       raise ValueError(f'{path}: not a keypoint set ({error})') from None
