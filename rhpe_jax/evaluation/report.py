@@ -74,7 +74,7 @@ def persons_count(num_in_split: int, predictions: dict, table: dict | None,
   without_torso = int((table or {}).get('persons_without_torso', 0))
   left_out = {}
   if num_in_split > evaluated:
-    left_out[f'not among the first {num_examples} (--num_examples)' if num_examples
+    left_out[f'not among the first {num_examples} (num_examples)' if num_examples
              else 'outside the requested slice of the split'] = num_in_split - evaluated
   if table is not None and without_joints:
     left_out['no annotated joints'] = without_joints

@@ -110,8 +110,8 @@ def test_a_subset_when_asked_for(tiny_data_dir, tiny_workdir, tmp_path,
                                       num_examples=4, flip=True)  # flip: the step compiled above
   printed = capsys.readouterr().out
   assert subset['num_persons'] == 4
-  assert subset['persons']['left_out'] == {'not among the first 4 (--num_examples)': 2}
-  assert 'scored 4 of 6 persons; left out: 2 not among the first 4 (--num_examples)' in printed
+  assert subset['persons']['left_out'] == {'not among the first 4 (num_examples)': 2}
+  assert 'scored 4 of 6 persons; left out: 2 not among the first 4 (num_examples)' in printed
   written = json.loads((tmp_path / 'b' / 'results.json').read_text())
   assert written['persons'] == subset['persons']
   # Persons without a torso, counted by hand from the ground truth: none here,
