@@ -34,6 +34,17 @@ smoothing on), --steps runs, and gives each stage's share of the time
 
   python -m experiments.benchmark --what=predict_video \
       --config=experiments/configs/lspet_sample.py --frames=60 --steps=3
+
+--what=first_prediction times what a user's first call costs: --steps fresh
+interpreters, one after the other, each importing rhpe_jax, building
+PoseEstimator.from_workdir (JAX) or .from_export (onnxruntime, where the ONNX
+packages are installed) on an untrained checkpoint of the config's network,
+and predicting one LSPET image of ../shared/data/lspet_sample; the medians of
+the whole and of its parts (import, load, predict), the modules loaded and
+whether TensorFlow or JAX was among them:
+
+  python -m experiments.benchmark --what=first_prediction \
+      --config=experiments/configs/demo.py --steps=3
 """
 from __future__ import annotations
 
@@ -47,13 +58,15 @@ from rhpe_jax import cli
 
 FLAGS = flags.FLAGS
 REPO = pathlib.Path(__file__).resolve().parents[1]
+# The image of --what=first_prediction.
+FIRST_IMAGE = 'im00001.jpg'
 
 
 def define_flags() -> None:
   config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
   flags.DEFINE_enum('what', 'train_step',
                     ['train_step', 'inference', 'input_pipeline', 'tflite', 'onnx',
-                     'predict_folder', 'predict_video'],
+                     'predict_folder', 'predict_video', 'first_prediction'],
                     'What to measure.')
   flags.DEFINE_integer('frames', 30, 'With --what=predict_video: how many frames of the clip.')
   flags.DEFINE_integer('images', 48, 'With --what=predict_folder: how many LSPET images.')
@@ -89,7 +102,8 @@ def main(argv):
                 image_folder=REPO.parent / 'shared' / 'data' / 'lspet_sample' / 'images',
                 tflite=FLAGS.tflite, torch=torch if FLAGS.compare_torch else None,
                 frames=FLAGS.frames, onnx=FLAGS.onnx,
-                clip=REPO.parent / 'shared' / 'data' / 'video_sample' / 'basketball_300frames.mp4')
+                clip=REPO.parent / 'shared' / 'data' / 'video_sample' / 'basketball_300frames.mp4',
+                image=REPO.parent / 'shared' / 'data' / 'lspet_sample' / 'images' / FIRST_IMAGE)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Benchmarks: the training step, inference, the input pipeline, TFLite,
-onnxruntime and folder prediction, each printed as one JSON line (experiments/benchmark.py
-has the command line and what each line holds).
+onnxruntime, folder and video prediction and the time to a fresh process's
+first prediction, each printed as one JSON line (experiments/benchmark.py has
+the command line and what each line holds).
 
 Step times are medians over timed runs after a warm-up; FLOPs are the
 project's count (rhpe_jax.model.flops: XLA's cost analysis misses cuDNN's
@@ -17,6 +18,7 @@ import os
 import pathlib
 import statistics
 import subprocess
+import sys
 import time
 
 import jax
@@ -29,7 +31,8 @@ from rhpe_jax.perf import hardware
 from rhpe_jax.training import steps as step_lib
 
 STEPS = ('train_step', 'inference')
-WHAT = STEPS + ('input_pipeline', 'tflite', 'onnx', 'predict_folder', 'predict_video')
+WHAT = STEPS + ('input_pipeline', 'tflite', 'onnx', 'predict_folder', 'predict_video',
+                 'first_prediction')
 
 
 def peak_memory_bytes(device: jax.Device) -> int | None:
@@ -331,6 +334,74 @@ def benchmark_predict_folder(config, batch: int, num_images: int, runs: int,
   return out
 
 
+# What a user's first call does, in a fresh interpreter: import, load, one
+# image (argv: the PoseEstimator constructor, its folder, the image).
+_FIRST_PREDICTION = """
+import json, sys, time
+start = time.perf_counter()
+from rhpe_jax import PoseEstimator
+imported = time.perf_counter()
+estimator = getattr(PoseEstimator, sys.argv[1])(sys.argv[2])
+loaded = time.perf_counter()
+poses = estimator.predict(sys.argv[3])
+done = time.perf_counter()
+print(json.dumps({'import_s': imported - start, 'load_s': loaded - imported,
+                  'predict_s': done - loaded, 'seconds': done - start,
+                  'modules': len(sys.modules), 'persons': len(poses.keypoints),
+                  'tensorflow': 'tensorflow' in sys.modules, 'jax': 'jax' in sys.modules}))
+"""
+
+
+def benchmark_first_prediction(config, runs: int, image: pathlib.Path) -> list[dict]:
+  """Seconds from a fresh interpreter's first line to one image's poses
+  (import rhpe_jax, PoseEstimator.from_workdir or .from_export, predict),
+  for the config's network at its initial weights; medians over `runs`
+  processes run one after the other, with the modules each one loaded and
+  whether TensorFlow or JAX was among them. from_export is measured where
+  the ONNX packages are installed."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.deploy import export  # pylint: disable=g-import-not-at-top
+  from rhpe_jax.deploy import onnx_export  # pylint: disable=g-import-not-at-top
+  if not pathlib.Path(image).is_file():
+    raise FileNotFoundError(f'image {image} does not exist')
+  out = []
+  with tempfile.TemporaryDirectory() as tmp:
+    workdir = pathlib.Path(tmp) / 'run'
+    save_untrained(config, workdir)
+    checkpoints.save_config(config, str(workdir))
+    sources = {'from_workdir': workdir}
+    try:
+      onnx_export.check_packages()
+    except onnx_export.MissingPackage as missing:
+      print(f'from_export not measured: {missing}', file=sys.stderr, flush=True)
+    else:
+      export.export_checkpoint(config, str(workdir), str(pathlib.Path(tmp) / 'export'),
+                               formats=('onnx',))
+      sources['from_export'] = pathlib.Path(tmp) / 'export'
+    for via, folder in sources.items():
+      results = []
+      for _ in range(runs):
+        done = subprocess.run([sys.executable, '-c', _FIRST_PREDICTION, via, str(folder),
+                               str(image)], capture_output=True, text=True, check=False)
+        if done.returncode:
+          raise RuntimeError(f'{via}: {done.stderr.strip().splitlines()[-1:]}')
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+      median = lambda key: round(statistics.median(r[key] for r in results), 3)
+      line = {'what': 'first_prediction', 'via': via, 'image': pathlib.Path(image).name,
+              'image_size': config.input_size, 'width': config.width,
+              'num_iterations': config.num_iterations, 'runs': runs,
+              **{key: median(key) for key in ('seconds', 'import_s', 'load_s', 'predict_s')},
+              'seconds_runs': [round(r['seconds'], 3) for r in results],
+              'modules': int(median('modules')),
+              'tensorflow_imported': any(r['tensorflow'] for r in results),
+              'jax_imported': any(r['jax'] for r in results),
+              'cores': len(os.sched_getaffinity(0))}
+      print(json.dumps(line), flush=True)
+      out.append(line)
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class TorchComparison:
   """How to time the PyTorch reference (experiments/torch_timing.py run by
@@ -390,7 +461,8 @@ def compare_torch(torch: TorchComparison, ours: dict, what: str, batch: int, ima
 def run(what: str, config, *, batch: int, image_size: int | None, steps: int,
         unroll: int | None, images: int, image_folder: pathlib.Path, tflite: str | None,
         torch: TorchComparison | None, frames: int = 30,
-        clip: pathlib.Path | None = None, onnx: str | None = None) -> None:
+        clip: pathlib.Path | None = None, onnx: str | None = None,
+        image: pathlib.Path | None = None) -> None:
   """The command line's measurement `what`, printed as JSON lines (module docstring)."""
   image_size = image_size or config.input_size
   if what == 'input_pipeline':
@@ -405,6 +477,9 @@ def run(what: str, config, *, batch: int, image_size: int | None, steps: int,
   elif what == 'predict_video':
     config.input_size = image_size
     benchmark_predict_video(config, frames, max(1, steps), clip)
+  elif what == 'first_prediction':
+    config.input_size = image_size
+    benchmark_first_prediction(config, max(1, steps), image)
   elif what in STEPS:
     if torch:
       check_torch_comparison(torch, config)
