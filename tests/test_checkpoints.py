@@ -413,3 +413,9 @@ def test_a_config_file_written_before_the_keypoint_set_had_one_name_still_reads(
       'warning: config.skeleton is now config.keypoint_set; the old name works for now',
       'warning: config.init_from_skeleton is now config.init_from_keypoint_set; the old name '
       'works for now']
+  # A run on a built-in set wrote its (empty) dataset set under keypoint_set.
+  old = {'skeleton': 'lsp', 'keypoint_set': None, 'init_from_skeleton': ''}
+  (tmp_path / checkpoints.CONFIG_FILE).write_text(json.dumps(old))
+  read = checkpoints.config_of_workdir(str(tmp_path))
+  assert (read.keypoint_set, read.dataset_keypoint_set, read.init_from_keypoint_set) == (
+      'lsp', None, '')

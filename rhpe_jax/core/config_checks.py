@@ -218,13 +218,20 @@ def upgrade_old_keys(config: Any) -> None:
   """Moves the keys a config still sets under an old name
   (config_lib.RENAMED_KEYS) to their new names, in place (a dict or a
   ConfigDict, locked or not), with one `warning:` line each; the dict the old
-  `keypoint_set` held goes to `dataset_keypoint_set`. Raises ValueError when
-  a config sets an old key and its new one to different values."""
+  `keypoint_set` held goes to `dataset_keypoint_set` (None, as runs with a
+  built-in set wrote it: replaced). Raises ValueError when a config sets an
+  old key and its new one to different values."""
+  upgrades = []
+  if _is_mapping(config.get('keypoint_set')):  # the old meaning: the dataset's set
+    upgrades.append(('keypoint_set', 'dataset_keypoint_set'))
+  upgrades += [(old, new) for old, new in config_lib.RENAMED_KEYS.items() if old in config]
+  if not upgrades:
+    return
   defaults = config_lib.default_config()
 
   def move(old: str, new: str) -> None:
     value = config[old]
-    if new in config and config[new] not in (value, defaults.get(new)):
+    if new in config and config[new] not in (value, defaults.get(new), None):
       raise ValueError(f'config.{old} = {value!r} and config.{new} = {config[new]!r}: '
                        f'config.{old} is the old name of config.{new}; set config.{new} only')
     del config[old]
@@ -232,12 +239,6 @@ def upgrade_old_keys(config: Any) -> None:
       del config[new]  # a ConfigDict keeps a key's type: a new value of another type
     config[new] = value
 
-  upgrades = []
-  if _is_mapping(config.get('keypoint_set')):  # the old meaning: the dataset's set
-    upgrades.append(('keypoint_set', 'dataset_keypoint_set'))
-  upgrades += [(old, new) for old, new in config_lib.RENAMED_KEYS.items() if old in config]
-  if not upgrades:
-    return
   unlocked = config.unlocked() if hasattr(config, 'unlocked') else contextlib.nullcontext()
   with unlocked:
     for old, new in upgrades:
