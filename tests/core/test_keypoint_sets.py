@@ -6,8 +6,8 @@ from rhpe_jax.core import keypoint_sets
 
 
 def test_flip_pairs_inferred_from_names_are_the_hand_written_ones():
-  for joints in (keypoint_sets.MPII, keypoint_sets.LSP, keypoint_sets.COCO):
-    assert keypoint_sets.infer_flip_pairs(joints.keypoint_names) == joints.flip_pairs
+  for keypoint_set in (keypoint_sets.MPII, keypoint_sets.LSP, keypoint_sets.COCO):
+    assert keypoint_sets.infer_flip_pairs(keypoint_set.keypoint_names) == keypoint_set.flip_pairs
   # Every spelling the issue names, a side without a partner, a centre point.
   names = ['Left Knee', 'Right Knee', 'l_wrist', 'r_wrist', 'leftEye', 'rightEye',
            'left_tail', 'nose']
@@ -35,8 +35,8 @@ def test_oks_sigmas_by_rule():
 
 
 def test_metadata_round_trip_and_bad_sets():
-  for joints in (keypoint_sets.MPII, keypoint_sets.LSP, keypoint_sets.COCO):
-    assert keypoint_sets.KeypointSet.from_dict(joints.to_dict()) == joints
+  for keypoint_set in (keypoint_sets.MPII, keypoint_sets.LSP, keypoint_sets.COCO):
+    assert keypoint_sets.KeypointSet.from_dict(keypoint_set.to_dict()) == keypoint_set
   good = keypoint_sets.LSP.to_dict()
   bad = [(dict(good, part_pairs=[[0, 14]]), r'part pair \(0, 14\)'),
          (dict(good, flip_pairs=[[0, 5], [5, 1]]), 'two flip pairs'),
@@ -51,13 +51,14 @@ def test_metadata_round_trip_and_bad_sets():
 def test_built_in_sets_are_the_shipped_files():
   assert keypoint_sets.built_in('coco') is keypoint_sets.COCO
   for name in keypoint_sets.BUILT_IN_NAMES:
-    joints = keypoint_sets.built_in(name)
-    assert joints.name == name
+    keypoint_set = keypoint_sets.built_in(name)
+    assert keypoint_set.name == name
     # A flip is an involution that maps a left keypoint to a right one.
-    perm = joints.flip_permutation
-    assert list(perm[perm]) == list(range(joints.num_keypoints))
-    for a, b in joints.flip_pairs:  # the face's points have no side in their names
-      left, right = sorted(keypoint_sets.canonical_name(joints.keypoint_names[i]) for i in (a, b))
+    perm = keypoint_set.flip_permutation
+    assert list(perm[perm]) == list(range(keypoint_set.num_keypoints))
+    for a, b in keypoint_set.flip_pairs:  # the face's points have no side in their names
+      names = keypoint_set.keypoint_names
+      left, right = sorted(keypoint_sets.canonical_name(names[i]) for i in (a, b))
       assert right == left.replace('left_', 'right_', 1) or left.startswith('face')
   with pytest.raises(ValueError, match="unknown keypoint set 'crowdpose'"):
     keypoint_sets.built_in('crowdpose')
@@ -104,13 +105,13 @@ def test_halpe_is_the_documented_136():
 
 
 def test_a_hand_written_set_names_its_pairs_and_groups():
-  joints = keypoint_sets.KeypointSet.from_dict({
+  keypoint_set = keypoint_sets.KeypointSet.from_dict({
       'name': 'toy', 'keypoint_names': ['nose', 'left_eye', 'right_eye', 'tail'],
       'flip_pairs': [['left_eye', 'right_eye']], 'part_pairs': [['nose', 'tail'], [0, 1]],
       'groups': {'head': [0, 3], 'tail': [3, 4]}})
-  assert joints.flip_pairs == ((1, 2),) and joints.part_pairs == ((0, 3), (0, 1))
-  assert joints.groups == (('head', 0, 3), ('tail', 3, 4))
-  assert keypoint_sets.KeypointSet.from_dict(joints.to_dict()) == joints
+  assert keypoint_set.flip_pairs == ((1, 2),) and keypoint_set.part_pairs == ((0, 3), (0, 1))
+  assert keypoint_set.groups == (('head', 0, 3), ('tail', 3, 4))
+  assert keypoint_sets.KeypointSet.from_dict(keypoint_set.to_dict()) == keypoint_set
   # A config holds the set as a ConfigDict, which sorts keys by name: the
   # groups come back in the order of their ranges.
   import ml_collections  # pylint: disable=g-import-not-at-top
@@ -118,7 +119,7 @@ def test_a_hand_written_set_names_its_pairs_and_groups():
   config = ml_collections.ConfigDict({'keypoint_set': 'dataset',
                                      'dataset_keypoint_set': wholebody.to_dict()})
   assert keypoint_sets.of_config(config) == wholebody
-  good = joints.to_dict()
+  good = keypoint_set.to_dict()
   for values, message in [(dict(good, flip_pairs=[['left_eye', 'ear']]), "'ear', which is not"),
                           (dict(good, part_pairs=[[0.5, 1]]), 'neither a 0-based index'),
                           (dict(good, groups={'a': [2, 9]}), 'not named ranges'),

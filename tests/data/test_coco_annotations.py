@@ -77,11 +77,11 @@ def test_keypoints_status_boxes_and_skips(tmp_path):
 
 def test_keypoint_set_from_the_category(tmp_path):
   got = ca.load(_file(tmp_path, [_ann(1, 7, KP)]))
-  joints = got.keypoint_set
-  assert joints.keypoint_names == tuple(NAMES)
-  assert joints.part_pairs == ((0, 1), (0, 2), (3, 4))  # 1-based in the file
-  assert joints.flip_pairs == ((1, 2), (3, 4))  # left/right_eye, l/r_wrist
-  assert joints.name == 'person' and got.category_ids == (1,)
+  keypoint_set = got.keypoint_set
+  assert keypoint_set.keypoint_names == tuple(NAMES)
+  assert keypoint_set.part_pairs == ((0, 1), (0, 2), (3, 4))  # 1-based in the file
+  assert keypoint_set.flip_pairs == ((1, 2), (3, 4))  # left/right_eye, l/r_wrist
+  assert keypoint_set.name == 'person' and got.category_ids == (1,)
   over = ca.load(_file(tmp_path, [_ann(1, 7, KP)]), name='mine', flip_pairs=[[1, 2]],
                  part_pairs=[[0, 4]])
   assert (over.keypoint_set.name, over.keypoint_set.flip_pairs,

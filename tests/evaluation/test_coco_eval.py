@@ -264,11 +264,11 @@ def test_wholebody_group_ap_is_xtcocotools_on_the_file(tmp_path):
   path = tmp_path / 'coco_wholebody_val_v1.0.json'
   path.write_text(json.dumps(data))
   read = coco_annotations.load(path, set_file=coco_annotations.built_in_set_file('coco_wholebody'))
-  joints = read.keypoint_set
+  keypoint_set = read.keypoint_set
   results = keypoint_formats.wholebody_results(data, {'lefthand_kpts': (3.0, -2.0)})
   ours = coco_eval.group_scores(_file_ground_truth(read),
-                                keypoint_formats.joined_results(results), joints.sigmas,
-                                joints.groups)
+                                keypoint_formats.joined_results(results), keypoint_set.sigmas,
+                                keypoint_set.groups)
   assert list(ours) == ['body', 'foot', 'face', 'lefthand', 'righthand', 'wholebody']
   # By hand: only the left hand moved.
   for name in ('body', 'foot', 'face', 'righthand'):
@@ -283,9 +283,9 @@ def test_wholebody_group_ap_is_xtcocotools_on_the_file(tmp_path):
     warnings.simplefilter('ignore', UserWarning)  # no per-part scores: it uses `score`
     gt = COCO(str(path))
     dt = gt.loadRes(copy.deepcopy(results))
-    for name, start, end in joints.groups + ((coco_eval.WHOLE_GROUP, 0, 133),):
+    for name, start, end in keypoint_set.groups + ((coco_eval.WHOLE_GROUP, 0, 133),):
       kind = 'keypoints' if name == 'body' else f'keypoints_{name}'
-      ev = COCOeval(gt, dt, kind, np.array(joints.sigmas[start:end]), use_area=True)
+      ev = COCOeval(gt, dt, kind, np.array(keypoint_set.sigmas[start:end]), use_area=True)
       ev.evaluate()
       ev.accumulate()
       ev.summarize()

@@ -187,13 +187,13 @@ def test_the_manifest_holds_the_processing(onnx_export, tiny_data_dir):
   from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   config = tiny_config(tiny_data_dir)
   section = json.loads((onnx_export / 'manifest.json').read_text())['processing']
-  joints = keypoint_sets.of_config(config)
+  keypoint_set = keypoint_sets.of_config(config)
   assert section['input_size'] == 64 and section['stride'] == 4  # 2 poolings of 2
   assert section['box_scale'] == config.box_scale
   assert section['normalisation']['mean'] == 128.0 and section['normalisation']['scale'] == 256.0
-  assert section['keypoint_names'] == list(joints.keypoint_names)
-  assert section['skeleton'] == [list(p) for p in joints.part_pairs]
-  assert section['flip_pairs'] == [list(p) for p in joints.flip_pairs]
+  assert section['keypoint_names'] == list(keypoint_set.keypoint_names)
+  assert section['skeleton'] == [list(p) for p in keypoint_set.part_pairs]
+  assert section['flip_pairs'] == [list(p) for p in keypoint_set.flip_pairs]
 
 
 @pytest.mark.slow

@@ -31,8 +31,8 @@ def test_an_mpii_network_starts_a_14_keypoint_run(coco_format_builds, tiny_data_
   from rhpe_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from rhpe_jax.training import loop, steps  # pylint: disable=g-import-not-at-top
   config = _config(tiny_data_dir, tiny_workdir, coco_format_builds['lspet'][2])
-  joints = datasets.resolve_keypoint_set(config)
-  assert joints.num_keypoints == 14 and joints.keypoint_names[0] == 'right_ankle'
+  keypoint_set = datasets.resolve_keypoint_set(config)
+  assert keypoint_set.num_keypoints == 14 and keypoint_set.keypoint_names[0] == 'right_ankle'
   fresh = steps.create_train_state(config, jax.random.key(1), steps_per_epoch=2)
   started = loop.start_from_checkpoint(config, fresh)
   source, _ = checkpoints.read_variables(str(tiny_workdir), 'latest')
@@ -70,8 +70,8 @@ def test_a_coco_network_starts_a_wholebody_run(wholebody_build, tiny_data_dir, t
   manager.close()
   config = _config(tiny_data_dir, coco_run, wholebody_build[2])
   config.init_from_keypoint_set = 'coco'
-  joints = datasets.resolve_keypoint_set(config)
-  assert joints.name == 'coco_wholebody' and joints.num_keypoints == 133
+  keypoint_set = datasets.resolve_keypoint_set(config)
+  assert keypoint_set.name == 'coco_wholebody' and keypoint_set.num_keypoints == 133
   fresh = steps.create_train_state(config, jax.random.key(1), steps_per_epoch=2)
   started = loop.start_from_checkpoint(config, fresh)
   source, _ = checkpoints.read_variables(str(coco_run), 'latest')
