@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -64,11 +64,12 @@ def load_json(path: str, what: str, kind: type = list) -> Any:
 
 
 def read_detections(path: str, *, score_threshold: float = 0.0,
-                    category_id: int = PERSON_CATEGORY_ID) -> dict[int, list[dict[str, Any]]]:
-  """A detector's boxes (COCO results format) by image id: records of
-  `category_id` (a record without one is a person detector's: a person)
-  whose score is at least `score_threshold`, best first; empty boxes are
-  left out.
+                    category_ids: Collection[int] = (PERSON_CATEGORY_ID,)
+                    ) -> dict[int, list[dict[str, Any]]]:
+  """A detector's boxes (COCO results format) by image id, each {'bbox',
+  'score', 'category_id'}: records of one of `category_ids` (a record
+  without one is a person detector's: a person) whose score is at least
+  `score_threshold`, best first; empty boxes are left out.
   Raises ValueError with one line naming the file and the record at fault."""
   records = load_json(path, 'detections file')
   boxes: dict[int, list[dict[str, Any]]] = {}
@@ -83,12 +84,13 @@ def read_detections(path: str, *, score_threshold: float = 0.0,
       raise ValueError(f'{where}: bbox must be [x, y, width, height], got {bbox!r}')
     if not _is_number(score):
       raise ValueError(f'{where}: score must be a number, got {score!r}')
-    if record.get('category_id', PERSON_CATEGORY_ID) != category_id or score < score_threshold:
+    category = record.get('category_id', PERSON_CATEGORY_ID)
+    if category not in category_ids or score < score_threshold:
       continue
     if bbox[2] <= 0 or bbox[3] <= 0:
       continue  # an empty box: no person to crop
     boxes.setdefault(int(record['image_id']), []).append(
-        {'bbox': [float(v) for v in bbox], 'score': float(score)})
+        {'bbox': [float(v) for v in bbox], 'score': float(score), 'category_id': int(category)})
   for image_boxes in boxes.values():
     image_boxes.sort(key=lambda b: -b['score'])
   return boxes

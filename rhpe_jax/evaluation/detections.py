@@ -1,7 +1,10 @@
 """COCO keypoint AP with a person detector's boxes (top-down evaluation):
 every detection box of an image of the split becomes a crop, the network's
 keypoints in it become a COCO result scored box score x mean peak, and
-COCOeval scores them against the split's ground truth.
+COCOeval scores them against the split's ground truth. The detector's boxes
+of every category the ground truth holds are used, each result in its box's
+category (the species of a merged keypoint set, such as AP-10K's, score
+apart as COCOeval does).
 
 The persons are predicted as every prediction from boxes is
 (rhpe_jax.inference.estimator.PoseEstimator: the window of `box_scale` x the
@@ -40,8 +43,8 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
   keys = (('keypoints', 'keypoint_status', 'crop_to_image', 'image_name')
           + coco_eval.PERSON_FIELDS + input_pipeline.CROWD_KEYS)
   ds = ds.map(lambda ex: {k: ex[k] for k in keys if k in ex})
-  rows: dict[str, list] = {k: [] for k in ('image_id', 'annotation_id', 'keypoints', 'status',
-                                           'bbox', 'area')}
+  rows: dict[str, list] = {k: [] for k in ('image_id', 'annotation_id', 'category_id',
+                                           'keypoints', 'status', 'bbox', 'area')}
   regions: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {
       kind: {} for kind in input_pipeline.REGION_KINDS}
   names: dict[int, str] = {}
@@ -50,6 +53,8 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
     affine = np.asarray(ex['crop_to_image'], np.float64)
     rows['image_id'].append(image_id)
     rows['annotation_id'].append(int(ex['coco_annotation_id']))
+    # A build before categories were kept (1.0.0) holds persons only.
+    rows['category_id'].append(int(ex.get('coco_category_id', coco_results.PERSON_CATEGORY_ID)))
     rows['keypoints'].append(ex['keypoints'] @ affine[:, :2].T + affine[:, 2])
     rows['status'].append(ex['keypoint_status'])
     rows['bbox'].append(ex['bbox'])
@@ -66,7 +71,7 @@ def split_ground_truth(config: ml_collections.ConfigDict, split: str
       rows['image_id'], rows['annotation_id'], np.stack(rows['keypoints']),
       np.stack(rows['status']), np.stack(rows['bbox']), np.array(rows['area']),
       keypoint_names=keypoint_set.keypoint_names, crowd=regions['crowd'],
-      unlabelled=regions['unlabelled'])
+      unlabelled=regions['unlabelled'], category_id=rows['category_id'])
   return ground_truth, names
 
 
@@ -85,7 +90,7 @@ def box_results(estimator: estimator_lib.PoseEstimator,
                 boxes: Mapping[int, list[dict[str, Any]]], image_paths: Mapping[int, str]
                 ) -> list[dict[str, Any]]:
   """COCO keypoint results of `estimator` in every box of `boxes` (image id
-  -> [{'bbox', 'score'}], `coco_results.read_detections`) on the images of
+  -> [{'bbox', 'score', 'category_id'}], `coco_results.read_detections`) on the images of
   `image_paths` (image id -> file, read in their stored frame); boxes of
   other images are left out."""
   records: list[dict[str, Any]] = []
@@ -96,6 +101,7 @@ def box_results(estimator: estimator_lib.PoseEstimator,
     poses = estimator.predict(image, [box['bbox'] for box in boxes[image_id]])
     for box, keypoints, scores in zip(boxes[image_id], poses.keypoints, poses.scores):
       records.append(coco_results.keypoint_result(image_id, keypoints, scores,
+                                                  category_id=box['category_id'],
                                                   box_score=box['score']))
   return records
 
@@ -112,7 +118,11 @@ def evaluate_boxes(config: ml_collections.ConfigDict, variables: Mapping[str, An
   ground_truth, names = split_ground_truth(config, split)
   if annotations:
     ground_truth = restrict_to_images(coco_eval.load_ground_truth(annotations), names)
-  boxes = coco_results.read_detections(boxes_path, score_threshold=score_threshold)
+  # The detector's boxes of the categories the ground truth scores (a
+  # merged keypoint set's species, or persons).
+  categories = {int(a['category_id']) for a in ground_truth['annotations']}
+  boxes = coco_results.read_detections(boxes_path, score_threshold=score_threshold,
+                                       category_ids=categories)
   paths = {}
   for image_id, name in names.items():
     path = os.path.join(image_dir, name)

@@ -43,13 +43,17 @@ def test_read_detections_filters_and_orders(tmp_path):
       {'image_id': 3, 'category_id': 1, 'bbox': [1, 1, 0, 4], 'score': 0.8},  # empty
   ]))
   assert coco_results.read_detections(str(path)) == {
-      2: [{'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.9},
-          {'bbox': [0.0, 0.0, 10.0, 20.0], 'score': 0.4}],
-      3: [{'bbox': [1.0, 1.0, 4.0, 4.0], 'score': 0.1}]}
+      2: [{'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.9, 'category_id': 1},
+          {'bbox': [0.0, 0.0, 10.0, 20.0], 'score': 0.4, 'category_id': 1}],
+      3: [{'bbox': [1.0, 1.0, 4.0, 4.0], 'score': 0.1, 'category_id': 1}]}
   assert coco_results.read_detections(str(path), score_threshold=0.4) == {
-      2: [{'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.9},
-          {'bbox': [0.0, 0.0, 10.0, 20.0], 'score': 0.4}]}  # at least the threshold
-  assert list(coco_results.read_detections(str(path), category_id=3)) == [2]
+      2: [{'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.9, 'category_id': 1},
+          {'bbox': [0.0, 0.0, 10.0, 20.0], 'score': 0.4, 'category_id': 1}]}  # at least
+  assert coco_results.read_detections(str(path), category_ids=(3,)) == {
+      2: [{'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.99, 'category_id': 3}]}
+  both = coco_results.read_detections(str(path), category_ids=(1, 3), score_threshold=0.5)
+  assert both == {2: [{'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.99, 'category_id': 3},
+                      {'bbox': [5.0, 5.0, 10.0, 20.0], 'score': 0.9, 'category_id': 1}]}
 
 
 @pytest.mark.parametrize('text, words', [

@@ -275,6 +275,61 @@ def test_detections_on_other_images_are_ignored_and_bad_files_named(coco_data_di
     report.evaluate_checkpoint(config, str(coco_workdir), boxes=str(boxes))
 
 
+def _two_categories(data):
+  """`data` with its labelled persons alternating between categories 1 and 2,
+  both naming the same keypoints (a merged keypoint set, as AP-10K's
+  species): a copy."""
+  data = copy.deepcopy(data)
+  persons = [a for a in data['annotations'] if not a['iscrowd'] and a['num_keypoints'] > 0]
+  for n, a in enumerate(persons):
+    a['category_id'] = 1 + n % 2
+  data['categories'].append(dict(data['categories'][0], id=2, name='other'))
+  return data
+
+
+def _iou(a, b):
+  x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+  x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+  inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+  return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def test_detections_of_every_category_of_a_merged_set_score_in_their_category(
+    coco_workdir, tmp_path):
+  """A build whose persons belong to two categories (one keypoint set): the
+  detector's boxes of both are predicted, each result keeps its box's
+  category, and the scores are pycocotools' on the same two-category file."""
+  import tensorflow_datasets as tfds
+  from rhpe_jax.evaluation import report
+  data = _two_categories(_annotations())
+  data_dir = tmp_path / 'data'
+  tfds.dataset_builders.store_as_tfds_dataset(
+      name='rhpe_coco_pose', version='1.0.0', data_dir=data_dir, features=_features(),
+      split_datasets={'validation': list(enumerate(_examples(data)))})
+  # Each detection in the category of the labelled person it covers best.
+  persons = [a for a in data['annotations'] if not a['iscrowd'] and a['num_keypoints'] > 0]
+  detections = []
+  for box in json.loads((SAMPLE / 'person_detections.json').read_text()):
+    if box['score'] >= 0.3:
+      overlaps = [(_iou(box['bbox'], a['bbox']), a['category_id']) for a in persons
+                  if a['image_id'] == box['image_id']]
+      detections.append(dict(box, category_id=max(overlaps, default=(0, 1))[1]))
+  assert {d['category_id'] for d in detections} == {1, 2}
+  boxes = tmp_path / 'boxes.json'
+  boxes.write_text(json.dumps(detections + [dict(detections[0], category_id=3)]))  # a car
+  out = tmp_path / 'out'
+  results = report.evaluate_checkpoint(_config(data_dir), str(coco_workdir), output_dir=str(out),
+                                       boxes=str(boxes), image_dir=str(SAMPLE / 'images'),
+                                       verbose=False)
+  records = json.loads((out / 'coco_results.json').read_text())
+  assert results['coco_detections']['boxes_scored'] == len(records) == len(detections)
+  ordered = sorted(detections, key=lambda d: (d['image_id'], -d['score']))
+  assert [r['category_id'] for r in records] == [d['category_id'] for d in ordered]
+  scores = results['coco_detections']['scores']
+  np.testing.assert_allclose(_pycocotools(data, records), [scores[n] for n in scores],
+                             atol=1e-12)
+
+
 def test_a_whole_body_set_gets_a_row_per_group(tmp_path, capsys):
   """The report's COCO table of a set with groups (COCO-WholeBody): one row
   per group and the whole body, COCOeval's numbers of each as
