@@ -55,6 +55,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from rhpe_jax import cli
+from rhpe_jax.perf import measurements
 
 FLAGS = flags.FLAGS
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -64,10 +65,7 @@ FIRST_IMAGE = 'im00001.jpg'
 
 def define_flags() -> None:
   config_flags.DEFINE_config_file('config', 'experiments/configs/mpii.py', 'Training config.')
-  flags.DEFINE_enum('what', 'train_step',
-                    ['train_step', 'inference', 'input_pipeline', 'tflite', 'onnx',
-                     'predict_folder', 'predict_video', 'first_prediction'],
-                    'What to measure.')
+  flags.DEFINE_enum('what', 'train_step', measurements.WHAT, 'What to measure.')
   flags.DEFINE_integer('frames', 30, 'With --what=predict_video: how many frames of the clip.')
   flags.DEFINE_integer('images', 48, 'With --what=predict_folder: how many LSPET images.')
   flags.DEFINE_integer('batch', 2, 'Batch size (per device for steps; per host for the '

@@ -28,11 +28,8 @@ from rhpe_jax import model as model_lib
 from rhpe_jax.core import keypoint_sets
 from rhpe_jax.model import flops as flops_lib
 from rhpe_jax.perf import hardware
+from rhpe_jax.perf.measurements import STEPS, WHAT
 from rhpe_jax.training import steps as step_lib
-
-STEPS = ('train_step', 'inference')
-WHAT = STEPS + ('input_pipeline', 'tflite', 'onnx', 'predict_folder', 'predict_video',
-                 'first_prediction')
 
 
 def peak_memory_bytes(device: jax.Device) -> int | None:
