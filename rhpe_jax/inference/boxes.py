@@ -131,7 +131,6 @@ def predict_boxes(config: Any, workdir: str, boxes: str, images: str, output: st
   exit status (1 if an image failed, 130 when interrupted: the same call
   resumes)."""
   from rhpe_jax import checkpoints  # pylint: disable=g-import-not-at-top
-  from rhpe_jax.core import keypoint_sets  # pylint: disable=g-import-not-at-top
   config = checkpoints.config_of_workdir(workdir, config)
   threshold = check_score_threshold(box_score_threshold)
   out, progress = output_paths(output)

@@ -24,7 +24,8 @@ def test_canonical_names_and_matching_across_sets():
   assert mpii_for_coco == [None] * 5 + [13, 12, 14, 11, 15, 10, 3, 2, 4, 1, 5, 0]
   assert keypoint_sets.match_keypoints(keypoint_sets.MPII, keypoint_sets.LSP) == [
       0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15, 8, 9]  # as LSP_TO_MPII says
-  assert keypoint_sets.match_keypoints(keypoint_sets.MPII, keypoint_sets.LSP) == list(keypoint_sets.LSP_TO_MPII)
+  assert (keypoint_sets.match_keypoints(keypoint_sets.MPII, keypoint_sets.LSP)
+          == list(keypoint_sets.LSP_TO_MPII))
 
 
 def test_oks_sigmas_by_rule():
@@ -94,7 +95,8 @@ def test_coco_wholebody_is_the_documented_133():
 
 def test_halpe_is_the_documented_136():
   halpe = keypoint_sets.built_in('halpe')
-  assert halpe.num_keypoints == 136 and halpe.keypoint_names[:17] == keypoint_sets.COCO.keypoint_names
+  assert halpe.num_keypoints == 136
+  assert halpe.keypoint_names[:17] == keypoint_sets.COCO.keypoint_names
   assert halpe.keypoint_names[17:26] == ('head', 'neck', 'hip', 'left_big_toe', 'right_big_toe',
                                       'left_small_toe', 'right_small_toe', 'left_heel',
                                       'right_heel')

@@ -35,7 +35,8 @@ def raw_examples(n: int, num_keypoints: int = 16, people: int = 2, seed: int = 0
       'image': rng.integers(0, 256, (n, STORED, STORED, 3)).astype(np.uint8),
       'keypoints': rng.uniform(3, STORED - 3, (n, num_keypoints, 2)).astype(np.float32),
       'keypoint_status': status,
-      'other_keypoints': rng.uniform(3, STORED - 3, (n, people, num_keypoints, 2)).astype(np.float32),
+      'other_keypoints': rng.uniform(3, STORED - 3, (n, people, num_keypoints, 2)
+                                     ).astype(np.float32),
       'other_keypoint_status': rng.choice([0, 2], (n, people, num_keypoints)).astype(np.int32),
       'crop_to_image': c2i,
       'objpos': objpos.astype(np.float32),

@@ -72,7 +72,8 @@ def test_onnx_agrees_with_the_predictor_on_real_images(tiny_data_dir, calibrated
   assert manifest['config']['width'] == config.width
   assert manifest['input']['shape'] == [None, SIZE, SIZE, 3]
   assert manifest['input']['dtype'] == 'uint8'
-  assert manifest['output']['keypoint_names'] == list(keypoint_sets.of_config(config).keypoint_names)
+  names = keypoint_sets.of_config(config).keypoint_names
+  assert manifest['output']['keypoint_names'] == list(names)
   assert manifest['output']['stages'] == config.num_iterations + 2
   readme = (out / 'README.md').read_text()
   assert 'onnxruntime-web' in readme and 'Ort::Session' in readme and 'manifest.json' in readme

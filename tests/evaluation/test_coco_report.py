@@ -354,8 +354,8 @@ def test_a_whole_body_set_gets_a_row_per_group(tmp_path, capsys):
       'gt_image': gt, 'pred_image': moved, 'confidence': np.ones(gt.shape[:2]),
       'keypoint_status': np.stack([p.status for _, p in pairs]),
       'bbox': np.stack([p.bbox for _, p in pairs]), 'area': np.array([p.area for _, p in pairs])}
-  config = ml_collections.ConfigDict({'keypoint_set': 'coco_wholebody', 'dataset_keypoint_set': None,
-                                      'keypoint_sigmas': ()})
+  config = ml_collections.ConfigDict({'keypoint_set': 'coco_wholebody',
+                                      'dataset_keypoint_set': None, 'keypoint_sigmas': ()})
   results = {'files': {}}
   report._coco_scores(config, None, 'validation', predictions, tmp_path, results, flip=False,
                       boxes=None, box_score_threshold=0.0, image_dir=None, batch_size=1,

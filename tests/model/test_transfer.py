@@ -21,7 +21,8 @@ def _variables(name: str, seed: int) -> dict:
 
 def test_mpii_to_coco_copies_the_trunk_and_maps_heads_by_name():
   source, target = _variables('mpii', 0), _variables('coco', 1)
-  moved, report = transfer.transfer_variables(source, keypoint_sets.MPII, target, keypoint_sets.COCO)
+  moved, report = transfer.transfer_variables(source, keypoint_sets.MPII, target,
+                                               keypoint_sets.COCO)
   trunk = lambda tree: [v for path, v in jax.tree_util.tree_leaves_with_path(tree)
                         if not any('heads' in str(k) for k in path)]
   assert len(trunk(moved)) > 20
@@ -55,7 +56,8 @@ def _at(tree, keys):
 
 def test_mpii_to_lsp_maps_every_lsp_joint_and_refuses_another_width():
   source, target = _variables('mpii', 0), _variables('lsp', 1)
-  moved, report = transfer.transfer_variables(source, keypoint_sets.MPII, target, keypoint_sets.LSP)
+  moved, report = transfer.transfer_variables(source, keypoint_sets.MPII, target,
+                                               keypoint_sets.LSP)
   kernel = lambda tree: _at(tree['params'], ('heads_0', 'keypoints', 'kernel'))
   np.testing.assert_array_equal(kernel(moved), kernel(source)[..., keypoint_sets.LSP_TO_MPII])
   assert report.fresh_keypoints == ()
